@@ -1,0 +1,150 @@
+"""Hook-based activation capture that leaves the model exactly as it found it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import nn
+
+from .inputs import input_channels, model_device, to_batch
+
+LayerRef = str | nn.Module
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every named submodule, as `model.named_modules()` spells it."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
+    """Return (name, module) for a layer given by name or as the module itself."""
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer and name:
+                return name, module
+        raise ValueError(f"The module {type(layer).__name__} given as layer is not in the model")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module name or an nn.Module; got {type(layer).__name__}")
+    modules = dict(model.named_modules())
+    if layer and layer in modules:
+        return layer, modules[layer]
+    names = layer_names(model)
+    close = difflib.get_close_matches(layer, names, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"Unknown layer {layer!r};{hint} layers are: {', '.join(names)}")
+
+
+@contextmanager
+def inference_state(model: nn.Module, device: str | torch.device | None = None) -> Iterator:
+    """Eval mode and inference mode (optionally on `device`) for the block; restores after.
+
+    Each submodule's training flag and the model's device are put back even on exceptions;
+    the grad mode is restored by `torch.inference_mode` itself. Yields the device used.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    home = model_device(model)
+    target = torch.device(device) if device is not None else home
+    moved = target != home
+    try:
+        model.eval()
+        if moved:
+            model.to(target)
+        with torch.inference_mode():
+            yield target
+    finally:
+        if moved:
+            model.to(home)
+        for module, training in flags:
+            module.training = training
+
+
+def _map_tensors(output, fn):
+    """Apply `fn` to a tensor or to each tensor of a (nested) tuple/list output."""
+    if isinstance(output, torch.Tensor):
+        return fn(output)
+    if isinstance(output, (tuple, list)):
+        return type(output)(_map_tensors(o, fn) for o in output)
+    return output
+
+
+class ActivationCapture:
+    """Forward hooks on named layers for the duration of a `with` block.
+
+    >>> with ActivationCapture(model, ["conv1", "layer1"]) as cap:
+    ...     acts = cap(image)          # {"conv1": tensor, "layer1": tensor}
+    The model runs in eval + inference mode inside the block; its hooks, training flags and
+    device are restored on exit, also when the block raises. A layer called several times in
+    one forward keeps its last output; with `strict=False` a layer the forward never calls is
+    left out of the result instead of raising.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: LayerRef | Sequence[LayerRef],
+        *,
+        device: str | torch.device | None = None,
+        transform: Callable | None = None,
+        strict: bool = True,
+    ):
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        self.model = model
+        self.layers = dict(resolve_layer(model, layer) for layer in layers)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.logits: torch.Tensor | None = None
+        self.device: torch.device | None = None
+        self._device = device
+        self._transform = transform
+        self._strict = strict
+        self._stack: ExitStack | None = None
+
+    def __enter__(self) -> ActivationCapture:
+        with ExitStack() as stack:
+            self.device = stack.enter_context(inference_state(self.model, self._device))
+            for name, module in self.layers.items():
+                handle = module.register_forward_hook(self._hook(name))
+                stack.callback(handle.remove)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.__exit__(*exc)
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            # A copy, since later in-place ops (ReLU(inplace=True), `out += identity`) would
+            # otherwise rewrite the captured tensor.
+            self.outputs[name] = _map_tensors(output, lambda t: t.detach().clone())
+
+        return hook
+
+    def __call__(self, image) -> dict[str, torch.Tensor]:
+        """Run the model on `image` and return the captured outputs by layer name."""
+        if self._stack is None:
+            raise RuntimeError("Use ActivationCapture inside a `with` block")
+        batch = to_batch(image, channels=input_channels(self.model), transform=self._transform)
+        self.outputs = {}
+        self.logits = _map_tensors(self.model(batch.to(self.device)), torch.Tensor.detach)
+        missing = [name for name in self.layers if name not in self.outputs]
+        if missing and self._strict:
+            raise ValueError(f"Layer(s) {', '.join(missing)} did not run in the model's forward")
+        return dict(self.outputs)
+
+
+def capture(
+    model: nn.Module,
+    image,
+    layers: LayerRef | Sequence[LayerRef],
+    *,
+    device: str | torch.device | None = None,
+    transform: Callable | None = None,
+) -> dict[str, torch.Tensor]:
+    """One forward pass; returns {layer name: output} with outputs on the CPU."""
+    with ActivationCapture(model, layers, device=device, transform=transform) as cap:
+        return {name: _map_tensors(out, torch.Tensor.cpu) for name, out in cap(image).items()}

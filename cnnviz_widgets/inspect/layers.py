@@ -1,0 +1,120 @@
+"""Layer catalogue: every module's type and output shape from one dry run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .capture import ActivationCapture, LayerRef, resolve_layer
+from .inputs import input_channels
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module as the forward pass used it; `output_shape` excludes the batch dimension."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...] | None
+    params: int
+
+    @property
+    def is_spatial(self) -> bool:
+        """True when the output is a (C, H, W) feature map."""
+        return self.output_shape is not None and len(self.output_shape) == 3
+
+    def describe(self) -> str:
+        """A short label such as `conv2 · Conv2d · 32×16×16`."""
+        shape = "×".join(map(str, self.output_shape)) if self.output_shape else "?"
+        return f"{self.name} · {self.type} · {shape}"
+
+
+def example_input(
+    model: nn.Module, input_size: int | tuple[int, int] = (224, 224), channels: int | None = None
+) -> torch.Tensor:
+    """A zero image of the size the model takes (3 channels unless its first conv says else)."""
+    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    c = channels or input_channels(model) or 3
+    return torch.zeros(1, c, h, w)
+
+
+def layer_catalogue(
+    model: nn.Module,
+    image=None,
+    *,
+    input_size: int | tuple[int, int] = (224, 224),
+    device: str | torch.device | None = None,
+    transform: Callable | None = None,
+) -> list[LayerInfo]:
+    """Every named module the forward pass calls, in call order, with its output shape.
+
+    `image` (any input `to_batch` accepts) sets the input size; otherwise a zero image of
+    `input_size` is used. Modules the forward never calls are left out.
+    """
+    if image is None:
+        image = example_input(model, input_size)
+    modules = dict(model.named_modules())
+    names = [name for name in modules if name]
+    order: list[str] = []
+    handles = [
+        modules[name].register_forward_pre_hook(lambda m, a, name=name: order.append(name))
+        for name in names
+    ]
+    try:
+        capture = ActivationCapture(model, names, device=device, transform=transform, strict=False)
+        with capture as cap:
+            outputs = cap(image)
+    finally:
+        for h in handles:
+            h.remove()
+    seen: dict[str, None] = dict.fromkeys(order)
+    return [
+        LayerInfo(
+            name=name,
+            type=type(modules[name]).__name__,
+            output_shape=_shape(outputs.get(name)),
+            params=sum(p.numel() for p in modules[name].parameters(recurse=True)),
+        )
+        for name in seen
+    ]
+
+
+def _shape(output) -> tuple[int, ...] | None:
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape[1:])
+    return None
+
+
+def spatial_layers(catalogue: list[LayerInfo]) -> list[str]:
+    """Names of the layers whose output is a (C, H, W) feature map."""
+    return [info.name for info in catalogue if info.is_spatial]
+
+
+def first_conv(model: nn.Module) -> str:
+    """The name of the model's first Conv2d."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name
+    raise ValueError(f"{type(model).__name__} has no Conv2d layer")
+
+
+def spatial_layer(
+    model: nn.Module, layer: LayerRef, catalogue: list[LayerInfo]
+) -> tuple[str, LayerInfo]:
+    """Resolve `layer` and check that it outputs a feature map; errors list the ones that do."""
+    name, _ = resolve_layer(model, layer)
+    info = next((i for i in catalogue if i.name == name), None)
+    if info is None or not info.is_spatial:
+        shape = (
+            "is never called by the forward pass"
+            if info is None
+            else (f"has output shape {info.output_shape}, not a (C, H, W) feature map")
+        )
+        raise ValueError(
+            f"Layer {name!r} {shape}; layers with feature maps are: "
+            f"{', '.join(spatial_layers(catalogue))}"
+        )
+    return name, info

@@ -1,0 +1,106 @@
+"""FeatureMaps: every channel of a layer for one image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import traitlets
+from torch import nn
+
+from .. import render
+from ..inspect import (
+    capture,
+    first_conv,
+    input_channels,
+    layer_catalogue,
+    spatial_layer,
+    spatial_layers,
+    to_batch,
+)
+from ._tiles import TileGridWidget, bundle
+
+
+class FeatureMaps(TileGridWidget):
+    """All channels of one layer's output for one image, as a grid of tiles.
+
+    `image`: a PIL image (with `transform`), or a CHW/NCHW tensor in the model's input space.
+    `layer`: a module or its name (default: the first Conv2d). `normalize` is "layer" (one
+    scale for all tiles, so strong and weak channels compare) or "channel". `layer`, `image`,
+    `colormap` and `normalize` can be changed after creation; a click on a tile sets
+    `selected_channel`; `sort_by` orders the tiles by "index", "mean" or "max" activation.
+    """
+
+    _esm = bundle("feature_maps.js")
+
+    layer = traitlets.Unicode("").tag(sync=True)
+    image = traitlets.Any(allow_none=False)
+    colormap = traitlets.Enum(list(render.COLORMAPS), "gray").tag(sync=True)
+    normalize = traitlets.Enum(["layer", "channel"], "layer").tag(sync=True)
+    sort_by = traitlets.Enum(["index", "mean", "max"], "index").tag(sync=True)
+    selected_channel = traitlets.Int(-1).tag(sync=True)
+    channel_max = traitlets.Bytes(b"").tag(sync=True)
+    channel_mean = traitlets.Bytes(b"").tag(sync=True)
+    input_png = traitlets.Bytes(b"").tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image,
+        layer: str | nn.Module | None = None,
+        *,
+        transform: Callable | None = None,
+        device=None,
+        tile_px: int = 64,
+        **kwargs,
+    ):
+        self._model = model
+        self._transform = transform
+        self._device = device
+        self.activations: np.ndarray | None = None
+        batch = self._batch(image)
+        self._catalogue = layer_catalogue(model, batch, device=device)
+        name, _ = spatial_layer(
+            model, first_conv(model) if layer is None else layer, self._catalogue
+        )
+        super().__init__(image=image, layer=name, tile_px=tile_px, **kwargs)
+        self._refresh()
+        self.observe(self._refresh, names=["layer", "image", "colormap", "normalize"])
+
+    @property
+    def layer_options(self) -> list[str]:
+        """Layers with a (C, H, W) output: the choices for `layer`."""
+        return spatial_layers(self._catalogue)
+
+    def _batch(self, image):
+        batch = to_batch(image, channels=input_channels(self._model), transform=self._transform)
+        if batch.shape[0] != 1:
+            raise ValueError(
+                f"FeatureMaps shows one image; got a batch of shape {tuple(batch.shape)}"
+            )
+        return batch
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal):
+        return spatial_layer(self._model, proposal["value"], self._catalogue)[0]
+
+    @traitlets.validate("image")
+    def _valid_image(self, proposal):
+        self._batch(proposal["value"])
+        return proposal["value"]
+
+    def _refresh(self, change=None) -> None:
+        batch = self._batch(self.image)
+        out = capture(self._model, batch, self.layer, device=self._device, transform=None)
+        maps = out[self.layer][0].float().numpy()
+        self.activations = maps
+        c, h, w = maps.shape
+        tiles = render.feature_tiles(maps, normalize=self.normalize, colormap=self.colormap)
+        with self.hold_sync():
+            self.channel_max = maps.max(axis=(1, 2)).astype("<f4").tobytes()
+            self.channel_mean = maps.mean(axis=(1, 2)).astype("<f4").tobytes()
+            self.input_png = render.png_bytes(render.display_image(batch[0].float().numpy()))
+            if self.selected_channel >= c:
+                self.selected_channel = -1
+            self.caption = f"{self.layer} · {c} channels · {h}×{w}"
+            self._show_tiles(tiles)
