@@ -1,0 +1,70 @@
+// @ts-check
+// Minimal typing of the anywidget front-end contract, plus small helpers shared by widgets.
+
+/**
+ * The subset of the anywidget model API the widgets use.
+ * @typedef {object} AnyModel
+ * @property {(name: string) => any} get
+ * @property {(name: string, value: unknown) => void} set
+ * @property {() => void} save_changes
+ * @property {(event: string, callback: () => void) => void} on
+ * @property {(event?: string | null, callback?: (() => void) | null) => void} off
+ */
+
+/**
+ * @typedef {object} RenderProps
+ * @property {AnyModel} model
+ * @property {HTMLElement} el
+ */
+
+/**
+ * Subscribe `callback` to `change:<name>` for every name; returns the unsubscribe function.
+ * @param {AnyModel} model
+ * @param {readonly string[]} names
+ * @param {() => void} callback
+ * @returns {() => void}
+ */
+export function onChanges(model, names, callback) {
+  for (const name of names) model.on(`change:${name}`, callback);
+  return () => {
+    for (const name of names) model.off(`change:${name}`, callback);
+  };
+}
+
+/**
+ * Read an integer-ish trait, falling back to `fallback` when missing or not finite.
+ * @param {AnyModel} model
+ * @param {string} name
+ * @param {number} fallback
+ * @returns {number}
+ */
+export function getInt(model, name, fallback) {
+  const v = Number(model.get(name));
+  return Number.isFinite(v) ? Math.trunc(v) : fallback;
+}
+
+/**
+ * Read a string trait ("" when missing).
+ * @param {AnyModel} model
+ * @param {string} name
+ * @returns {string}
+ */
+export function getStr(model, name) {
+  const v = model.get(name);
+  return v == null ? "" : String(v);
+}
+
+/**
+ * Read a 2-element integer list trait such as `tile_shape` or `grid_shape`.
+ * @param {AnyModel} model
+ * @param {string} name
+ * @returns {[number, number]}
+ */
+export function getPair(model, name) {
+  const v = model.get(name);
+  if (!Array.isArray(v) && !ArrayBuffer.isView(v)) return [0, 0];
+  const arr = /** @type {ArrayLike<unknown>} */ (v);
+  const a = Math.trunc(Number(arr[0]));
+  const b = Math.trunc(Number(arr[1]));
+  return [Number.isFinite(a) ? a : 0, Number.isFinite(b) ? b : 0];
+}

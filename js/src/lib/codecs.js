@@ -1,0 +1,128 @@
+// @ts-check
+// Decoding of binary traits (traitlets.Bytes arrive as DataView, ArrayBuffer or Uint8Array).
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * View the bytes of a Bytes trait value as a Uint8Array (no copy).
+ * Accepts DataView, ArrayBuffer, any typed array, or null/undefined (-> empty).
+ * @param {unknown} value
+ * @returns {Uint8Array}
+ */
+export function toBytes(value) {
+  if (value == null) return EMPTY;
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  // SharedArrayBuffer or a buffer from another realm (iframe): duck-type on byteLength.
+  const maybe = /** @type {{ byteLength?: unknown }} */ (value);
+  if (typeof maybe.byteLength === "number") {
+    return new Uint8Array(/** @type {ArrayBuffer} */ (value));
+  }
+  return EMPTY;
+}
+
+/**
+ * Decode little-endian float32 values into a fresh, aligned Float32Array (copies; the source
+ * byteOffset may be unaligned). Trailing bytes that do not make a whole float are ignored.
+ * @param {unknown} value
+ * @returns {Float32Array}
+ */
+export function toFloat32(value) {
+  const bytes = toBytes(value);
+  const n = Math.floor(bytes.byteLength / 4);
+  const out = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
+  for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
+}
+
+/**
+ * Decode a PNG Bytes trait into an ImageBitmap; resolves to null for empty bytes.
+ * @param {unknown} value
+ * @returns {Promise<ImageBitmap | null>}
+ */
+export async function decodePng(value) {
+  const bytes = toBytes(value);
+  if (bytes.byteLength === 0) return null;
+  // Copy: Blob parts must not be backed by a SharedArrayBuffer, and it detaches us from the model.
+  const blob = new Blob([bytes.slice()], { type: "image/png" });
+  return createImageBitmap(blob, { colorSpaceConversion: "none" });
+}
+
+/**
+ * Format a number with `digits` significant digits, dropping trailing zeros ("1.23", "0.456").
+ * @param {number} x
+ * @param {number} [digits]
+ * @returns {string}
+ */
+export function formatSig(x, digits = 3) {
+  if (!Number.isFinite(x)) return String(x);
+  return String(Number(x.toPrecision(digits)));
+}
+
+/**
+ * @typedef {object} SlotResult
+ * @property {ImageBitmap | null} bitmap null for empty bytes or a decoding failure
+ * @property {string} error "" or why decoding failed
+ */
+
+/**
+ * @typedef {object} BitmapSlot
+ * @property {(raw: unknown) => Promise<SlotResult | null>} load
+ *   Decode `raw` (re-using the previous result when `raw` is the same object). Resolves to null
+ *   when a newer `load` with different bytes superseded this one, or after `dispose`.
+ * @property {(bitmap: ImageBitmap | null) => void} show
+ *   Declare `bitmap` as the one now on screen; closes the previously shown bitmap.
+ * @property {() => void} dispose
+ */
+
+/**
+ * Holds the latest decoded PNG of one Bytes trait and releases superseded bitmaps.
+ * @returns {BitmapSlot}
+ */
+export function createBitmapSlot() {
+  /** @type {unknown} */
+  let currentRaw = {};
+  /** @type {Promise<SlotResult>} */
+  let job = Promise.resolve({ bitmap: null, error: "" });
+  /** @type {ImageBitmap | null} */
+  let shown = null;
+  let disposed = false;
+
+  return {
+    load(raw) {
+      if (raw !== currentRaw) {
+        currentRaw = raw;
+        job = decodePng(raw).then(
+          (bitmap) => {
+            if (raw !== currentRaw || disposed) {
+              bitmap?.close();
+              return { bitmap: null, error: "" };
+            }
+            return { bitmap, error: "" };
+          },
+          (err) => ({ bitmap: null, error: String(err?.message ?? err) }),
+        );
+      }
+      const mine = job;
+      return mine.then((result) => {
+        if (mine === job && !disposed) return result;
+        // Superseded before anyone showed it: nobody else will, so release it now.
+        if (result.bitmap && result.bitmap !== shown) result.bitmap.close();
+        return null;
+      });
+    },
+    show(bitmap) {
+      if (shown && shown !== bitmap) shown.close();
+      shown = bitmap;
+    },
+    dispose() {
+      disposed = true;
+      shown?.close();
+      shown = null;
+    },
+  };
+}

@@ -1,0 +1,37 @@
+// @ts-check
+// One <style> element per style block id, injected into the document (or the shadow root the
+// widget lives in). All class names are prefixed `cnnviz-`.
+
+/** Text colour readable on JupyterLab light/dark themes, VS Code, and plain pages. */
+export const FG = "var(--jp-ui-font-color1, var(--vscode-editor-foreground, #222))";
+/** Secondary text colour. */
+export const FG2 = "var(--jp-ui-font-color2, var(--vscode-descriptionForeground, #555))";
+/** Background of inputs/panels. */
+export const BG = "var(--jp-layout-color1, var(--vscode-editor-background, #fff))";
+/** Subtle background used behind tiles (shows through the gaps). */
+export const BG_TILES = "var(--jp-layout-color3, var(--vscode-editorWidget-border, #bdbdbd))";
+/** Border colour. */
+export const BORDER = "var(--jp-border-color1, var(--vscode-panel-border, #bdbdbd))";
+/** Font used by all widgets. */
+export const FONT = "var(--jp-ui-font-family, system-ui, -apple-system, 'Segoe UI', sans-serif)";
+/** Highlight colour for selected tiles (matplotlib's tab:orange). */
+export const SELECT_COLOR = "#ff7f0e";
+
+/**
+ * Inject `css` once per root node under the id `id`.
+ * @param {HTMLElement} el an element already attached where the widget renders (or `el` itself)
+ * @param {string} id
+ * @param {string} css
+ */
+export function injectStyle(el, id, css) {
+  const root = el.getRootNode();
+  const isShadow = typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot;
+  const doc = el.ownerDocument;
+  const host = isShadow ? root : doc.head || doc.documentElement;
+  const existing = isShadow ? root.getElementById(id) : doc.getElementById(id);
+  if (existing) return;
+  const style = doc.createElement("style");
+  style.id = id;
+  style.textContent = css;
+  host.appendChild(style);
+}

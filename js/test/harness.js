@@ -1,0 +1,273 @@
+// @ts-check
+// Browser harness: renders the built widget bundles against a fake anywidget model.
+// Served from the repository root (see check_harness.py); bundles are loaded from
+// ../../cnnviz_widgets/static/ unless `?static=<url-prefix>` says otherwise.
+// Exposes `window.harness` for the checks.
+
+/** @typedef {import("../src/lib/anywidget.js").AnyModel} AnyModel */
+
+/**
+ * In-memory stand-in for an anywidget model. Like Backbone, `set` fires `change:<name>`
+ * synchronously when the value changes (also for sets made by the widget itself).
+ * @implements {AnyModel}
+ */
+class FakeModel {
+  /** @param {Record<string, unknown>} state */
+  constructor(state) {
+    /** @type {Record<string, unknown>} */
+    this.state = { ...state };
+    /** @type {Map<string, Set<() => void>>} */
+    this.listeners = new Map();
+    this.saves = 0;
+    /** @type {string[]} names set by the widget since the last save */
+    this.dirty = [];
+  }
+  /** @param {string} name */
+  get(name) {
+    return this.state[name];
+  }
+  /** @param {string} name @param {unknown} value */
+  set(name, value) {
+    this.dirty.push(name);
+    this.kernelSet(name, value);
+  }
+  /** Simulate a change coming from Python. @param {string} name @param {unknown} value */
+  kernelSet(name, value) {
+    const old = this.state[name];
+    this.state[name] = value;
+    if (old !== value) {
+      for (const cb of [...(this.listeners.get(`change:${name}`) ?? [])]) cb();
+    }
+  }
+  save_changes() {
+    this.saves += 1;
+    this.dirty = [];
+  }
+  /** @param {string} event @param {() => void} cb */
+  on(event, cb) {
+    let set = this.listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(cb);
+  }
+  /** @param {string | null} [event] @param {(() => void) | null} [cb] */
+  off(event, cb) {
+    if (!event) {
+      this.listeners.clear();
+    } else if (!cb) {
+      this.listeners.delete(event);
+    } else {
+      this.listeners.get(event)?.delete(cb);
+    }
+  }
+  listenerCount() {
+    let n = 0;
+    for (const set of this.listeners.values()) n += set.size;
+    return n;
+  }
+}
+
+/**
+ * Colour of tile t in the synthetic atlases (distinct per tile, opaque).
+ * @param {number} t
+ * @param {number} salt
+ * @returns {[number, number, number]}
+ */
+function tileColor(t, salt = 0) {
+  return [(40 + 37 * t + salt) % 256, (200 + 101 * t) % 256, (90 + 53 * t + 2 * salt) % 256];
+}
+
+/**
+ * PNG atlas: `n` solid tiles of tileH x tileW packed row-major in rows x cols (no gaps).
+ * @param {{ n: number, tileH: number, tileW: number, rows: number, cols: number, salt?: number, gray?: boolean }} o
+ * @returns {Promise<Uint8Array>}
+ */
+async function makeAtlas({ n, tileH, tileW, rows, cols, salt = 0, gray = false }) {
+  const canvas = new OffscreenCanvas(cols * tileW, rows * tileH);
+  const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  for (let t = 0; t < n; t++) {
+    const [r, g, b] = tileColor(t, salt);
+    const v = gray ? (20 + 29 * t) % 256 : 0;
+    ctx.fillStyle = gray ? `rgb(${v},${v},${v})` : `rgb(${r},${g},${b})`;
+    ctx.fillRect((t % cols) * tileW, Math.floor(t / cols) * tileH, tileW, tileH);
+  }
+  return toPng(canvas);
+}
+
+/** @param {OffscreenCanvas} canvas */
+async function toPng(canvas) {
+  const blob = await canvas.convertToBlob({ type: "image/png" });
+  return new Uint8Array(await blob.arrayBuffer());
+}
+
+/** 16x16 RGB gradient standing in for the model input. */
+async function makeInput() {
+  const canvas = new OffscreenCanvas(16, 16);
+  const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  for (let y = 0; y < 16; y++) {
+    for (let x = 0; x < 16; x++) {
+      ctx.fillStyle = `rgb(${x * 16},${y * 16},128)`;
+      ctx.fillRect(x, y, 1, 1);
+    }
+  }
+  return toPng(canvas);
+}
+
+/**
+ * Bytes as anywidget delivers them: a DataView, here deliberately at an odd byteOffset.
+ * @param {Uint8Array} bytes
+ */
+function asDataView(bytes) {
+  const buf = new ArrayBuffer(bytes.byteLength + 3);
+  new Uint8Array(buf, 1, bytes.byteLength).set(bytes);
+  return new DataView(buf, 1, bytes.byteLength);
+}
+
+/** @param {number[]} values little-endian float32 bytes */
+function float32Bytes(values) {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  values.forEach((v, i) => {
+    view.setFloat32(i * 4, v, true);
+  });
+  return bytes;
+}
+
+/**
+ * Colour of a CSS-pixel position of a canvas (reads the backing store, any devicePixelRatio).
+ * @param {HTMLCanvasElement} canvas
+ * @param {number} x CSS px from the canvas' left edge
+ * @param {number} y CSS px from the canvas' top edge
+ * @returns {number[]} [r, g, b, a]
+ */
+function pixelAt(canvas, x, y) {
+  const ratio = canvas.width / canvas.clientWidth;
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  return Array.from(ctx.getImageData(Math.floor(x * ratio), Math.floor(y * ratio), 1, 1).data);
+}
+
+/**
+ * Number of distinct opaque colours on a canvas (a blank canvas has 0).
+ * @param {HTMLCanvasElement} canvas
+ */
+function distinctColors(canvas) {
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const seen = new Set();
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] === 255) seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+  }
+  return seen.size;
+}
+
+const params = new URLSearchParams(location.search);
+const STATIC = params.get("static") ?? "../../cnnviz_widgets/static/";
+
+/** Fixture statistics for the FeatureMaps widget (10 channels). */
+const CHANNEL_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6];
+const CHANNEL_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0];
+
+async function main() {
+  const [featureMaps, filterGrid] = await Promise.all([
+    import(`${STATIC}feature_maps.js`),
+    import(`${STATIC}filter_grid.js`),
+  ]);
+
+  /** @type {Record<string, FakeModel>} */
+  const models = {
+    fm: new FakeModel({
+      atlas_png: asDataView(await makeAtlas({ n: 10, tileH: 6, tileW: 8, rows: 3, cols: 4 })),
+      tile_shape: [6, 8],
+      grid_shape: [3, 4],
+      n_tiles: 10,
+      channel_max: asDataView(float32Bytes(CHANNEL_MAX)),
+      channel_mean: asDataView(float32Bytes(CHANNEL_MEAN)),
+      sort_by: "index",
+      selected_channel: -1,
+      layer: "conv2",
+      caption: "conv2 · 10 channels · 6×8 · image 5",
+      input_png: asDataView(await makeInput()),
+      tile_px: 32,
+    }),
+    fgRgb: new FakeModel({
+      atlas_png: (await makeAtlas({ n: 8, tileH: 5, tileW: 5, rows: 2, cols: 4 })).buffer,
+      tile_shape: [5, 5],
+      grid_shape: [2, 4],
+      n_tiles: 8,
+      mode: "filters",
+      n_filters: 8,
+      n_channels_shown: 3,
+      layer: "conv1",
+      caption: "conv1 · 8 filters 3×5×5 · per-filter normalisation",
+      tile_px: 40,
+      selected_filter: -1,
+    }),
+    fgChannels: new FakeModel({
+      atlas_png: await makeAtlas({ n: 12, tileH: 3, tileW: 3, rows: 4, cols: 3, gray: true }),
+      tile_shape: [3, 3],
+      grid_shape: [4, 3],
+      n_tiles: 12,
+      mode: "channels",
+      n_filters: 4,
+      n_channels_shown: 3,
+      layer: "conv2",
+      caption: "conv2 · 4 filters 3×3×3 · per-filter normalisation",
+      tile_px: 24,
+      selected_filter: 1,
+    }),
+    fgBig: new FakeModel({
+      atlas_png: asDataView(
+        await makeAtlas({ n: 512, tileH: 3, tileW: 3, rows: 32, cols: 16, gray: true }),
+      ),
+      tile_shape: [3, 3],
+      grid_shape: [32, 16],
+      n_tiles: 512,
+      mode: "channels",
+      n_filters: 32,
+      n_channels_shown: 16,
+      layer: "conv3",
+      caption: "conv3 · 32 filters · 16 of 64 input channels",
+      tile_px: 24,
+      selected_filter: -1,
+    }),
+  };
+
+  const mounts = {
+    fm: { module: featureMaps, el: "feature-maps" },
+    fgRgb: { module: filterGrid, el: "filter-grid-rgb" },
+    fgChannels: { module: filterGrid, el: "filter-grid-channels" },
+    fgBig: { module: filterGrid, el: "filter-grid-big" },
+  };
+
+  /** @type {Record<string, () => void>} */
+  const cleanups = {};
+  /** @type {Record<string, number>} */
+  const renderStart = {};
+  for (const [name, { module, el }] of Object.entries(mounts)) {
+    const target = /** @type {HTMLElement} */ (document.getElementById(el));
+    renderStart[name] = performance.now();
+    cleanups[name] = await module.default.render({ model: models[name], el: target });
+  }
+
+  return {
+    models,
+    cleanups,
+    renderStart,
+    pixelAt,
+    distinctColors,
+    makeAtlas,
+    asDataView,
+    tileColor,
+    CHANNEL_MAX,
+    CHANNEL_MEAN,
+  };
+}
+
+main().then(
+  (h) => {
+    /** @type {any} */ (window).harness = h;
+  },
+  (err) => console.error("harness setup failed:", err),
+);

@@ -1,0 +1,154 @@
+"""JupyterLab on 127.0.0.1 and Debian's headless Chromium, driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium; skip (or fail under CI=true) with the install command when missing."""
+    for path in (os.environ.get("CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
+        if path and os.path.exists(path):
+            return path
+    why = (
+        "headless Chromium not found; install Debian's build with "
+        "`apt-get install -y --no-install-recommends chromium fonts-liberation`"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why} (a browser test may not be skipped in CI)")
+    pytest.skip(why)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a scratch copy of notebooks/."""
+    chromium_path()  # no server without a browser to drive it
+    home = tmp_path_factory.mktemp("lab")
+    work = home / "work"
+    shutil.copytree(ROOT / "notebooks", work)
+    env = dict(os.environ)
+    for var, sub in [
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ]:
+        env[var] = str(home / sub)
+    # No news or update checks: they would reach for the network and pop up toasts.
+    labconfig = home / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    disabled = {"@jupyterlab/apputils-extension:announcements": True}
+    (labconfig / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={work}",
+            "--IdentityProvider.token=", "--ServerApp.password=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/api/status", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"JupyterLab did not start; see {home / 'server.log'}")
+            time.sleep(0.3)
+        yield {"url": base, "dir": work}
+    finally:
+        _stop_kernels(base)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _stop_kernels(base: str) -> None:
+    """Kernels outlive the browser: end each session through the REST API."""
+    try:
+        http = requests.Session()
+        http.get(f"{base}/lab", timeout=5)
+        headers = {"X-XSRFToken": http.cookies.get("_xsrf", "")}
+        for session in http.get(f"{base}/api/sessions", timeout=5).json():
+            http.delete(f"{base}/api/sessions/{session['id']}", headers=headers, timeout=10)
+    except requests.RequestException:
+        pass
+
+
+@pytest.fixture
+def page(lab, tmp_path, request):
+    """A fresh Chromium page; the test fails on any console error or page error."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium_path(),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        pg = context.new_page()
+        pg.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+        pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        pg.console_errors = errors
+        try:
+            yield pg
+        finally:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                ARTIFACTS.mkdir(exist_ok=True)
+                shot = ARTIFACTS / f"{request.node.name}.png"
+                pg.screenshot(path=str(shot), full_page=True)
+                print(f"\nscreenshot of the failure: {shot}")
+            context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.rep_call = report
+    return report

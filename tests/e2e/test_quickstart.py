@@ -1,0 +1,92 @@
+"""The quickstart notebook in JupyterLab, in a real browser: views render, clicks reach Python."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+TILES = "{root} canvas.cnnviz-tiles"
+NON_BLANK = """canvas => {
+  const ctx = canvas.getContext("2d");
+  const {data} = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  const seen = new Set();
+  for (let i = 0; i < data.length; i += 4) seen.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
+  return seen.size;
+}"""
+
+
+def open_and_run_all(page, lab, name):
+    page.goto(f"{lab['url']}/lab/tree/{name}")
+    # The kernel is really connected only once the debugger button is enabled (see TESTING.md).
+    page.wait_for_selector('.jp-DebuggerBugButton[aria-disabled="false"]', timeout=60_000)
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
+
+
+def tile_center(canvas, position: int) -> tuple[float, float]:
+    """Where display position `position` sits in the canvas, from its data attributes."""
+    d = canvas.evaluate("c => ({...c.dataset})")
+    gap, scale, cols = int(d["gap"]), int(d["scale"]), int(d["cols"])
+    tw, th = int(d["tileW"]) * scale, int(d["tileH"]) * scale
+    col, row = position % cols, position // cols
+    return gap + col * (tw + gap) + tw / 2, gap + row * (th + gap) + th / 2
+
+
+def rerun_cell(page, index: int):
+    """Run code cell `index` again; returns its output locator."""
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    return cell.locator(".jp-OutputArea-output")
+
+
+def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
+    open_and_run_all(page, lab, "01_quickstart.ipynb")
+    filters = page.locator(TILES.format(root=".cnnviz-filter-grid"))
+    maps = page.locator(TILES.format(root=".cnnviz-feature-maps"))
+    filters.wait_for(timeout=60_000)
+    maps.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('canvas.cnnviz-tiles')]"
+        ".every(c => Number(c.dataset.drawCount) > 0)",
+        timeout=30_000,
+    )
+    # conv1 of the demo: 16 single-channel 3x3 filters; conv2: 32 maps of 16x16
+    assert filters.get_attribute("data-n-tiles") == "16"
+    assert maps.get_attribute("data-n-tiles") == "32"
+    assert filters.evaluate(NON_BLANK) > 8, "the filter grid drew (almost) nothing"
+    assert maps.evaluate(NON_BLANK) > 8, "the feature maps drew (almost) nothing"
+
+    # click the tile at display position 5; the kernel must see that channel selected
+    order = [int(c) for c in maps.get_attribute("data-order").split(",")]
+    x, y = tile_center(maps, 5)
+    maps.click(position={"x": x, "y": y})
+    out = rerun_cell(page, 3)
+    out.filter(has_text=f"selected channel: {order[5]} of layer conv2").wait_for(timeout=20_000)
+
+    # hover shows the channel's label
+    x, y = tile_center(maps, 2)
+    maps.hover(position={"x": x, "y": y})
+    tip = page.locator(".cnnviz-feature-maps .cnnviz-tooltip")
+    tip.filter(has_text=f"channel {order[2]}").wait_for(timeout=5_000)
+
+    # the layer dropdown drives the widget: conv3 has 64 channels of 8x8
+    drawn = int(maps.get_attribute("data-draw-count"))
+    page.locator(".widget-dropdown select").select_option("conv3")
+    page.wait_for_function(
+        "n => { const c = document.querySelector('.cnnviz-feature-maps canvas.cnnviz-tiles');"
+        " return c.dataset.nTiles === '64' && Number(c.dataset.drawCount) > n; }",
+        arg=drawn,
+        timeout=20_000,
+    )
+    assert maps.evaluate(NON_BLANK) > 8
+
+    # sorting by max activation reorders the tiles in the browser
+    page.locator(".cnnviz-feature-maps select.cnnviz-sort").select_option("max")
+    page.wait_for_function(
+        "() => document.querySelector('.cnnviz-feature-maps canvas.cnnviz-tiles')"
+        ".dataset.order.split(',').slice(0, 3).join(',') !== '0,1,2'",
+        timeout=10_000,
+    )
+    assert page.console_errors == []
