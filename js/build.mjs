@@ -12,6 +12,7 @@ import * as esbuild from "esbuild";
 const ENTRIES = {
   filter_grid: "src/filter_grid.js",
   feature_maps: "src/feature_maps.js",
+  occlusion_map: "src/occlusion_map.js",
 };
 
 const here = (/** @type {string} */ p) => fileURLToPath(new URL(p, import.meta.url));

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import math
 import os
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -24,13 +26,16 @@ from playwright.sync_api import Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "cnnviz_widgets" / "static"
-BUNDLES = ("filter_grid.js", "feature_maps.js")
+BUNDLES = ("filter_grid.js", "feature_maps.js", "occlusion_map.js")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 # Mirrors the fixtures in harness.js.
 FM_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6]
 FM_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0]
 ORANGE = [0xFF, 0x7F, 0x0E, 255]
+OCC = ".cnnviz-occlusion"
+OCC_HEATMAP = f"{OCC} canvas.cnnviz-heatmap"
+OCC_SCALE = 8  # 32x32 image at view_px 256
 
 
 class CheckFailed(AssertionError):
@@ -130,6 +135,346 @@ def model_get(page: Page, model: str, name: str):
 
 def kernel_set(page: Page, model: str, name: str, value) -> None:
     page.evaluate("([m, k, v]) => harness.models[m].kernelSet(k, v)", [model, name, value])
+
+
+def occ_image(y: float, x: float) -> list[int]:
+    """Fixture image colour at image pixel (y, x) (mirrors occImageColor in harness.js)."""
+    return [8 * int(x), 255 - 8 * int(y), 60]
+
+
+def occ_lut(i: int) -> list[int]:
+    """Fixture LUT entry (mirrors occLut)."""
+    return [i, (3 * i) % 256, 255 - i]
+
+
+def f32(v: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def occ_score(i: int, j: int, ny: int, nx: int) -> float:
+    """Fixture score of cell (i, j) (mirrors occScores), as float32."""
+    return f32((i * nx + j) / (ny * nx - 1))
+
+
+def occ_color(v: float, vmin: float = 0.0, vmax: float = 1.0) -> list[int]:
+    """LUT colour of v, with JavaScript's Math.round."""
+    i = math.floor(255 * (v - vmin) / (vmax - vmin) + 0.5)
+    return occ_lut(min(255, max(0, i)))
+
+
+def fmt3(v: float) -> str:
+    """formatSig(v, 3) for the plain decimals used here."""
+    return repr(float(f"{v:.3g}"))
+
+
+def occ_attrs(page: Page) -> dict[str, str]:
+    return page.eval_on_selector(OCC_HEATMAP, "c => ({...c.dataset})")
+
+
+def occ_wait_draw(page: Page, after: int) -> dict[str, str]:
+    page.wait_for_function(
+        "([sel, n]) => { const c = document.querySelector(sel);"
+        " return c && Number(c.dataset.drawCount || 0) > n; }",
+        arg=[OCC_HEATMAP, after],
+        timeout=5000,
+    )
+    return occ_attrs(page)
+
+
+def occ_pixel(page: Page, y: float, x: float, sel: str = OCC_HEATMAP) -> list[int]:
+    """Pixel at image coordinates (y, x) of the heatmap (or another canvas at that CSS scale)."""
+    return page.evaluate(
+        "([sel, x, y]) => harness.pixelAt(document.querySelector(sel), x, y)",
+        [sel, x * OCC_SCALE, y * OCC_SCALE],
+    )
+
+
+def close(a: list[int], b: list[int], tol: int) -> bool:
+    return len(a) >= 3 and all(
+        abs(int(p) - int(q)) <= tol for p, q in zip(a[:3], b[:3], strict=True)
+    )
+
+
+def check_cells(page: Page, ny: int, nx: int, patch: int, stride: int, alpha: float) -> None:
+    """Cell colours at the patch centres follow the LUT, blended over the image at `alpha`."""
+    cells = {(0, 0), (ny - 1, nx - 1), (ny // 2, 1), (1, nx - 2)}
+    for i, j in sorted(cells):
+        # middle of the image pixel just below/right of the patch centre (inside cell (i, j))
+        y, x = i * stride + patch / 2 + 0.5, j * stride + patch / 2 + 0.5
+        lut = occ_color(occ_score(i, j, ny, nx))
+        img = occ_image(y, x)
+        want = [round(alpha * c + (1 - alpha) * d) for c, d in zip(lut, img, strict=True)]
+        got = occ_pixel(page, y, x)
+        check(
+            close(got, want, 2) and got[3] == 255,
+            f"cell ({i}, {j}) of {ny}x{nx} at opacity {alpha}: {got} != {want}",
+        )
+
+
+def occ_hover(page: Page, y: float, x: float) -> str | None:
+    """Move the mouse to image coordinates (y, x); the tooltip text, or None when hidden."""
+    box = page.locator(OCC_HEATMAP).bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + x * OCC_SCALE, box["y"] + y * OCC_SCALE)
+    tip = page.locator(f"{OCC} .cnnviz-tooltip")
+    return tip.inner_text() if tip.is_visible() else None
+
+
+def commit(page: Page, sel: str, value: str) -> None:
+    """Type `value` into an input and commit it with Enter (fires `change`)."""
+    page.fill(sel, value)
+    page.press(sel, "Enter")
+
+
+def run_occlusion_checks(page: Page, notes: list[str]) -> None:
+    def saves() -> int:
+        return page.evaluate("harness.models.occ.saves")
+
+    page.locator(OCC).scroll_into_view_if_needed()
+
+    # --- before the first map: the image only -------------------------------------------------
+    a = occ_wait_draw(page, 0)
+    check(a["cells"] == "0,0" and a["maps"] == "0", f"initial heatmap attrs {a}")
+    check(float(a["scale"]) == OCC_SCALE, f"scale {a['scale']}")
+    width = page.eval_on_selector(OCC_HEATMAP, "c => c.getBoundingClientRect().width")
+    check(width == 256, f"heatmap CSS width {width}")
+    for y, x in [(0.5, 0.5), (5.5, 7.5), (31.5, 20.5)]:
+        got = occ_pixel(page, y, x)
+        check(got == [*occ_image(y, x), 255], f"image pixel ({y}, {x}): {got}")
+    check(not page.locator(f"{OCC} .cnnviz-colorbar").is_visible(), "colour bar before a map")
+    check(page.eval_on_selector(f"{OCC} progress.cnnviz-progress", "p => p.value") == 0, "progress")
+    check(page.locator(f"{OCC} .cnnviz-status").inner_text() == "starting…", "status text")
+
+    # --- first map, 3x3 (patch 8, stride 12: cells clipped at the image border) ----------------
+    draws = int(a["drawCount"])
+    page.evaluate(
+        "harness.occPushMap(harness.models.occ, {ny: 3, nx: 3, patch: 8, stride: 12, mapsDone: 1})"
+    )
+    a = occ_wait_draw(page, draws)
+    page.wait_for_timeout(150)
+    a = occ_attrs(page)
+    check(int(a["drawCount"]) == draws + 1, f"11 trait changes in one tick: {a['drawCount']} draws")
+    check((a["cells"], a["maps"], a["opacity"]) == ("3,3", "1", "0.6"), f"3x3 attrs {a}")
+    check_cells(page, 3, 3, 8, 12, 0.6)
+    # cell (0, 0) spans image rows -2..10 (clipped to 0): the corner pixel is in it
+    want = [round(0.6 * c + 0.4 * d) for c, d in zip(occ_color(0.0), occ_image(0, 0), strict=True)]
+    check(close(occ_pixel(page, 0.5, 0.5), want, 2), "3x3 map must reach the image corner")
+    colors = page.eval_on_selector(OCC_HEATMAP, "c => harness.distinctColors(c)")
+    check(colors > 100, f"heatmap looks blank ({colors} colours)")
+    check(
+        page.locator(f"{OCC} .cnnviz-caption").inner_text()
+        == "probability of 'cat' with the patch at each place",
+        "caption",
+    )
+
+    # --- colour bar -----------------------------------------------------------------------
+    bar = f"{OCC} canvas.cnnviz-colorbar"
+    check(page.locator(bar).is_visible(), "colour bar hidden")
+    bh = page.eval_on_selector(bar, "c => c.clientHeight")
+    top = page.evaluate("([s, h]) => harness.pixelAt(document.querySelector(s), 4, 0.5)", [bar, bh])
+    bottom = page.evaluate(
+        "([s, h]) => harness.pixelAt(document.querySelector(s), 4, h - 0.5)", [bar, bh]
+    )
+    check(close(top, occ_lut(255), 4), f"colour bar top {top} != LUT[255]")
+    check(close(bottom, occ_lut(0), 4), f"colour bar bottom {bottom} != LUT[0]")
+    mark = page.locator(f"{OCC} .cnnviz-colorbar-mark-label").inner_text()
+    check(mark == "unoccluded 0.93", f"colour-bar mark label {mark!r}")
+    ends = [page.locator(f"{OCC} .cnnviz-colorbar-{e}").inner_text() for e in ("max", "min")]
+    check(ends == ["1", "0"], f"colour-bar end labels {ends}")
+    mark_y = page.eval_on_selector(
+        f"{OCC} .cnnviz-colorbar-mark",
+        "(m) => { const c = m.parentElement.querySelector('canvas').getBoundingClientRect();"
+        " const r = m.getBoundingClientRect(); return (r.top + r.height / 2 - c.top) / c.height; }",
+    )
+    check(abs(mark_y - 0.07) < 0.03, f"mark at {mark_y:.3f} of the bar, want 0.07 from the top")
+
+    # --- second map, 7x7 (patch 8, stride 4): the map sharpens --------------------------------
+    draws = int(a["drawCount"])
+    page.evaluate(
+        "harness.occPushMap(harness.models.occ, {ny: 7, nx: 7, patch: 8, stride: 4, mapsDone: 2})"
+    )
+    a = occ_wait_draw(page, draws)
+    check((a["cells"], a["maps"]) == ("7,7", "2"), f"7x7 attrs {a}")
+    check_cells(page, 7, 7, 8, 4, 0.6)
+    # the cells cover image rows/cols 2..30: outside is the bare image
+    for y, x in [(1.5, 15.5), (15.5, 30.5), (31.5, 0.5)]:
+        got = occ_pixel(page, y, x)
+        check(got == [*occ_image(y, x), 255], f"outside the map at ({y}, {x}): {got}")
+
+    # --- opacity slider -------------------------------------------------------------------
+    draws = int(a["drawCount"])
+    n = saves()
+    page.eval_on_selector(
+        f"{OCC} input.cnnviz-opacity",
+        "(s) => { s.value = '1'; s.dispatchEvent(new Event('input', {bubbles: true}));"
+        " s.dispatchEvent(new Event('change', {bubbles: true})); }",
+    )
+    check(model_get(page, "occ", "opacity") == 1, "opacity not set by the slider")
+    check(saves() == n + 1, "save_changes after the slider")
+    a = occ_wait_draw(page, draws)
+    check(a["opacity"] == "1", f"data-opacity {a['opacity']}")
+    for i, j in [(0, 0), (3, 4), (6, 6)]:
+        got = occ_pixel(page, i * 4 + 4.5, j * 4 + 4.5)
+        want = occ_color(occ_score(i, j, 7, 7))
+        check(got[:3] == want, f"cell ({i}, {j}) at opacity 1: {got} != {want}")
+    page.focus(f"{OCC} input.cnnviz-opacity")
+    page.keyboard.press("ArrowLeft")
+    check(abs(model_get(page, "occ", "opacity") - 0.99) < 1e-9, "slider keyboard step")
+    kernel_set(page, "occ", "opacity", 1)
+    check(page.input_value(f"{OCC} input.cnnviz-opacity") == "1", "slider not synced")
+    page.wait_for_function(
+        "sel => document.querySelector(sel).dataset.opacity === '1'", arg=OCC_HEATMAP
+    )
+    a = occ_attrs(page)
+
+    # --- hover: tooltip, outline, position mapping, no redraw -------------------------------
+    draws = int(a["drawCount"])
+    text = occ_hover(page, 2 * 4 + 4.5, 3 * 4 + 4.5)  # centre of cell (2, 3)
+    want = f"patch at (8, 12) · score {fmt3(occ_score(2, 3, 7, 7))}"
+    check(text == want, f"tooltip {text!r} != {want!r}")
+    box = page.locator(OCC_HEATMAP).bounding_box()
+    tip = page.locator(f"{OCC} .cnnviz-tooltip").bounding_box()
+    assert box is not None and tip is not None
+    mx, my = box["x"] + (3 * 4 + 4.5) * OCC_SCALE, box["y"] + (2 * 4 + 4.5) * OCC_SCALE
+    check(
+        mx < tip["x"] < mx + 30 and my < tip["y"] < my + 30,
+        f"tooltip at {tip} for the mouse at ({mx}, {my})",
+    )
+    ov = f"{OCC} canvas.cnnviz-heatmap-overlay"
+    edge = occ_pixel(page, 8 + 4, 12 + 0.05, ov)  # left edge of the 8x8 patch at (8, 12)
+    inside = occ_pixel(page, 8 + 4, 12 + 4, ov)
+    check(edge[3] > 0 and inside[3] == 0, f"patch outline: edge {edge}, inside {inside}")
+    # cell (i, j) holds image rows 2 + 4i .. 6 + 4i: y = 13.9 is cell 2, x = 2.1 is cell 0
+    text = occ_hover(page, 13.9, 2.1)
+    check(text is not None and text.startswith("patch at (8, 0) ·"), f"tooltip {text!r}")
+    text = occ_hover(page, 14.1, 29.9)
+    check(text is not None and text.startswith("patch at (12, 24) ·"), f"tooltip {text!r}")
+    for y, x in [(1.5, 16), (16, 30.5), (31, 31)]:
+        text = occ_hover(page, y, x)
+        check(text is None, f"tooltip outside the map at ({y}, {x}): {text!r}")
+    for k in range(20):
+        occ_hover(page, 3 + k * 1.3, 4 + k)
+    check(int(occ_attrs(page)["drawCount"]) == draws, "hover redrew the heatmap")
+    occ_hover(page, 6.5, 6.5)
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(50)
+    check(not page.locator(f"{OCC} .cnnviz-tooltip").is_visible(), "tooltip after leaving")
+    check(occ_pixel(page, 6, 4.05, ov)[3] == 0, "outline left after leaving")
+
+    # --- target select --------------------------------------------------------------------
+    sel = f"{OCC} select.cnnviz-target"
+    texts = page.eval_on_selector(sel, "s => [...s.options].map(o => o.text)")
+    check(
+        texts
+        == [
+            "cat (0.93)",
+            "dog (0.04)",
+            "bird (0.012)",
+            "plane (0.005)",
+            "ship (0.0021)",
+            "other class…",
+        ],
+        f"target options {texts}",
+    )
+    check(page.input_value(sel) == "3", "initial target not selected")
+    n = saves()
+    page.select_option(sel, "5")
+    check(model_get(page, "occ", "target") == 5 and saves() == n + 1, "target from the select")
+    kernel_set(page, "occ", "target", 7)  # not in the top 5
+    check(page.input_value(sel) == "7", "target outside the top 5 not selected")
+    label = page.eval_on_selector(sel, "s => s.selectedOptions[0].text")
+    check(label == "horse", f"selected option {label!r}")
+    page.select_option(sel, "other")
+    cls = f"{OCC} input.cnnviz-class-input"
+    check(page.locator(cls).is_visible(), "class input hidden after 'other class…'")
+    n_opts = page.eval_on_selector(cls, "i => i.list && i.list.options.length")
+    check(n_opts == 12, f"datalist options {n_opts}")
+    commit(page, cls, "truck")
+    check(model_get(page, "occ", "target") == 9, "target by class name")
+    check(not page.locator(cls).is_visible(), "class input still visible")
+    check(page.input_value(sel) == "9", "select after picking by name")
+    page.select_option(sel, "other")
+    commit(page, cls, "crane")  # two classes share the name
+    check(model_get(page, "occ", "target") == 9, "ambiguous name must be refused")
+    check(page.get_attribute(cls, "aria-invalid") == "true", "refused name not flagged")
+    commit(page, cls, "crane #11")
+    check(model_get(page, "occ", "target") == 11, "target by datalist value")
+    page.select_option(sel, "3")
+    check(model_get(page, "occ", "target") == 3, "target back to the top class")
+
+    # --- patch / stride / baseline --------------------------------------------------------
+    patch, stride, base = (f"{OCC} input.cnnviz-{k}" for k in ("patch", "stride", "baseline"))
+    check(page.get_attribute(patch, "max") == "32", "patch max")
+    check(page.input_value(patch) == "8" and page.input_value(stride) == "4", "control values")
+    n = saves()
+    commit(page, patch, "12")
+    check(model_get(page, "occ", "patch_size") == 12 and saves() == n + 1, "patch_size from input")
+    for bad in ("0", "33", "2.5", "-3"):
+        commit(page, patch, bad)
+        check(model_get(page, "occ", "patch_size") == 12, f"patch {bad} accepted")
+        check(page.input_value(patch) == "12", f"patch input not reverted after {bad}")
+    check("cnnviz-refused" in (page.get_attribute(patch, "class") or ""), "refusal not shown")
+    commit(page, stride, "3")
+    check(model_get(page, "occ", "stride") == 3, "stride from input")
+    for bad in ("0", "1.5", ""):
+        commit(page, stride, bad)
+        check(model_get(page, "occ", "stride") == 3, f"stride {bad!r} accepted")
+        check(page.input_value(stride) == "3", f"stride input not reverted after {bad!r}")
+    commit(page, base, "-0.5")
+    check(model_get(page, "occ", "baseline") == -0.5, "baseline from input")
+    commit(page, base, "")
+    check(model_get(page, "occ", "baseline") == -0.5, "empty baseline accepted")
+    check(page.input_value(base) == "-0.5", "baseline input not reverted")
+    n = saves()
+    page.fill(patch, "16")  # typing alone does not commit
+    check(model_get(page, "occ", "patch_size") == 12 and saves() == n, "committed on keystroke")
+    kernel_set(page, "occ", "patch_size", 10)
+    check(page.input_value(patch) == "10", "patch input not synced from Python")
+
+    # --- progress, status, maps_done --------------------------------------------------------
+    kernel_set(page, "occ", "progress", 0.42)
+    kernel_set(page, "occ", "status", "stride 4 · 49 positions · 0.41 s")
+    value = page.eval_on_selector(f"{OCC} progress.cnnviz-progress", "p => p.value")
+    check(abs(value - 0.42) < 1e-6, f"progress value {value}")
+    check(
+        page.locator(f"{OCC} .cnnviz-status").inner_text() == "stride 4 · 49 positions · 0.41 s",
+        "status text",
+    )
+    kernel_set(page, "occ", "running", False)
+    check(page.get_attribute(OCC, "data-running") == "false", "data-running")
+    draws = int(occ_attrs(page)["drawCount"])
+    kernel_set(page, "occ", "maps_done", 3)
+    a = occ_wait_draw(page, draws)
+    check(a["maps"] == "3", f"data-maps {a['maps']}")
+
+    # --- a 15x15 map while the mouse is over the heatmap ------------------------------------
+    occ_hover(page, 10.5, 10.5)
+    draws = int(a["drawCount"])
+    page.evaluate(
+        "harness.occPushMap(harness.models.occ, {ny: 15, nx: 15, patch: 4, stride: 2, mapsDone: 4})"
+    )
+    a = occ_wait_draw(page, draws)
+    check(a["cells"] == "15,15", f"15x15 attrs {a}")
+    check_cells(page, 15, 15, 4, 2, 1.0)
+    # cell (i, j) holds rows 1 + 2i .. 3 + 2i: y = 10.5 is cell 4
+    tip_text = page.locator(f"{OCC} .cnnviz-tooltip").inner_text()
+    check(tip_text.startswith("patch at (8, 8) ·"), f"tooltip after the map changed {tip_text!r}")
+    page.mouse.move(5, 5)
+
+    # --- draw time of a fine map --------------------------------------------------------------
+    ms = page.evaluate(
+        """async () => {
+            const c = document.querySelector('.cnnviz-occlusion canvas.cnnviz-heatmap');
+            const m = harness.models.occ;
+            const before = Number(c.dataset.drawCount);
+            const t0 = performance.now();
+            harness.occPushMap(m, {ny: 29, nx: 29, patch: 4, stride: 1, mapsDone: 5});
+            while (Number(c.dataset.drawCount) === before) await new Promise(r => setTimeout(r, 0));
+            return performance.now() - t0;
+        }"""
+    )
+    check(ms < 500, f"29x29 map draw took {ms:.0f} ms")
+    notes.append(f"occlusion 29x29 draw {ms:.1f} ms")
 
 
 def run_checks(page: Page, dpr: float) -> list[str]:
@@ -279,15 +624,41 @@ def run_checks(page: Page, dpr: float) -> list[str]:
     check(g.hover(17) == "filter 1 · input channel 1", "big grid tooltip")
     check(Grid(page, big_root).draws == g.draws, "hover redrew the big grid")
 
+    # --- OcclusionMap ----------------------------------------------------------------------
+    run_occlusion_checks(page, notes)
+
     # --- cleanup ---------------------------------------------------------------------------
     left = page.evaluate(
         """() => {
+            window.occCanvas = document.querySelector('.cnnviz-occlusion canvas.cnnviz-heatmap');
             for (const f of Object.values(harness.cleanups)) f();
             return Object.values(harness.models).map(m => m.listenerCount());
         }"""
     )
-    check(left == [0, 0, 0, 0], f"listeners left after cleanup: {left}")
-    check(page.locator(".cnnviz-feature-maps, .cnnviz-filter-grid").count() == 0, "DOM not removed")
+    check(left == [0, 0, 0, 0, 0], f"listeners left after cleanup: {left}")
+    check(
+        page.locator(".cnnviz-feature-maps, .cnnviz-filter-grid, .cnnviz-occlusion").count() == 0,
+        "DOM not removed",
+    )
+    # a pointer event on the detached heatmap must find no listener (it would set data-hover)
+    hover = page.evaluate(
+        """() => {
+            const c = window.occCanvas;
+            c.dispatchEvent(new PointerEvent('pointermove', {clientX: 100, clientY: 100}));
+            return c.dataset.hover;
+        }"""
+    )
+    check(not hover, f"heatmap pointer listener still attached (hover {hover!r})")
+    draws = page.evaluate("() => window.occCanvas.dataset.drawCount")
+    page.evaluate(
+        "() => harness.occPushMap(harness.models.occ, {ny: 3, nx: 3, patch: 8, stride: 12,"
+        " mapsDone: 9})"
+    )
+    page.wait_for_timeout(50)
+    check(
+        page.evaluate("() => window.occCanvas.dataset.drawCount") == draws,
+        "heatmap redrawn after cleanup",
+    )
     page.wait_for_timeout(100)
     return notes
 

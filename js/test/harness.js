@@ -162,6 +162,82 @@ function distinctColors(canvas) {
   return seen.size;
 }
 
+/**
+ * OcclusionMap fixture image colour at pixel (y, x) of its 32x32 image.
+ * @param {number} y
+ * @param {number} x
+ * @returns {[number, number, number]}
+ */
+function occImageColor(y, x) {
+  return [8 * x, 255 - 8 * y, 60];
+}
+
+/** 32x32 RGB image for the OcclusionMap (see occImageColor). */
+async function makeOccImage() {
+  const canvas = new OffscreenCanvas(32, 32);
+  const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) {
+      const [r, g, b] = occImageColor(y, x);
+      ctx.fillStyle = `rgb(${r},${g},${b})`;
+      ctx.fillRect(x, y, 1, 1);
+    }
+  }
+  return toPng(canvas);
+}
+
+/** OcclusionMap fixture LUT: entry i is (i, 3i mod 256, 255 - i). */
+function occLut() {
+  const lut = new Uint8Array(768);
+  for (let i = 0; i < 256; i++) lut.set([i, (3 * i) % 256, 255 - i], 3 * i);
+  return lut;
+}
+
+/**
+ * OcclusionMap fixture scores: cell (i, j) of an ny x nx map is (i * nx + j) / (ny * nx - 1),
+ * so the map spans 0..1.
+ * @param {number} ny
+ * @param {number} nx
+ */
+function occScores(ny, nx) {
+  const n = ny * nx;
+  return float32Bytes(Array.from({ length: n }, (_, c) => c / Math.max(1, n - 1)));
+}
+
+/**
+ * Push one finished map into the OcclusionMap model the way Python does (all traits in one tick).
+ * @param {FakeModel} m
+ * @param {{ ny: number, nx: number, patch: number, stride: number, mapsDone: number }} o
+ */
+function occPushMap(m, { ny, nx, patch, stride, mapsDone }) {
+  m.kernelSet("scores", asDataView(occScores(ny, nx)));
+  m.kernelSet("scores_shape", [ny, nx]);
+  m.kernelSet("map_patch", [patch, patch]);
+  m.kernelSet("map_stride", [stride, stride]);
+  m.kernelSet("base_score", 0.93);
+  m.kernelSet("vmin", 0);
+  m.kernelSet("vmax", 1);
+  m.kernelSet("caption", "probability of 'cat' with the patch at each place");
+  m.kernelSet("status", `stride ${stride} · ${ny * nx} positions · 0.01 s`);
+  m.kernelSet("progress", mapsDone / 3);
+  m.kernelSet("maps_done", mapsDone);
+}
+
+const OCC_CLASSES = [
+  "plane",
+  "car",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+  "crane",
+  "crane",
+];
+
 const params = new URLSearchParams(location.search);
 const STATIC = params.get("static") ?? "../../cnnviz_widgets/static/";
 
@@ -170,9 +246,10 @@ const CHANNEL_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6];
 const CHANNEL_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0];
 
 async function main() {
-  const [featureMaps, filterGrid] = await Promise.all([
+  const [featureMaps, filterGrid, occlusionMap] = await Promise.all([
     import(`${STATIC}feature_maps.js`),
     import(`${STATIC}filter_grid.js`),
+    import(`${STATIC}occlusion_map.js`),
   ]);
 
   /** @type {Record<string, FakeModel>} */
@@ -232,6 +309,39 @@ async function main() {
       tile_px: 24,
       selected_filter: -1,
     }),
+    occ: new FakeModel({
+      image_png: asDataView(await makeOccImage()),
+      image_shape: [32, 32],
+      scores: new DataView(new ArrayBuffer(0)),
+      scores_shape: [0, 0],
+      map_patch: [0, 0],
+      map_stride: [0, 0],
+      vmin: 0,
+      vmax: 1,
+      colormap: "viridis",
+      colormap_lut: asDataView(occLut()),
+      opacity: 0.6,
+      view_px: 256,
+      base_score: 0,
+      caption: "",
+      target: 3,
+      top_classes: [
+        { index: 3, name: "cat", score: 0.93 },
+        { index: 5, name: "dog", score: 0.04 },
+        { index: 2, name: "bird", score: 0.012 },
+        { index: 0, name: "plane", score: 0.005 },
+        { index: 8, name: "ship", score: 0.0021 },
+      ],
+      class_names: OCC_CLASSES,
+      patch_size: 8,
+      stride: 4,
+      baseline: 0,
+      output: "prob",
+      progress: 0,
+      running: true,
+      status: "starting…",
+      maps_done: 0,
+    }),
   };
 
   const mounts = {
@@ -239,6 +349,7 @@ async function main() {
     fgRgb: { module: filterGrid, el: "filter-grid-rgb" },
     fgChannels: { module: filterGrid, el: "filter-grid-channels" },
     fgBig: { module: filterGrid, el: "filter-grid-big" },
+    occ: { module: occlusionMap, el: "occlusion-map" },
   };
 
   /** @type {Record<string, () => void>} */
@@ -262,6 +373,8 @@ async function main() {
     tileColor,
     CHANNEL_MAX,
     CHANNEL_MEAN,
+    occImageColor,
+    occPushMap,
   };
 }
 

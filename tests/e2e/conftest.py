@@ -138,11 +138,11 @@ def page(lab, tmp_path, request):
             yield pg
         finally:
             failed = getattr(request.node, "rep_call", None)
-            if failed is not None and failed.failed:
+            if os.environ.get("CNNVIZ_SCREENSHOTS") or (failed is not None and failed.failed):
                 ARTIFACTS.mkdir(exist_ok=True)
                 shot = ARTIFACTS / f"{request.node.name}.png"
                 pg.screenshot(path=str(shot), full_page=True)
-                print(f"\nscreenshot of the failure: {shot}")
+                print(f"\nscreenshot: {shot}")
             context.close()
 
 

@@ -4,47 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from ._lab import NON_BLANK, open_and_run_all, rerun_cell, tile_center
+
 pytestmark = pytest.mark.e2e
-
-TILES = "{root} canvas.cnnviz-tiles"
-NON_BLANK = """canvas => {
-  const ctx = canvas.getContext("2d");
-  const {data} = ctx.getImageData(0, 0, canvas.width, canvas.height);
-  const seen = new Set();
-  for (let i = 0; i < data.length; i += 4) seen.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
-  return seen.size;
-}"""
-
-
-def open_and_run_all(page, lab, name):
-    page.goto(f"{lab['url']}/lab/tree/{name}")
-    # The kernel is really connected only once the debugger button is enabled (see TESTING.md).
-    page.wait_for_selector('.jp-DebuggerBugButton[aria-disabled="false"]', timeout=60_000)
-    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
-    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
-
-
-def tile_center(canvas, position: int) -> tuple[float, float]:
-    """Where display position `position` sits in the canvas, from its data attributes."""
-    d = canvas.evaluate("c => ({...c.dataset})")
-    gap, scale, cols = int(d["gap"]), int(d["scale"]), int(d["cols"])
-    tw, th = int(d["tileW"]) * scale, int(d["tileH"]) * scale
-    col, row = position % cols, position // cols
-    return gap + col * (tw + gap) + tw / 2, gap + row * (th + gap) + th / 2
-
-
-def rerun_cell(page, index: int):
-    """Run code cell `index` again; returns its output locator."""
-    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
-    return cell.locator(".jp-OutputArea-output")
 
 
 def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
-    filters = page.locator(TILES.format(root=".cnnviz-filter-grid"))
-    maps = page.locator(TILES.format(root=".cnnviz-feature-maps"))
+    filters = page.locator(".cnnviz-filter-grid canvas.cnnviz-tiles")
+    maps = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles")
     filters.wait_for(timeout=60_000)
     maps.wait_for(timeout=60_000)
     page.wait_for_function(

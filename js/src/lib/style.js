@@ -35,3 +35,11 @@ export function injectStyle(el, id, css) {
   style.textContent = css;
   host.appendChild(style);
 }
+
+/** Declarations of a hover tooltip (dark-on-light in light themes, inverted in dark ones). */
+export const TOOLTIP_RULES = `
+  position: absolute; z-index: 10; pointer-events: none; white-space: nowrap;
+  padding: 2px 6px; border-radius: 3px; font: 12px/1.4 ${FONT};
+  color: var(--jp-layout-color1, var(--vscode-editor-background, #fff));
+  background: ${FG}; opacity: 0.92; box-shadow: 0 1px 3px rgba(0, 0, 0, 0.3);
+`;
