@@ -1,0 +1,637 @@
+"""One forward pass over a dataset, shared by several consumers: per-channel top-k, features.
+
+>>> topk = TopKConsumer(model, ["layer3", "layer4"], k=9)
+>>> feats = FeatureConsumer(model)              # the input of the last nn.Linear
+>>> top, features = dataset_pass(model, dataset, [topk, feats], batch_size=256)
+
+Each batch runs the model once; every consumer sees that batch's captured layer outputs (and
+module inputs, for the features). Top-k results keep memory independent of the dataset size:
+a running (C, k) state per layer merged with each batch by one `torch.topk` over
+(running + batch candidates), with no loop over channels.
+
+Order and ties: the top-k of a channel is sorted by value, descending; at equal value the
+lower dataset index comes first, and within one image (``distinct=False``) the lower
+position (row-major) first. With ``distinct=True`` (the default) an image counts at most once
+per channel, at its best position (the first one, row-major, when several tie).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
+
+from .capture import ActivationCapture, LayerRef, resolve_layer
+from .inputs import model_device
+from .receptive import ReceptiveField, receptive_fields
+
+ITEMS = "(image, label) pairs whose image is a float tensor (C, H, W)"
+
+
+@dataclass
+class PassInfo:
+    """What a consumer learns before the first batch: the data and the input size."""
+
+    model: nn.Module
+    dataset: Any
+    length: int | None
+    image_size: tuple[int, int]
+    channels: int
+
+
+@dataclass
+class Batch:
+    """One batch as consumers see it; tensors stay on the pass's device."""
+
+    start: int
+    indices: torch.Tensor  # (B,) int64 dataset indices
+    labels: torch.Tensor | None  # (B,) int64, or None when labels are not integers
+    outputs: dict[str, torch.Tensor]  # captured module outputs by layer name
+    inputs: dict[str, torch.Tensor]  # captured module inputs by layer name
+    logits: Any
+
+
+class Consumer(Protocol):
+    """Anything that reads the captured activations of a dataset pass."""
+
+    outputs: tuple[str, ...]  # layer names whose outputs it reads
+    inputs: tuple[str, ...]  # layer names whose (first) inputs it reads
+
+    def begin(self, info: PassInfo) -> None: ...
+
+    def update(self, batch: Batch) -> None: ...
+
+    def result(self) -> Any: ...
+
+
+# ---------------------------------------------------------------- top-k ----
+
+
+def topk_lexicographic(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the k largest values and their columns, sorted descending; ties: lower column.
+
+    `torch.topk` finds the k-th value; every entry above it is taken, and of the entries equal
+    to it the lowest columns fill the rest, so the choice among ties never depends on the
+    kernel. Rows are (C, L); returns ((C, k) values, (C, k) int64 columns).
+    """
+    rows, length = values.shape
+    k = min(k, length)
+    kth = values.topk(k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = values > kth
+    equal = values == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    if torch.equal(equal.sum(dim=1, keepdim=True), need):
+        chosen = above | equal
+    else:
+        chosen = above | (equal & (equal.cumsum(dim=1, dtype=torch.int32) <= need))
+    columns = chosen.nonzero()[:, 1]
+    if columns.numel() != rows * k:
+        raise ValueError("activations contain NaN; the top-k of a NaN channel is undefined")
+    columns = columns.view(rows, k)
+    picked = values.gather(1, columns)
+    order = picked.sort(dim=1, descending=True, stable=True).indices
+    return picked.gather(1, order), columns.gather(1, order)
+
+
+class RunningTopK:
+    """The k strongest (value, dataset index, position, label) of each channel of one layer."""
+
+    def __init__(self, k: int, distinct: bool = True):
+        self.k = k
+        self.distinct = distinct
+        self.values: torch.Tensor | None = None  # (C, m), m <= k, sorted as documented
+        self.index: torch.Tensor | None = None
+        self.position: torch.Tensor | None = None
+        self.label: torch.Tensor | None = None
+        self.map_size: tuple[int, int] | None = None
+
+    def update(self, out: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor) -> None:
+        """Merge one batch of (B, C, H, W) activations into the running top-k."""
+        b, c, h, w = out.shape
+        flat = out.detach().flatten(2).float()  # (B, C, HW)
+        if self.distinct:
+            best, pos = flat.max(dim=2)  # first maximum per image: the lower position
+            cand, cand_pos = best.T, pos.T  # (C, B)
+            cand_item = torch.arange(b, device=out.device).expand(c, b)
+        else:
+            cand = flat.permute(1, 0, 2).reshape(c, b * h * w)  # (index, position) order
+            cols = torch.arange(b * h * w, device=out.device)
+            cand_item, cand_pos = (cols // (h * w)).expand(c, -1), (cols % (h * w)).expand(c, -1)
+        if self.values is None:
+            self.map_size = (h, w)
+            merged, cols = topk_lexicographic(cand, self.k)
+            item = cand_item.gather(1, cols)
+            self.values, self.position = merged, cand_pos.gather(1, cols)
+            self.index, self.label = indices[item], labels[item]
+            return
+        m = self.values.shape[1]
+        merged, cols = topk_lexicographic(torch.cat([self.values, cand], dim=1), self.k)
+        new = cols >= m
+        j = (cols - m).clamp_(min=0)
+        old = cols.clamp(max=m - 1)
+        item = cand_item.gather(1, j)
+        self.values = merged
+        self.position = torch.where(new, cand_pos.gather(1, j), self.position.gather(1, old))
+        self.index = torch.where(new, indices[item], self.index.gather(1, old))
+        self.label = torch.where(new, labels[item], self.label.gather(1, old))
+
+
+@dataclass(frozen=True, eq=False)
+class TopActivations:
+    """Per channel of `layer`, the k dataset units that drive it hardest.
+
+    `values` (C, k) float32 descending; `indices` (C, k) dataset indices; `ys`, `xs` (C, k) the
+    unit's row and column in the layer's map; `labels` (C, k) the images' labels (-1 when the
+    dataset's labels are not integers). `patch(c, r)` is what unit (ys, xs) sees.
+    """
+
+    layer: str
+    values: np.ndarray
+    indices: np.ndarray
+    ys: np.ndarray
+    xs: np.ndarray
+    labels: np.ndarray
+    field: ReceptiveField
+    distinct: bool = True
+    dataset: Any = dataclass_field(default=None, repr=False)
+    display: Callable[[int], np.ndarray] | None = dataclass_field(default=None, repr=False)
+
+    @property
+    def k(self) -> int:
+        """How many entries each channel keeps."""
+        return self.values.shape[1]
+
+    @property
+    def channels(self) -> int:
+        """The number of channels of the layer."""
+        return self.values.shape[0]
+
+    def box(self, c: int, r: int) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) in the input seen by channel c's rank-r unit, unclipped."""
+        return tuple(int(v) for v in self.field.box(self.ys[c, r], self.xs[c, r]))
+
+    def image(self, c: int, r: int) -> np.ndarray:
+        """The displayable uint8 image (HW or HWC) behind channel c's rank-r unit."""
+        return display_image(self.dataset, int(self.indices[c, r]), self.display)
+
+    def patch(self, c: int, r: int, fill: int = 128) -> np.ndarray:
+        """The receptive-field crop (uint8 HW or HWC) of channel c, rank r; outside is `fill`."""
+        self._check(c, r)
+        image = self.image(c, r)
+        if tuple(image.shape[:2]) != self.field.input_size:
+            raise ValueError(
+                f"The displayed image of dataset[{int(self.indices[c, r])}] is "
+                f"{image.shape[0]}x{image.shape[1]}, but the model saw "
+                f"{self.field.input_size[0]}x{self.field.input_size[1]}; pass display= that "
+                "returns the image as the model sees it"
+            )
+        return crop_with_fill(image, self.box(c, r), fill)
+
+    def _check(self, c: int, r: int) -> None:
+        if not (0 <= c < self.channels and 0 <= r < self.k):
+            raise IndexError(
+                f"channel {c}, rank {r} out of range: layer {self.layer!r} has channels "
+                f"0..{self.channels - 1} and ranks 0..{self.k - 1}"
+            )
+
+
+def crop_with_fill(image: np.ndarray, box: tuple[int, int, int, int], fill: int) -> np.ndarray:
+    """`image[y0:y1, x0:x1]` where the box may leave the image; the outside is `fill`."""
+    y0, y1, x0, x1 = box
+    h, w = image.shape[:2]
+    out = np.full((y1 - y0, x1 - x0, *image.shape[2:]), fill, dtype=image.dtype)
+    cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+    if cy0 < cy1 and cx0 < cx1:
+        out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = image[cy0:cy1, cx0:cx1]
+    return out
+
+
+def display_image(dataset: Any, index: int, display: Callable | None = None) -> np.ndarray:
+    """A uint8 HW/HWC view of dataset[index]: `display(i)`, else `dataset.image(i)`, else scaled.
+
+    Without either, the image tensor is undone with `dataset.denormalize` when the dataset has
+    one, taken as is when it lies in [0, 1], and min-max scaled otherwise.
+    """
+    if display is not None:
+        return np.asarray(display(index))
+    if callable(getattr(dataset, "image", None)):
+        return np.asarray(dataset.image(index))
+    if dataset is None:
+        raise ValueError("No dataset to show patches from; pass display= (index -> uint8 image)")
+    image = dataset[index][0]
+    if not isinstance(image, torch.Tensor):
+        return np.asarray(image)
+    image = image.detach().float().cpu()
+    if callable(getattr(dataset, "denormalize", None)):
+        image = dataset.denormalize(image)
+    elif image.min() < 0 or image.max() > 1:
+        lo, hi = image.min(), image.max()
+        image = (image - lo) / (hi - lo) if hi > lo else torch.zeros_like(image)
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+class TopKConsumer:
+    """Running per-channel top-k of several layers; `result()` -> {layer: TopActivations}."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: LayerRef | Sequence[LayerRef],
+        k: int = 9,
+        *,
+        distinct: bool = True,
+        display: Callable[[int], np.ndarray] | None = None,
+    ):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        if not layers:
+            raise ValueError("layers is empty; name at least one layer with a feature map")
+        self.outputs = tuple(dict.fromkeys(resolve_layer(model, layer)[0] for layer in layers))
+        self.inputs: tuple[str, ...] = ()
+        self.k = k
+        self.distinct = distinct
+        self.display = display
+        self.fields: dict[str, ReceptiveField] = {}
+        self.dataset: Any = None
+        self._state = {name: RunningTopK(k, distinct) for name in self.outputs}
+
+    def begin(self, info: PassInfo) -> None:
+        """Check every layer has a receptive field at this input size, before any work."""
+        self.dataset = info.dataset
+        self._state = {name: RunningTopK(self.k, self.distinct) for name in self.outputs}
+        self.fields = receptive_fields(
+            info.model, info.image_size, self.outputs, channels=info.channels
+        )
+
+    def update(self, batch: Batch) -> None:
+        labels = batch.labels if batch.labels is not None else torch.full_like(batch.indices, -1)
+        for name, state in self._state.items():
+            state.update(batch.outputs[name], batch.indices, labels)
+
+    def result(self) -> dict[str, TopActivations]:
+        return {name: self._finish(name, state) for name, state in self._state.items()}
+
+    def _finish(self, name: str, state: RunningTopK) -> TopActivations:
+        if state.values is None:
+            raise ValueError("The dataset pass saw no batches")
+        m = state.values.shape[1]
+        if m < self.k:
+            what = "images" if self.distinct else "positions (images x map positions)"
+            raise ValueError(
+                f"k={self.k} is larger than the {m} {what} the dataset gives for layer "
+                f"{name!r}; choose k <= {m}"
+            )
+        w = state.map_size[1]
+        position = state.position.cpu().numpy()
+        return TopActivations(
+            layer=name,
+            values=state.values.cpu().numpy().astype(np.float32),
+            indices=state.index.cpu().numpy().astype(np.int64),
+            ys=position // w,
+            xs=position % w,
+            labels=state.label.cpu().numpy().astype(np.int64),
+            field=self.fields[name],
+            distinct=self.distinct,
+            dataset=self.dataset,
+            display=self.display,
+        )
+
+
+# ------------------------------------------------------------- features ----
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Per image: the features of `layer` and, when the model gives logits, its prediction."""
+
+    layer: str
+    features: np.ndarray  # (N, D)
+    labels: np.ndarray  # (N,) int64, -1 when not integers
+    predictions: np.ndarray | None  # (N,) int64 argmax of the logits
+    confidences: np.ndarray | None  # (N,) float32 softmax probability of the prediction
+
+
+def last_linear(model: nn.Module) -> str:
+    """The name of the model's last nn.Linear (in registration order)."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear, so there are no penultimate features; "
+            "name the layer to take features from"
+        )
+    return names[-1]
+
+
+class FeatureConsumer:
+    """Per-image features: the input of the last nn.Linear (`layer=None`) or a layer's output.
+
+    Feature maps (N, C, H, W) are global-average-pooled to (N, C); other shapes are flattened.
+    """
+
+    def __init__(self, model: nn.Module, layer: LayerRef | None = None, *, dtype=np.float32):
+        if layer is None:
+            self.layer, self.inputs, self.outputs = (name := last_linear(model)), (name,), ()
+        else:
+            name, _ = resolve_layer(model, layer)
+            self.layer, self.inputs, self.outputs = name, (), (name,)
+        self.dtype = np.dtype(dtype)
+        self._parts: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._preds: list[np.ndarray] = []
+        self._conf: list[np.ndarray] = []
+
+    def begin(self, info: PassInfo) -> None:
+        self._parts, self._labels, self._preds, self._conf = [], [], [], []
+
+    def update(self, batch: Batch) -> None:
+        x = batch.inputs[self.layer] if self.inputs else batch.outputs[self.layer]
+        x = x.float().mean(dim=(2, 3)) if x.ndim == 4 else x.float().flatten(1)
+        self._parts.append(x.cpu().numpy().astype(self.dtype, copy=False))
+        labels = batch.labels if batch.labels is not None else torch.full_like(batch.indices, -1)
+        self._labels.append(labels.cpu().numpy())
+        logits = batch.logits
+        if isinstance(logits, torch.Tensor) and logits.ndim == 2:
+            conf, pred = logits.float().softmax(dim=1).max(dim=1)
+            self._preds.append(pred.cpu().numpy())
+            self._conf.append(conf.cpu().numpy())
+
+    def result(self) -> Features:
+        full = len(self._preds) == len(self._parts)
+        return Features(
+            layer=self.layer,
+            features=np.concatenate(self._parts),
+            labels=np.concatenate(self._labels).astype(np.int64),
+            predictions=np.concatenate(self._preds).astype(np.int64) if full else None,
+            confidences=np.concatenate(self._conf).astype(np.float32) if full else None,
+        )
+
+
+# ------------------------------------------------------------ the pass ----
+
+
+def pick_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """`device` if given, else the GPU when there is one, else where the model is."""
+    if device is not None:
+        return torch.device(device)
+    home = model_device(model)
+    if home.type == "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return home
+
+
+def dataset_length(data: Dataset | DataLoader) -> int | None:
+    """The number of items a pass will see, when the data knows it."""
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return (
+            f"a {type(value).__name__} of {len(value)}: ({', '.join(_describe(v) for v in value)})"
+        )
+    return f"a {type(value).__module__}.{type(value).__name__}"
+
+
+def check_item(item: Any, where: str) -> None:
+    """Raise a ValueError naming what `where` holds unless it is an (image, label) pair."""
+    image = item[0] if isinstance(item, (tuple, list)) and len(item) >= 2 else None
+    ok = isinstance(image, torch.Tensor) and image.is_floating_point() and image.ndim == 3
+    if ok:
+        return
+    hint = ""
+    if type(image).__module__.startswith("PIL"):
+        hint = " Give the dataset a transform, e.g. transforms.ToTensor() and Normalize(...)."
+    elif isinstance(image, torch.Tensor) and not image.is_floating_point():
+        hint = " Convert the image to float in the model's input space (e.g. x.float() / 255)."
+    raise ValueError(f"Dataset items must be {ITEMS}; {where} is {_describe(item)}.{hint}")
+
+
+def _loader(data, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
+    """A sequential DataLoader over `data` (which may already be one)."""
+    if isinstance(data, DataLoader):
+        sampler = data.sampler
+        if not isinstance(data.dataset, IterableDataset) and not isinstance(
+            sampler, SequentialSampler
+        ):
+            raise ValueError(
+                f"The DataLoader draws items with {type(sampler).__name__}, so batch positions "
+                "are not dataset indices; pass the dataset itself or a DataLoader with "
+                "shuffle=False"
+            )
+        return data
+    if isinstance(data, IterableDataset):  # indices count items in the order it yields them
+        return DataLoader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=pin)
+    if not isinstance(data, (Dataset, Sequence)) or not hasattr(data, "__getitem__"):
+        raise TypeError(
+            f"Expected a map-style Dataset of {ITEMS} or a DataLoader; got {type(data).__name__}"
+        )
+    if len(data) > 0:
+        check_item(data[0], "dataset[0]")
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin
+    )
+
+
+def _split(batch: Any, start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images, integer labels or None) of one collated batch."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+        raise ValueError(
+            f"Batches must be {ITEMS}, collated; batch at item {start} is {_describe(batch)}"
+        )
+    images, labels = batch[0], batch[1]
+    if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.is_floating_point()):
+        raise ValueError(
+            f"Batches must hold float images (N, C, H, W); batch at item {start} holds "
+            f"{_describe(images)}"
+        )
+    ok = isinstance(labels, torch.Tensor) and labels.shape == images.shape[:1]
+    ok = ok and not labels.is_floating_point() and not labels.is_complex()
+    return images, labels.long() if ok else None
+
+
+def _batches(loader: DataLoader) -> Iterable[Any]:
+    """The loader's batches, with collate errors turned into a message about the items."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as err:
+            if "stack expects each tensor to be equal size" in str(err):
+                raise ValueError(
+                    "Images in one batch have different sizes; add a transform that gives them "
+                    f"one size (e.g. Resize + CenterCrop). ({err})"
+                ) from err
+            raise
+        yield batch
+
+
+def dataset_pass(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    consumers: Sequence[Consumer],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    desc: str = "dataset pass",
+) -> list[Any]:
+    """Run `model` once over `data`, feeding every batch to each consumer; their results.
+
+    `data` is a map-style Dataset of (image, label) items or a DataLoader that does not
+    shuffle. The model runs in eval + inference mode on `device` (the GPU when there is one)
+    and is restored afterwards. A tqdm progress bar shows images/s unless `progress=False`.
+    """
+    n = dataset_length(data)
+    if n == 0:
+        raise ValueError("The dataset is empty: there is nothing to pass through the model")
+    target = pick_device(model, device)
+    loader = _loader(data, batch_size, num_workers, pin=target.type == "cuda")
+    dataset = loader.dataset
+    batches = iter(_batches(loader))
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("The dataset is empty: the DataLoader gave no batches")
+    images, _ = _split(first, 0)
+    size = tuple(images.shape[-2:])
+    info = PassInfo(model, dataset, n, size, images.shape[1])
+    for consumer in consumers:
+        consumer.begin(info)
+    outputs = list(dict.fromkeys(name for c in consumers for name in c.outputs))
+    wanted = list(dict.fromkeys(name for c in consumers for name in c.inputs))
+    from tqdm.auto import tqdm
+
+    with ExitStack() as stack:
+        cap = stack.enter_context(ActivationCapture(model, outputs, device=target))
+        inputs = _capture_inputs(stack, model, wanted)
+        bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not progress))
+        start = 0
+        for raw in _chain(first, batches):
+            images, labels = _split(raw, start)
+            if tuple(images.shape[-2:]) != size:
+                raise ValueError(
+                    f"Images change size from {size} to {tuple(images.shape[-2:])} at item "
+                    f"{start}; give the dataset a transform that makes them one size"
+                )
+            inputs.clear()
+            outs = cap(images.to(target, non_blocking=True))
+            b = images.shape[0]
+            batch = Batch(
+                start=start,
+                indices=torch.arange(start, start + b, device=target),
+                labels=labels.to(target) if labels is not None else None,
+                outputs=outs,
+                inputs=dict(inputs),
+                logits=cap.logits,
+            )
+            for consumer in consumers:
+                consumer.update(batch)
+            start += b
+            bar.update(b)
+    return [consumer.result() for consumer in consumers]
+
+
+def _chain(first: Any, rest: Iterable[Any]) -> Iterable[Any]:
+    yield first
+    yield from rest
+
+
+def _capture_inputs(stack: ExitStack, model: nn.Module, names: list[str]) -> dict:
+    """Forward pre-hooks that keep the first input of each named module; removed on exit."""
+    seen: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    for name in names:
+
+        def hook(module, args, name=name):
+            seen[name] = args[0].detach().clone()
+
+        stack.callback(modules[name].register_forward_pre_hook(hook).remove)
+    return seen
+
+
+# --------------------------------------------------------------- public ----
+
+_CACHE: OrderedDict[tuple, tuple[Any, dict[str, TopActivations]]] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of every parameter and buffer (names, shapes, dtypes and bytes)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def top_activations(
+    model: nn.Module,
+    dataset: Dataset | DataLoader,
+    layers: LayerRef | Sequence[LayerRef],
+    k: int = 9,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    distinct: bool = True,
+    num_workers: int = 0,
+    display: Callable[[int], np.ndarray] | None = None,
+    cache: bool = True,
+) -> dict[str, TopActivations]:
+    """Per channel of each layer, the k dataset units with the largest activation: one pass.
+
+    Results are cached by (model weights, layers, k, distinct, dataset object and length);
+    `display(i)` gives the uint8 image `patch()` crops (default: see `display_image`).
+    """
+    consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display)
+    n = dataset_length(dataset)
+    if n == 0:
+        raise ValueError("The dataset is empty: there are no activations to rank")
+    if distinct and n is not None and k > n:
+        raise ValueError(
+            f"k={k} is larger than the dataset ({n} images): each image counts once per "
+            f"channel, so choose k <= {n} (or distinct=False)"
+        )
+    key = None
+    if cache:
+        key = (id(model), weights_fingerprint(model), consumer.outputs, k, distinct, id(dataset), n)
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is dataset:
+            _CACHE.move_to_end(key)
+            return {name: replace(top, display=display) for name, top in hit[1].items()}
+    (result,) = dataset_pass(
+        model,
+        dataset,
+        [consumer],
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        num_workers=num_workers,
+        desc="top activations",
+    )
+    if key is not None:
+        _CACHE[key] = (dataset, result)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return result

@@ -1,0 +1,373 @@
+"""Receptive fields from the traced graph equal the support of an input gradient.
+
+The reference runs autograd on a copy of the model in which nothing can cancel: every conv
+weight is a positive constant, biases are positive, max-pools become average pools of the
+same geometry and BatchNorm is an eval-mode positive affine map. Then a unit's input gradient
+is non-zero exactly on the pixels that reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torchvision.models import alexnet, resnet18, vgg16
+
+from cnnviz_widgets.inspect.receptive import ReceptiveField, receptive_field, receptive_fields
+
+
+def positive_copy(model: nn.Module) -> nn.Module:
+    """A copy whose input gradients cannot cancel (see the module docstring)."""
+    model = copy.deepcopy(model).eval()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                assert child.dilation in (1, (1, 1)), "no average pool with dilation"
+                pool = nn.AvgPool2d(
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    ceil_mode=child.ceil_mode,
+                    count_include_pad=True,
+                )
+                setattr(parent, name, pool)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.fill_(0.1)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.fill_(0.1)
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class _Stop(Exception):
+    pass
+
+
+def gradient_supports(model, layer, input_size, units, channels):
+    """For each unit (i, j) of `layer`: the boolean (H, W) support of its input gradient."""
+    module = dict(model.named_modules())[layer]
+    x = (torch.rand(len(units), channels, *input_size) + 0.5).requires_grad_(True)
+    out = {}
+
+    def hook(m, a, o):
+        out["y"] = o
+        raise _Stop
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            with contextlib.suppress(_Stop):
+                model(x)
+            y = out["y"]
+            score = sum(y[b, :, i, j].sum() for b, (i, j) in enumerate(units))
+            (grad,) = torch.autograd.grad(score, x)
+    finally:
+        handle.remove()
+    return grad.abs().sum(1) > 0, tuple(y.shape[-2:])
+
+
+def bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def assert_matches_gradient(model, layers, input_size, *, channels=3, units=None, full=True):
+    """The analytic (clipped) box of each unit equals its gradient support (or its bbox).
+
+    `units` defaults to the central unit and the two corners; returns the fields by layer.
+    """
+    layers = [layers] if isinstance(layers, str) else layers
+    fields = receptive_fields(model, input_size, layers, channels=channels)
+    positive = positive_copy(model)
+    for layer, rf in fields.items():
+        _, h_out, w_out = rf.output_shape
+        at = units or [(h_out // 2, w_out // 2), (0, 0), (h_out - 1, w_out - 1)]
+        supports, out_hw = gradient_supports(positive, layer, input_size, at, channels)
+        assert out_hw == (h_out, w_out)
+        for (i, j), support in zip(at, supports, strict=True):
+            y0, y1, x0, x1 = rf.clipped_box(i, j)
+            assert bbox(support) == (y0, y1, x0, x1), (layer, (i, j), rf)
+            if full:
+                assert bool(support[y0:y1, x0:x1].all()), (layer, (i, j), "holes in the field")
+    return fields if len(fields) > 1 else fields[layers[0]]
+
+
+def test_demo_cnn_fields_match_gradients(demo):
+    model, _, _ = demo
+    fields = receptive_fields(model, 32)
+    assert list(fields) == [
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "pool3", "avgpool",
+    ]  # fmt: skip
+    layers = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "avgpool"]
+    assert_matches_gradient(model, layers, (32, 32), channels=1)
+    assert fields["pool3"].size == (22, 22) and fields["pool3"].stride == (8, 8)
+
+
+def test_vgg16_known_figures_and_gradients():
+    model = vgg16(weights=None).eval()
+    fields = receptive_fields(model, (224, 224), ["features.28", "features.30"])
+    conv5_3, pool5 = fields["features.28"], fields["features.30"]
+    assert (conv5_3.size, conv5_3.stride) == ((196, 196), (16, 16))
+    assert (pool5.size, pool5.stride) == ((212, 212), (32, 32))
+    # The gradient needs the features only: the same layers, named "0.28" and "0.30" there.
+    features = nn.Sequential(model.features)
+    for rf in fields.values():
+        i = rf.output_shape[1] // 2
+        y0, y1, _, _ = rf.box(i, i)
+        assert y0 >= 0 and y1 <= 224, "the central unit's field is unclipped"
+        name = rf.layer.replace("features.", "0.")
+        got = assert_matches_gradient(features, name, (224, 224), units=[(i, i)])
+        assert (got.size, got.stride, got.offset) == (rf.size, rf.stride, rf.offset)
+
+
+def test_alexnet_conv5_known_figures_and_gradients():
+    model = alexnet(weights=None).eval()
+    fields = assert_matches_gradient(model, ["features.2", "features.10"], (224, 224))
+    rf = fields["features.10"]
+    assert (rf.size, rf.stride, rf.offset) == ((163, 163), (16, 16), (-66, -66))
+
+
+def test_resnet18_fields_match_gradients():
+    model = resnet18(weights=None).eval()
+    fields = assert_matches_gradient(model, ["layer3", "layer4"], (224, 224))
+    layer3, layer4 = fields["layer3"], fields["layer4"]
+    assert (layer3.size, layer3.stride) == ((211, 211), (16, 16))
+    assert layer3.box(7, 7)[0] >= 0, "the central unit's field is unclipped at 224"
+    assert (layer4.size, layer4.stride) == ((435, 435), (32, 32))  # clipped at 224
+    inner = ["maxpool", "layer1", "layer2.0", "layer2.0.downsample", "layer3.1.conv1"]
+    assert_matches_gradient(model, inner, (96, 128))
+
+
+def test_per_axis_and_non_square_input():
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, (3, 5), stride=(1, 2), padding=(0, 2), dilation=(2, 1)),
+        nn.ReLU(),
+        nn.MaxPool2d((2, 3), stride=(2, 1), padding=(1, 0)),
+    )
+    rf = assert_matches_gradient(model, "2", (20, 27), channels=1, full=False)
+    # rows: conv k3 d2 -> 5; pool k2 s2 p1 -> 6, stride 2, offset -1
+    # cols: conv k5 s2 p2 -> 5, stride 2, offset -2; pool k3 s1 -> 9
+    assert (rf.size, rf.stride, rf.offset) == ((6, 9), (2, 2), (-1, -2))
+    assert rf.box(1, 1) == (1, 7, 0, 9)
+    assert rf.clipped_box(0, 0) == (0, 5, 0, 7)
+    assert rf.describe() == "6×9, stride 2"
+
+
+class Stack(nn.Module):
+    """A small conv net described by a list of blocks, written with functional ops in forward."""
+
+    def __init__(self, blocks, channels=2, width=3):
+        super().__init__()
+        self.blocks = blocks
+        self.layers = nn.ModuleList()
+        c = channels
+        for kind, *p in blocks:
+            if kind == "conv":
+                k, s, pad, d = p
+                self.layers.append(nn.Conv2d(c, width, k, s, pad, d))
+            elif kind == "maxpool":
+                k, s, pad, ceil = p
+                self.layers.append(nn.MaxPool2d(k, s, pad, ceil_mode=ceil))
+                width = c
+            elif kind == "avgpool":
+                k, s, pad, ceil = p
+                self.layers.append(nn.AvgPool2d(k, s, pad, ceil_mode=ceil))
+                width = c
+            elif kind == "res":
+                k1, d, s, k2 = p
+                main = nn.Sequential(
+                    nn.Conv2d(c, width, k1, s, d * (k1 - 1) // 2, d),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(width, width, k2, 1, (k2 - 1) // 2),
+                )
+                short = nn.Conv2d(c, width, 1, s) if (s != 1 or c != width) else nn.Identity()
+                self.layers.append(nn.ModuleDict({"main": main, "short": short}))
+            else:  # "cat": two same-padded branches concatenated along channels
+                ka, kb = p
+                self.layers.append(
+                    nn.ModuleDict(
+                        {
+                            "a": nn.Conv2d(c, width, ka, padding=ka // 2),
+                            "b": nn.Conv2d(c, width, kb, padding=kb // 2),
+                        }
+                    )
+                )
+                width = 2 * width
+            c = width
+        self.out = nn.Identity()  # the layer under test: the stack's output
+
+    def forward(self, x):
+        for (kind, *_), layer in zip(self.blocks, self.layers, strict=True):
+            if kind == "res":
+                x = F.relu(layer["main"](x) + layer["short"](x))
+            elif kind == "cat":
+                x = torch.cat([layer["a"](x), torch.relu(layer["b"](x))], dim=1)
+            elif kind == "conv":
+                x = F.relu(layer(x))
+            else:
+                x = layer(x)
+        return self.out(x)
+
+
+odd = st.sampled_from([1, 3, 5])
+conv = st.tuples(
+    st.just("conv"), st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)
+)
+pool = st.integers(1, 4).flatmap(
+    lambda k: st.tuples(
+        st.sampled_from(["maxpool", "avgpool"]),
+        st.just(k),
+        st.integers(1, 3),
+        st.integers(0, k // 2),
+        st.booleans(),
+    )
+)
+res = st.tuples(st.just("res"), odd, st.integers(1, 2), st.integers(1, 2), odd)
+cat = st.tuples(st.just("cat"), odd, odd)
+stacks = st.lists(st.one_of(conv, pool, res, cat), min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks=stacks)
+def test_generated_stacks_match_gradients(blocks):
+    model = Stack(blocks).eval()
+    layer = "out"
+    try:
+        probe = receptive_field(model, layer, (96, 96))
+    except ValueError:
+        assume(False)  # the stack shrinks a 96x96 input to nothing
+    # A central unit whose field lies inside the input: start it at or after row 0.
+    (s, j, o) = probe.size[0], probe.stride[0], probe.offset[0]
+    i = max(0, -(o // j))
+    size = i * j + o + s + j
+    assume(size <= 160)
+    rf = receptive_field(model, layer, (size, size))
+    assert (rf.size, rf.stride, rf.offset) == (probe.size, probe.stride, probe.offset)
+    assume(i < rf.output_shape[1])
+    y0, y1, _, _ = rf.box(i, i)
+    assert y0 >= 0 and y1 <= size
+    supports, _ = gradient_supports(positive_copy(model), layer, (size, size), [(i, i)], 2)
+    assert bbox(supports[0]) == rf.box(i, i), (blocks, rf)
+
+
+def test_functional_window_ops_and_padding():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2, 1, 3, 3))
+
+        def forward(self, x):
+            x = F.pad(x, (1, 2, 3, 0))
+            x = F.conv2d(x, self.w, stride=2, padding=1)
+            x = F.max_pool2d(x, 3, 1, 1)
+            x = F.avg_pool2d(x, 2)
+            return x.contiguous()[:, :1]
+
+    got = receptive_field(nn.Sequential(Functional()), "0", 32, channels=1)
+    # pad (top 3, left 1): offset -3/-1; conv k3 s2 p1: size 3, stride 2, offset -4/-2;
+    # max-pool k3 s1 p1 at stride 2: size 7, offset -6/-4; avg-pool k2 s2: size 9, stride 4.
+    assert (got.size, got.stride, got.offset) == ((9, 9), (4, 4), (-6, -4))
+
+
+def test_no_spatial_output_errors_name_the_layer_and_choices(demo):
+    model, _, _ = demo
+    with pytest.raises(ValueError, match=r"Layer 'fc' \(Linear.*no spatial output.*conv1, relu1"):
+        receptive_field(model, "fc", 32)
+    with pytest.raises(ValueError, match=r"Unknown layer 'conv9'"):
+        receptive_field(model, "conv9", 32)
+    r18 = resnet18(weights=None)
+    with pytest.raises(ValueError, match=r"'avgpool'.*pools the whole map into one position"):
+        receptive_field(r18, "avgpool", 64)
+    with pytest.raises(ValueError, match=r"input_size \(4, 4\)"):
+        receptive_field(model, "conv1", 4)  # too small for three 2x2 pools and the head
+
+
+def test_unknown_operation_is_an_error_not_a_guess():
+    class Upsampling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+            self.up = nn.Upsample(scale_factor=2)
+            self.after = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.after(self.up(self.conv(x)))
+
+    model = Upsampling()
+    assert receptive_field(model, "conv", 16).size == (3, 3)
+    with pytest.raises(ValueError, match=r"Cannot compute the receptive field of layer 'after'"):
+        receptive_field(model, "after", 16)
+
+
+def test_strides_that_disagree_cannot_be_united():
+    class Mismatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 1, 3, stride=2, padding=1)  # 16x16 -> 8x8, stride 2
+            self.b = nn.Conv2d(1, 1, 9)  # 16x16 -> 8x8, stride 1
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            return self.out(self.a(x) + self.b(x))
+
+    with pytest.raises(
+        ValueError, match=r"'out'.*combines maps with strides \(2, 2\) and \(1, 1\)"
+    ):
+        receptive_field(Mismatch(), "out", 16)
+
+
+def test_untraceable_model_says_so():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            if x.sum() > 0:  # control flow on values: torch.fx cannot trace this
+                x = -x
+            return self.conv(x)
+
+    with pytest.raises(ValueError, match=r"torch\.fx could not trace"):
+        receptive_field(DataDependent(), "conv", 16)
+
+
+def test_receptive_field_is_a_frozen_value():
+    rf = ReceptiveField("x", (3, 3), (1, 1), (-1, -1), (4, 8, 8), (8, 8))
+    with pytest.raises(AttributeError):
+        rf.size = (1, 1)
+    assert rf.box(0, 0) == (-1, 2, -1, 2)
+    assert rf.clipped_box(7, 7) == (6, 8, 6, 8)
+
+
+def test_keyword_inputs_keep_their_field_and_constants_have_none():
+    class Keywords(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+            self.conv = nn.Conv2d(2, 2, 3)
+            self.const = nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            bias = self.const(torch.ones(1, 1, 1, 1)).sum()
+            return self.conv(input=self.body(x)) + bias
+
+    model = Keywords()
+    rf = receptive_field(model, "conv", 16, channels=1)
+    assert (rf.size, rf.stride, rf.offset) == ((5, 5), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"'const' does not depend on the input image"):
+        receptive_field(model, "const", 16, channels=1)
