@@ -1,7 +1,18 @@
 """cnnviz-widgets: Jupyter widgets that show what happens inside a convolutional network."""
 
-from .inspect import ActivationCapture, LayerInfo, capture, layer_catalogue
-from .widgets import FeatureMaps, FilterGrid
+from .inspect import (
+    ActivationCapture,
+    LayerInfo,
+    ReceptiveField,
+    TopActivations,
+    capture,
+    dataset_pass,
+    layer_catalogue,
+    receptive_field,
+    top_activations,
+)
+from .inspect.occlusion import OcclusionResult, occlusion_map, occlusion_maps
+from .widgets import FeatureMaps, FilterGrid, OcclusionMap, TopPatches
 
 __version__ = "0.1.0"
 
@@ -10,6 +21,16 @@ __all__ = [
     "FeatureMaps",
     "FilterGrid",
     "LayerInfo",
+    "OcclusionMap",
+    "OcclusionResult",
+    "ReceptiveField",
+    "TopActivations",
+    "TopPatches",
     "capture",
+    "dataset_pass",
     "layer_catalogue",
+    "occlusion_map",
+    "occlusion_maps",
+    "receptive_field",
+    "top_activations",
 ]

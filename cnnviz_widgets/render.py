@@ -171,3 +171,15 @@ def display_image(chw: np.ndarray) -> np.ndarray:
     """A model input (C, H, W) as a viewable uint8 image, min-max scaled per channel."""
     u = unit_range(chw, (1, 2))
     return to_uint8(u[0] if u.shape[0] == 1 else u[:3].transpose(1, 2, 0))
+
+
+def fit_tiles(tiles: list[np.ndarray], max_px: int) -> np.ndarray:
+    """Stack equal-size uint8 tiles, shrunk (area filter) so the longer side is <= max_px."""
+    from PIL import Image
+
+    h, w = tiles[0].shape[:2]
+    scale = min(1.0, max_px / max(h, w))
+    if scale == 1.0:
+        return np.stack(tiles)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(t).resize(size, Image.BOX)) for t in tiles])

@@ -13,6 +13,7 @@ const ENTRIES = {
   filter_grid: "src/filter_grid.js",
   feature_maps: "src/feature_maps.js",
   occlusion_map: "src/occlusion_map.js",
+  top_patches: "src/top_patches.js",
 };
 
 const here = (/** @type {string} */ p) => fileURLToPath(new URL(p, import.meta.url));

@@ -1,21 +1,44 @@
 """Model inspection in plain PyTorch + NumPy: nothing here imports the widgets."""
 
 from .capture import ActivationCapture, capture, inference_state, layer_names, resolve_layer
+from .dataset import (
+    FeatureConsumer,
+    Features,
+    TopActivations,
+    TopKConsumer,
+    dataset_pass,
+    top_activations,
+    weights_fingerprint,
+)
 from .inputs import input_channels, model_device, to_batch
 from .layers import LayerInfo, first_conv, layer_catalogue, spatial_layer, spatial_layers
+from .predict import class_probabilities, top_k
+from .receptive import ReceptiveField, receptive_field, receptive_fields
 
 __all__ = [
     "ActivationCapture",
+    "FeatureConsumer",
+    "Features",
     "LayerInfo",
+    "ReceptiveField",
+    "TopActivations",
+    "TopKConsumer",
     "capture",
+    "class_probabilities",
+    "dataset_pass",
     "first_conv",
     "inference_state",
     "input_channels",
     "layer_catalogue",
     "layer_names",
     "model_device",
+    "receptive_field",
+    "receptive_fields",
     "resolve_layer",
     "spatial_layer",
     "spatial_layers",
     "to_batch",
+    "top_activations",
+    "top_k",
+    "weights_fingerprint",
 ]

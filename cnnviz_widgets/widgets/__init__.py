@@ -2,5 +2,7 @@
 
 from .activations import FeatureMaps
 from .filters import FilterGrid
+from .occlusion import OcclusionMap
+from .patches import TopPatches
 
-__all__ = ["FeatureMaps", "FilterGrid"]
+__all__ = ["FeatureMaps", "FilterGrid", "OcclusionMap", "TopPatches"]

@@ -26,7 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "cnnviz_widgets" / "static"
-BUNDLES = ("filter_grid.js", "feature_maps.js", "occlusion_map.js")
+BUNDLES = ("filter_grid.js", "feature_maps.js", "occlusion_map.js", "top_patches.js")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 # Mirrors the fixtures in harness.js.
@@ -36,6 +36,19 @@ ORANGE = [0xFF, 0x7F, 0x0E, 255]
 OCC = ".cnnviz-occlusion"
 OCC_HEATMAP = f"{OCC} canvas.cnnviz-heatmap"
 OCC_SCALE = 8  # 32x32 image at view_px 256
+TP = ".cnnviz-top-patches"
+TP_K = 3
+TP_CHANNELS = [7, 2, 11, 5]
+TP_VALUES = [3.5, 2.25, 1.126, 9.87654, 4, 0.5, 1.5, 1.25, 1, 0.75, 0.5, 0.25]
+TP_INDICES = [42, 13, 7, 42, 8, 99, 5, 13, 42, 1, 2, -1]
+TP_LABELS = [3, 1, -1, 3, 0, 4, 2, 1, 3, 0, 4, -1]
+TP_NAMES = ["plane", "car", "bird", "cat", "deer"]
+TP_LAYER_LABELS = [
+    "layer2 · 128×28×28 · stride 8 · RF 99×99",
+    "layer3 · 256×14×14 · stride 16 · RF 211×211",
+    "layer4 · 512×7×7 · stride 32 · RF 435×435",
+]
+BLUE = [0x1F, 0x77, 0xB4, 255]
 
 
 class CheckFailed(AssertionError):
@@ -477,6 +490,213 @@ def run_occlusion_checks(page: Page, notes: list[str]) -> None:
     notes.append(f"occlusion 29x29 draw {ms:.1f} ms")
 
 
+def tp_label(t: int) -> str:
+    """Expected tooltip of TopPatches fixture tile t (mirrors patchLabel in top_patches.js)."""
+    c, r = TP_CHANNELS[t // TP_K], t % TP_K
+    if TP_INDICES[t] < 0:
+        return f"channel {c} · #{r} · no patch"
+    s = f"channel {c} · #{r} · act {fmt3(f32(TP_VALUES[t])).removesuffix('.0')}"
+    s += f" · image {TP_INDICES[t]}"
+    if TP_LABELS[t] >= 0:
+        s += f" ({TP_NAMES[TP_LABELS[t]]})"
+    return s
+
+
+def tp_wait_attr(page: Page, sel: str, attr: str, value: str) -> None:
+    page.wait_for_function(
+        "([s, a, v]) => { const e = document.querySelector(s); return e && e.dataset[a] === v; }",
+        arg=[sel, attr, value],
+        timeout=5000,
+    )
+
+
+def run_top_patches_checks(page: Page, notes: list[str]) -> None:
+    tiles = f"{TP} canvas.cnnviz-tiles"
+
+    def saves() -> int:
+        return page.evaluate("harness.models.tp.saves")
+
+    def headers() -> list[list]:
+        return page.eval_on_selector_all(
+            f"{TP} .cnnviz-channel",
+            "els => els.map(e => { const r = e.getBoundingClientRect();"
+            " return [e.dataset.channel, e.innerText, r.top + r.height / 2, r.right,"
+            " e.classList.contains('cnnviz-selected')]; })",
+        )
+
+    page.locator(TP).scroll_into_view_if_needed()
+
+    # --- initial render: 4 channels x k = 3 ------------------------------------------------
+    g = wait_draw(page, TP)
+    check(
+        (g.n, g.cols, g.scale, g.gap, g.tile_h, g.tile_w) == (12, 3, 3, 2, 10, 10),
+        f"top patches data attributes {g.attrs}",
+    )
+    check(g.order == list(range(12)), f"top patches order {g.order}")
+    check(page.eval_on_selector(g.sel, "c => harness.distinctColors(c)") >= 12, "blank patches")
+    colors = page.evaluate("() => Array.from({length: 12}, (_, t) => harness.tileColor(t))")
+    for t in range(12):
+        px = g.pixel(*g.center(t))
+        check(px == [*colors[t], 255], f"patch {t}: {px} != {colors[t]}")
+    root = page.eval_on_selector(TP, "e => ({...e.dataset})")
+    check(
+        (root.get("page"), root.get("channels"), root.get("running")) == ("1", "7,2,11,5", "false"),
+        f"root data attributes {root}",
+    )
+    caption = page.locator(f"{TP} .cnnviz-caption").inner_text()
+    check(caption == "layer3 · top 3 of 2000 images per channel", f"caption {caption!r}")
+
+    # --- row headers: one per row, left of the canvas, centred on the row --------------------
+    box = page.locator(tiles).bounding_box()
+    assert box is not None
+    hs = headers()
+    check([h[0] for h in hs] == ["7", "2", "11", "5"], f"header channels {hs}")
+    check([h[1] for h in hs] == [f"channel {c}" for c in TP_CHANNELS], f"header text {hs}")
+    for r, h in enumerate(hs):
+        want = box["y"] + g.center(r * TP_K)[1]
+        check(abs(h[2] - want) <= 1, f"header {r} centred at {h[2]}, row at {want}")
+        check(h[3] <= box["x"] + 0.5, f"header {r} overlaps the canvas ({h[3]} > {box['x']})")
+        check(not h[4], f"header {r} selected initially")
+
+    # --- tooltips, no redraw on hover ----------------------------------------------------------
+    draws = g.draws
+    for t in (3, 2, 11, 7):
+        text = g.hover(t)
+        check(text == tp_label(t), f"tooltip of patch {t}: {text!r} != {tp_label(t)!r}")
+    check(g.hover(3) == "channel 2 · #0 · act 9.88 · image 42 (cat)", "tooltip literal")
+    check(g.hover(2) == "channel 7 · #2 · act 1.13 · image 7", "tooltip without a label")
+    check(Grid(page, TP).draws == draws, "hover must not redraw the patches")
+
+    # --- click a patch: selected_index + selected_channel, two outlines -----------------------
+    n = saves()
+    g.click(4)  # channel 2, rank 1, image 8
+    check(model_get(page, "tp", "selected_index") == 8, "selected_index after a patch click")
+    check(model_get(page, "tp", "selected_channel") == 2, "selected_channel after a patch click")
+    check(saves() == n + 1, "one save_changes per patch click")
+    tp_wait_attr(page, tiles, "selected", "3,4,5")
+    tp_wait_attr(page, tiles, "marked", "4")
+    x, y = g.xy(3)
+    check(g.pixel(x - 1, y + 5, overlay=True) == ORANGE, "selected row outline not orange")
+    x, y = g.xy(4)
+    check(g.pixel(x + 0.5, y + 5, overlay=True) == BLUE, "selected image outline not blue")
+    check(g.pixel(x + 15, y + 15, overlay=True)[3] == 0, "outline covers the patch centre")
+    x, y = g.xy(0)
+    check(g.pixel(x + 0.5, y + 5, overlay=True)[3] == 0, "unmarked patch outlined")
+    check([h[4] for h in headers()] == [False, True, False, False], "header of channel 2")
+
+    g.click(0)  # channel 7, image 42: in rows 0, 1 and 2
+    check(model_get(page, "tp", "selected_index") == 42, "selected_index image 42")
+    tp_wait_attr(page, tiles, "marked", "0,3,8")
+    tp_wait_attr(page, tiles, "selected", "0,1,2")
+    x, y = g.xy(8)
+    check(g.pixel(x + 0.5, y + 5, overlay=True) == BLUE, "image 42 in channel 11 not outlined")
+    check(Grid(page, TP).draws == draws, "selection must not redraw the patches")
+
+    # --- click a row header ----------------------------------------------------------------
+    n = saves()
+    page.click(f"{TP} .cnnviz-channel[data-channel='11']")
+    check(model_get(page, "tp", "selected_channel") == 11, "selected_channel from the header")
+    check(model_get(page, "tp", "selected_index") == 42, "header click changed selected_index")
+    check(saves() == n + 1, "save_changes after the header click")
+    tp_wait_attr(page, tiles, "selected", "6,7,8")
+    check([h[4] for h in headers()] == [False, False, True, False], "header of channel 11")
+
+    # --- Python selects a channel of another page, clears the image -------------------------
+    kernel_set(page, "tp", "selected_channel", 99)
+    tp_wait_attr(page, tiles, "selected", "")
+    check(not any(h[4] for h in headers()), "a header is selected for channel 99")
+    check(page.get_attribute(TP, "data-page") == "1", "page changed by the widget")
+    kernel_set(page, "tp", "selected_index", -1)
+    tp_wait_attr(page, tiles, "marked", "")
+
+    # --- pager ---------------------------------------------------------------------------
+    prev, nxt = f"{TP} button.cnnviz-prev", f"{TP} button.cnnviz-next"
+    label = f"{TP} .cnnviz-page"
+
+    def pager() -> tuple[str, bool, bool]:
+        return (
+            page.locator(label).inner_text(),
+            page.locator(prev).is_disabled(),
+            page.locator(nxt).is_disabled(),
+        )
+
+    check(pager() == ("page 2 / 3", False, False), f"pager {pager()}")
+    n = saves()
+    page.click(nxt)
+    check(model_get(page, "tp", "page") == 2 and saves() == n + 1, "next page")
+    check(pager() == ("page 3 / 3", False, True), f"pager at the end {pager()}")
+    check(page.get_attribute(TP, "data-page") == "2", "data-page after next")
+    nbox = page.locator(nxt).bounding_box()
+    assert nbox is not None
+    page.mouse.click(nbox["x"] + nbox["width"] / 2, nbox["y"] + nbox["height"] / 2)
+    check(model_get(page, "tp", "page") == 2 and saves() == n + 1, "disabled next clicked")
+    page.click(prev)
+    page.click(prev)
+    check(model_get(page, "tp", "page") == 0 and saves() == n + 3, "prev page")
+    check(pager() == ("page 1 / 3", True, False), f"pager at the start {pager()}")
+    kernel_set(page, "tp", "page", 1)
+    check(pager() == ("page 2 / 3", False, False), f"pager from Python {pager()}")
+    kernel_set(page, "tp", "n_pages", 2)
+    check(pager() == ("page 2 / 2", False, True), f"pager after n_pages {pager()}")
+
+    # --- layer and sort selects ----------------------------------------------------------
+    layer = f"{TP} select.cnnviz-layer"
+    opts = page.eval_on_selector(layer, "s => [...s.options].map(o => [o.value, o.text])")
+    check(
+        opts == [[f"layer{i}", lab] for i, lab in zip((2, 3, 4), TP_LAYER_LABELS, strict=True)],
+        f"layer options {opts}",
+    )
+    check(page.input_value(layer) == "layer3", "layer select value")
+    n = saves()
+    page.select_option(layer, "layer4")
+    check(model_get(page, "tp", "layer") == "layer4" and saves() == n + 1, "layer from select")
+    kernel_set(page, "tp", "layer", "layer2")
+    check(page.input_value(layer) == "layer2", "layer select not synced")
+    sort = f"{TP} select.cnnviz-sort"
+    check(page.input_value(sort) == "max", "sort select value")
+    page.select_option(sort, "mean")
+    check(model_get(page, "tp", "sort_by") == "mean" and saves() == n + 2, "sort_by from select")
+    kernel_set(page, "tp", "sort_by", "index")
+    check(page.input_value(sort) == "index", "sort select not synced")
+
+    # --- progress ----------------------------------------------------------------------
+    kernel_set(page, "tp", "running", True)
+    kernel_set(page, "tp", "progress", 0.42)
+    kernel_set(page, "tp", "status", "layer2 · 840 / 2000 images")
+    value = page.eval_on_selector(f"{TP} progress.cnnviz-progress", "p => p.value")
+    check(abs(value - 0.42) < 1e-6, f"progress value {value}")
+    status = page.locator(f"{TP} .cnnviz-status").inner_text()
+    check(status == "layer2 · 840 / 2000 images", f"status {status!r}")
+    check(page.get_attribute(TP, "data-running") == "true", "data-running")
+
+    # --- a new page from Python (all traits in one tick): one redraw, new headers ---------------
+    kernel_set(page, "tp", "selected_channel", 3)
+    draws = Grid(page, TP).draws
+    page.evaluate(
+        """async () => {
+            const t = await harness.tpPageTraits({channels: [0, 1, 3], salt: 40});
+            harness.tpPush(harness.models.tp, t);
+        }"""
+    )
+    g = wait_draw(page, TP, draws)
+    page.wait_for_timeout(100)
+    g = Grid(page, TP)
+    check(g.draws == draws + 1, f"new page in one tick: {g.draws - draws} draws")
+    check((g.n, g.cols) == (9, 3), f"new page attrs {g.attrs}")
+    check(page.get_attribute(TP, "data-channels") == "0,1,3", "data-channels of the new page")
+    hs = headers()
+    check([h[0] for h in hs] == ["0", "1", "3"], f"new page headers {hs}")
+    check([h[4] for h in hs] == [False, False, True], "channel 3 selected on the new page")
+    check(g.attrs.get("selected") == "6,7,8", f"selected row on the new page {g.attrs}")
+    salted = page.evaluate("() => Array.from({length: 9}, (_, t) => harness.tileColor(t, 40))")
+    for t in range(9):
+        check(g.pixel(*g.center(t)) == [*salted[t], 255], f"new page patch {t}")
+    text = g.hover(7)
+    check(text == "channel 3 · #1 · act 3 · image 107 (bird)", f"new page tooltip {text!r}")
+    page.mouse.move(5, 5)
+    notes.append("top patches OK")
+
+
 def run_checks(page: Page, dpr: float) -> list[str]:
     notes: list[str] = []
     fm_root = ".cnnviz-feature-maps"
@@ -627,19 +847,42 @@ def run_checks(page: Page, dpr: float) -> list[str]:
     # --- OcclusionMap ----------------------------------------------------------------------
     run_occlusion_checks(page, notes)
 
+    # --- TopPatches ------------------------------------------------------------------------
+    run_top_patches_checks(page, notes)
+
     # --- cleanup ---------------------------------------------------------------------------
     left = page.evaluate(
         """() => {
             window.occCanvas = document.querySelector('.cnnviz-occlusion canvas.cnnviz-heatmap');
+            window.tpHeader = document.querySelector('.cnnviz-top-patches .cnnviz-channel');
+            window.tpNext = document.querySelector('.cnnviz-top-patches button.cnnviz-next');
+            window.tpLayer = document.querySelector('.cnnviz-top-patches select.cnnviz-layer');
             for (const f of Object.values(harness.cleanups)) f();
             return Object.values(harness.models).map(m => m.listenerCount());
         }"""
     )
-    check(left == [0, 0, 0, 0, 0], f"listeners left after cleanup: {left}")
+    check(left == [0, 0, 0, 0, 0, 0], f"listeners left after cleanup: {left}")
     check(
-        page.locator(".cnnviz-feature-maps, .cnnviz-filter-grid, .cnnviz-occlusion").count() == 0,
+        page.locator(
+            ".cnnviz-feature-maps, .cnnviz-filter-grid, .cnnviz-occlusion, .cnnviz-top-patches"
+        ).count()
+        == 0,
         "DOM not removed",
     )
+    # clicks and changes on the detached TopPatches controls must reach no listener
+    tp_after = page.evaluate(
+        """() => {
+            const m = harness.models.tp;
+            const before = m.saves;
+            window.tpHeader.click();
+            window.tpNext.disabled = false;
+            window.tpNext.click();
+            window.tpLayer.value = 'layer4';
+            window.tpLayer.dispatchEvent(new Event('change'));
+            return [m.saves - before, m.get('page'), m.get('layer'), m.get('selected_channel')];
+        }"""
+    )
+    check(tp_after == [0, 1, "layer2", 3], f"TopPatches listeners still attached: {tp_after}")
     # a pointer event on the detached heatmap must find no listener (it would set data-hover)
     hover = page.evaluate(
         """() => {

@@ -135,6 +135,16 @@ function float32Bytes(values) {
   return bytes;
 }
 
+/** @param {number[]} values little-endian int32 bytes */
+function int32Bytes(values) {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  values.forEach((v, i) => {
+    view.setInt32(i * 4, v, true);
+  });
+  return bytes;
+}
+
 /**
  * Colour of a CSS-pixel position of a canvas (reads the backing store, any devicePixelRatio).
  * @param {HTMLCanvasElement} canvas
@@ -238,6 +248,50 @@ const OCC_CLASSES = [
   "crane",
 ];
 
+/** TopPatches fixture: page 2 of 3, four channels x k = 3 patches of 10x10 (tile t: row t / 3). */
+const TP_K = 3;
+const TP_CHANNELS = [7, 2, 11, 5];
+const TP_VALUES = [3.5, 2.25, 1.126, 9.87654, 4, 0.5, 1.5, 1.25, 1, 0.75, 0.5, 0.25];
+const TP_INDICES = [42, 13, 7, 42, 8, 99, 5, 13, 42, 1, 2, -1];
+const TP_LABELS = [3, 1, -1, 3, 0, 4, 2, 1, 3, 0, 4, -1];
+const TP_NAMES = ["plane", "car", "bird", "cat", "deer"];
+const TP_LAYERS = [
+  { name: "layer2", label: "layer2 · 128×28×28 · stride 8 · RF 99×99" },
+  { name: "layer3", label: "layer3 · 256×14×14 · stride 16 · RF 211×211" },
+  { name: "layer4", label: "layer4 · 512×7×7 · stride 32 · RF 435×435" },
+];
+
+/**
+ * The page traits of TopPatches as Python sends them (tile t: value 10 - t, image 100 + t when
+ * no arrays are given).
+ * @param {{ channels: number[], k?: number, salt?: number, values?: number[], indices?: number[], labels?: number[] }} o
+ */
+async function tpPageTraits({ channels, k = TP_K, salt = 0, values, indices, labels }) {
+  const n = channels.length * k;
+  const seq = (/** @type {(t: number) => number} */ f) => Array.from({ length: n }, (_, t) => f(t));
+  return {
+    atlas_png: asDataView(
+      await makeAtlas({ n, tileH: 10, tileW: 10, rows: channels.length, cols: k, salt }),
+    ),
+    tile_shape: [10, 10],
+    grid_shape: [channels.length, k],
+    n_tiles: n,
+    channels: asDataView(int32Bytes(channels)),
+    values: asDataView(float32Bytes(values ?? seq((t) => 10 - t))),
+    indices: asDataView(int32Bytes(indices ?? seq((t) => 100 + t))),
+    labels: asDataView(int32Bytes(labels ?? seq((t) => t % 5))),
+  };
+}
+
+/**
+ * Push a page into the TopPatches model the way Python does (all traits in one tick).
+ * @param {FakeModel} m
+ * @param {Record<string, unknown>} traits
+ */
+function tpPush(m, traits) {
+  for (const [k, v] of Object.entries(traits)) m.kernelSet(k, v);
+}
+
 const params = new URLSearchParams(location.search);
 const STATIC = params.get("static") ?? "../../cnnviz_widgets/static/";
 
@@ -246,10 +300,11 @@ const CHANNEL_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6];
 const CHANNEL_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0];
 
 async function main() {
-  const [featureMaps, filterGrid, occlusionMap] = await Promise.all([
+  const [featureMaps, filterGrid, occlusionMap, topPatches] = await Promise.all([
     import(`${STATIC}feature_maps.js`),
     import(`${STATIC}filter_grid.js`),
     import(`${STATIC}occlusion_map.js`),
+    import(`${STATIC}top_patches.js`),
   ]);
 
   /** @type {Record<string, FakeModel>} */
@@ -342,6 +397,29 @@ async function main() {
       status: "starting…",
       maps_done: 0,
     }),
+    tp: new FakeModel({
+      ...(await tpPageTraits({
+        channels: TP_CHANNELS,
+        values: TP_VALUES,
+        indices: TP_INDICES,
+        labels: TP_LABELS,
+      })),
+      tile_px: 30,
+      caption: "layer3 · top 3 of 2000 images per channel",
+      class_names: TP_NAMES,
+      k: TP_K,
+      page: 1,
+      n_pages: 3,
+      channels_per_page: 4,
+      sort_by: "max",
+      selected_channel: -1,
+      selected_index: -1,
+      layer: "layer3",
+      layer_options: TP_LAYERS,
+      progress: 1,
+      running: false,
+      status: "2000 images · 12.3 s",
+    }),
   };
 
   const mounts = {
@@ -350,6 +428,7 @@ async function main() {
     fgChannels: { module: filterGrid, el: "filter-grid-channels" },
     fgBig: { module: filterGrid, el: "filter-grid-big" },
     occ: { module: occlusionMap, el: "occlusion-map" },
+    tp: { module: topPatches, el: "top-patches" },
   };
 
   /** @type {Record<string, () => void>} */
@@ -375,6 +454,8 @@ async function main() {
     CHANNEL_MEAN,
     occImageColor,
     occPushMap,
+    tpPageTraits,
+    tpPush,
   };
 }
 

@@ -40,6 +40,40 @@ export function toFloat32(value) {
 }
 
 /**
+ * Decode little-endian int32 values into a fresh, aligned Int32Array (copies, as `toFloat32`).
+ * @param {unknown} value
+ * @returns {Int32Array}
+ */
+export function toInt32(value) {
+  const bytes = toBytes(value);
+  const n = Math.floor(bytes.byteLength / 4);
+  const out = new Int32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
+  for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
+  return out;
+}
+
+/**
+ * A decoder that re-decodes only when given a different trait object than last time.
+ * @template T
+ * @param {(raw: unknown) => T} decode
+ * @returns {(raw: unknown) => T}
+ */
+export function memoDecoder(decode) {
+  /** @type {unknown} */
+  let lastRaw = {};
+  /** @type {T | undefined} */
+  let last;
+  return (raw) => {
+    if (raw !== lastRaw || last === undefined) {
+      lastRaw = raw;
+      last = decode(raw);
+    }
+    return last;
+  };
+}
+
+/**
  * Decode a PNG Bytes trait into an ImageBitmap; resolves to null for empty bytes.
  * @param {unknown} value
  * @returns {Promise<ImageBitmap | null>}

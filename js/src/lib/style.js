@@ -16,6 +16,8 @@ export const BORDER = "var(--jp-border-color1, var(--vscode-panel-border, #bdbdb
 export const FONT = "var(--jp-ui-font-family, system-ui, -apple-system, 'Segoe UI', sans-serif)";
 /** Highlight colour for selected tiles (matplotlib's tab:orange). */
 export const SELECT_COLOR = "#ff7f0e";
+/** Second highlight colour, for tiles marked for another reason (matplotlib's tab:blue). */
+export const MARK_COLOR = "#1f77b4";
 
 /**
  * Inject `css` once per root node under the id `id`.

@@ -10,8 +10,15 @@
 //
 // Tiles are drawn once per state change on the base canvas; hover and selection outlines live on
 // an overlay canvas, so moving the mouse never redraws the tiles.
+//
+// Selection: `selected` tiles get a 2-px orange frame just outside the tile (in the gap);
+// `marked` tiles get a 2-px frame in `markColor` just inside the tile, so a tile can show both.
+//
+// Row headers: with `gutter: true`, `TileGrid.gutter` is an element left of the tiles inside the
+// scroll box (it scrolls vertically with them and sticks at the left). The caller fills it,
+// typically from `onDraw`, which receives the layout of every draw.
 
-import { BG_TILES, FG, FONT, injectStyle, SELECT_COLOR } from "./style.js";
+import { BG, BG_TILES, FG, FONT, injectStyle, MARK_COLOR, SELECT_COLOR } from "./style.js";
 
 const CSS = `
 .cnnviz-tilegrid { position: relative; display: inline-block; max-width: 100%; vertical-align: top; }
@@ -19,6 +26,8 @@ const CSS = `
 .cnnviz-tilegrid-stack { position: relative; display: inline-block; line-height: 0; }
 .cnnviz-tiles { display: block; background: ${BG_TILES}; cursor: pointer; }
 .cnnviz-tiles-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
+.cnnviz-tilegrid-has-gutter > .cnnviz-tilegrid-scroll { display: flex; align-items: flex-start; }
+.cnnviz-tilegrid-gutter { flex: none; position: sticky; left: 0; z-index: 1; box-sizing: border-box; background: ${BG}; line-height: normal; }
 .cnnviz-tooltip {
   position: absolute; z-index: 10; pointer-events: none; white-space: nowrap;
   padding: 2px 6px; border-radius: 3px; font: 12px/1.4 ${FONT};
@@ -44,18 +53,26 @@ const MAX_CANVAS_AREA = 1 << 26;
  * @property {number} gap CSS px between tiles and around the border
  * @property {number | null} displayCols columns of the display grid; null = atlas cols
  * @property {readonly number[]} selected tile indices outlined in orange
+ * @property {readonly number[]} marked tile indices outlined (inside) in the mark colour
  */
+
+/** The resolved layout of one draw (see `layout`). @typedef {ReturnType<typeof layout>} TileGridLayout */
 
 /**
  * @typedef {object} TileGridOptions
  * @property {(tile: number) => string} label tooltip text for a tile index
  * @property {(tile: number) => void} [onClick] called with the clicked tile index
+ * @property {string} [markColor] outline colour of `marked` tiles (default MARK_COLOR)
+ * @property {boolean} [gutter] create `TileGrid.gutter` (a row-header column left of the tiles)
+ * @property {(layout: TileGridLayout) => void} [onDraw] called after every draw of the tiles
  */
 
 /**
  * @typedef {object} TileGrid
  * @property {HTMLDivElement} el root element (contains the scroll box and the tooltip)
  * @property {HTMLCanvasElement} canvas the tile canvas (class `cnnviz-tiles`)
+ * @property {HTMLDivElement | null} gutter with `gutter: true`, the (empty) element left of the
+ *   tiles (class `cnnviz-tilegrid-gutter`), else null
  * @property {(patch: Partial<TileGridState>) => void} update merge state and schedule a draw
  * @property {() => void} destroy remove listeners (does not close the atlas bitmap)
  */
@@ -119,7 +136,7 @@ export function layout(s) {
  */
 function changesTiles(state, patch) {
   for (const key of /** @type {(keyof TileGridState)[]} */ (Object.keys(patch))) {
-    if (key === "selected") continue;
+    if (key === "selected" || key === "marked") continue;
     const a = state[key];
     const b = patch[key];
     if (key === "order" && Array.isArray(a) && Array.isArray(b)) {
@@ -152,6 +169,14 @@ export function createTileGrid(options) {
   tooltip.style.display = "none";
   tooltip.setAttribute("role", "tooltip");
   stack.append(canvas, overlay);
+  /** @type {HTMLDivElement | null} */
+  let gutter = null;
+  if (options.gutter) {
+    gutter = doc.createElement("div");
+    gutter.className = "cnnviz-tilegrid-gutter";
+    el.classList.add("cnnviz-tilegrid-has-gutter");
+    scroll.append(gutter);
+  }
   scroll.append(stack);
   el.append(scroll, tooltip);
   injectStyle(el, "cnnviz-style-tilegrid", CSS);
@@ -169,7 +194,9 @@ export function createTileGrid(options) {
     gap: 2,
     displayCols: null,
     selected: [],
+    marked: [],
   };
+  const markColor = options.markColor ?? MARK_COLOR;
   /** @type {ReturnType<typeof layout>} */
   let lay = layout(state);
   /** display position of each tile index (-1: not displayed) */
@@ -262,6 +289,7 @@ export function createTileGrid(options) {
     drawOverlay();
     drawCount += 1;
     ds.drawCount = String(drawCount);
+    options.onDraw?.(lay);
   }
 
   /**
@@ -280,9 +308,32 @@ export function createTileGrid(options) {
     ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
   }
 
+  /**
+   * Stroke a `width`-px frame just inside display position p.
+   * @param {CanvasRenderingContext2D} ctx
+   * @param {number} p
+   * @param {number} width
+   */
+  function innerFrame(ctx, p, width) {
+    const x0 = px(tileX(p));
+    const y0 = px(tileY(p));
+    const x1 = px(tileX(p) + lay.cellW);
+    const y1 = px(tileY(p) + lay.cellH);
+    const lw = Math.max(
+      1,
+      Math.min(px(width), Math.floor((x1 - x0) / 2), Math.floor((y1 - y0) / 2)),
+    );
+    ctx.lineWidth = lw;
+    ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
+  }
+
+  /** Display position of tile t, or -1. @param {number} t */
+  const posOfTile = (t) => (Number.isInteger(t) && t >= 0 && t < posOf.length ? posOf[t] : -1);
+
   function drawOverlay() {
     const ctx = overlayCtx;
     canvas.dataset.selected = state.selected.filter((t) => posOf[t] >= 0).join(",");
+    canvas.dataset.marked = state.marked.filter((t) => posOfTile(t) >= 0).join(",");
     if (!ctx) return;
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     if (hoverPos >= 0 && hoverPos < lay.order.length) {
@@ -293,6 +344,11 @@ export function createTileGrid(options) {
     for (const t of state.selected) {
       const p = Number.isInteger(t) && t >= 0 && t < posOf.length ? posOf[t] : -1;
       if (p >= 0) frame(ctx, p, 2);
+    }
+    ctx.strokeStyle = markColor;
+    for (const t of state.marked) {
+      const p = posOfTile(t);
+      if (p >= 0) innerFrame(ctx, p, 2);
     }
   }
 
@@ -377,6 +433,7 @@ export function createTileGrid(options) {
   return {
     el,
     canvas,
+    gutter,
     update(patch) {
       const needsDraw = drawCount === 0 || changesTiles(state, patch);
       Object.assign(state, patch);

@@ -1,0 +1,60 @@
+"""One background thread per widget that runs only the newest job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+Job = Callable[[Callable[[], bool]], None]
+
+
+class LatestWorker:
+    """Runs submitted jobs one at a time on a daemon thread; a newer job supersedes older ones.
+
+    A job is called with `is_current()`, which turns False as soon as a newer job is submitted,
+    so it can stop between steps: a user clicking quickly never waits for stale work.
+    """
+
+    def __init__(self, name: str = "cnnviz-worker"):
+        self._name = name
+        self._cv = threading.Condition()
+        self._pending: tuple[int, Job] | None = None
+        self._generation = 0
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self.last_error: BaseException | None = None
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`, superseding whatever is queued or running."""
+        with self._cv:
+            self._generation += 1
+            self._pending = (self._generation, job)
+            self._idle.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no job is queued or running; False on timeout."""
+        return self._idle.wait(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None:
+                    self._cv.wait()
+                generation, job = self._pending
+                self._pending = None
+            try:
+                job(lambda generation=generation: generation == self._generation)
+                self.last_error = None
+            except BaseException as err:  # kept for wait() to re-raise, and logged
+                self.last_error = err
+                log.exception("cnnviz background job failed")
+            with self._cv:
+                if self._pending is None:
+                    self._idle.set()

@@ -1,0 +1,250 @@
+"""OcclusionMap: the Zeiler & Fergus occlusion heatmap, streamed coarse-to-fine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import anywidget
+import numpy as np
+import traitlets
+from torch import nn
+
+from .. import render
+from ..inspect import input_channels, to_batch
+from ..inspect.occlusion import OcclusionResult, occlusion_maps
+from ..inspect.predict import class_probabilities, top_k
+from ._tiles import bundle
+from ._worker import LatestWorker
+
+
+def coarse_to_fine(stride: int, patch: int) -> list[int]:
+    """Strides doubling up from `stride` while they stay within the patch, coarsest first."""
+    strides = [stride]
+    while strides[-1] * 2 <= patch:
+        strides.append(strides[-1] * 2)
+    return strides[::-1]
+
+
+def default_patch(height: int, width: int) -> int:
+    """A patch about a quarter of the shorter side (8 px at 32×32, 32 px at 224×224)."""
+    return int(min(32, max(1, min(height, width) // 4)))
+
+
+class OcclusionMap(anywidget.AnyWidget):
+    """The image with the map of the target's score as a patch of `baseline` slides over it.
+
+    Maps are computed on a background thread coarse-to-fine (`strides`, default doubling from
+    `stride` up to the patch size) and each one is shown as soon as it is done. Changing
+    `target`, `patch_size`, `stride`, `baseline`, `output` or `image` starts a new run and
+    cancels the old one between maps. `results` holds the maps of the current run; `wait()`
+    blocks until it is finished. A new `image` resets `target` to its predicted class.
+    """
+
+    _esm = bundle("occlusion_map.js")
+
+    image = traitlets.Any()
+    image_png = traitlets.Bytes(b"").tag(sync=True)
+    image_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    scores = traitlets.Bytes(b"").tag(sync=True)
+    scores_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    map_patch = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    map_stride = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    vmin = traitlets.Float(0.0).tag(sync=True)
+    vmax = traitlets.Float(1.0).tag(sync=True)
+    colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
+    colormap_lut = traitlets.Bytes(b"").tag(sync=True)
+    opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
+    view_px = traitlets.Int(256).tag(sync=True)
+    base_score = traitlets.Float(0.0).tag(sync=True)
+    caption = traitlets.Unicode("").tag(sync=True)
+    target = traitlets.Int(0).tag(sync=True)
+    top_classes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    patch_size = traitlets.Int(8).tag(sync=True)
+    stride = traitlets.Int(2).tag(sync=True)
+    baseline = traitlets.Float(0.0).tag(sync=True)
+    output = traitlets.Enum(["prob", "logit"], "prob").tag(sync=True)
+    progress = traitlets.Float(0.0).tag(sync=True)
+    running = traitlets.Bool(False).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    maps_done = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        image,
+        target: int | None = None,
+        *,
+        patch_size: int | None = None,
+        stride: int | None = None,
+        strides: Sequence[int] | None = None,
+        baseline: float = 0.0,
+        output: str = "prob",
+        classes: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        device=None,
+        method: str = "incremental",
+        **kwargs,
+    ):
+        self._model = model
+        self._transform = transform
+        self._device = device
+        self._method = method
+        self._strides = list(strides) if strides is not None else None
+        self._worker = LatestWorker("cnnviz-occlusion")
+        self.results: list[OcclusionResult] = []
+        batch = self._batch(image)
+        h, w = batch.shape[-2:]
+        patch = patch_size or default_patch(h, w)
+        probs = class_probabilities(model, batch, device=device)
+        names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
+        if len(names) != len(probs):
+            raise ValueError(f"classes has {len(names)} names; the model scores {len(probs)}")
+        super().__init__(
+            image=image,
+            class_names=names,
+            patch_size=patch,
+            stride=stride or max(1, patch // 4),
+            baseline=baseline,
+            output=output,
+            target=int(np.argmax(probs)) if target is None else target,
+            **kwargs,
+        )
+        self.colormap_lut = render.colormap_lut(self.colormap).tobytes()
+        self._show_image(batch, probs)
+        self._start()
+        self.observe(self._on_image, names=["image"])
+        self.observe(self._start, names=["target", "patch_size", "stride", "baseline", "output"])
+        self.observe(self._on_colormap, names=["colormap"])
+
+    def _batch(self, image):
+        batch = to_batch(image, channels=input_channels(self._model), transform=self._transform)
+        if batch.shape[0] != 1:
+            raise ValueError(
+                f"OcclusionMap shows one image; got a batch of shape {tuple(batch.shape)}"
+            )
+        return batch
+
+    @traitlets.validate("image")
+    def _valid_image(self, proposal):
+        self._batch(proposal["value"])
+        return proposal["value"]
+
+    @traitlets.validate("target")
+    def _valid_target(self, proposal):
+        n = len(self.class_names) if self.class_names else None
+        if n is not None and not 0 <= proposal["value"] < n:
+            raise traitlets.TraitError(f"target {proposal['value']} is out of range 0..{n - 1}")
+        return proposal["value"]
+
+    @traitlets.validate("patch_size", "stride")
+    def _valid_geometry(self, proposal):
+        value, name = proposal["value"], proposal["trait"].name
+        h, w = self.image_shape if self.image_shape[0] else (None, None)
+        if value < 1 or (name == "patch_size" and h is not None and value > min(h, w)):
+            upper = f"..{min(h, w)}" if name == "patch_size" and h else " or more"
+            raise traitlets.TraitError(f"{name} {value} is out of range 1{upper}")
+        return value
+
+    def _show_image(self, batch, probs) -> None:
+        h, w = batch.shape[-2:]
+        with self.hold_sync():
+            self.image_png = render.png_bytes(render.display_image(batch[0].float().numpy()))
+            self.image_shape = [int(h), int(w)]
+            self.top_classes = [
+                {"index": i, "name": self.class_names[i], "score": p} for i, p in top_k(probs, 5)
+            ]
+
+    def _on_image(self, change) -> None:
+        batch = self._batch(change["new"])
+        probs = class_probabilities(self._model, batch, device=self._device)
+        self._show_image(batch, probs)
+        target = int(np.argmax(probs))
+        if target != self.target:
+            self.target = target  # starts the run through the observer
+        else:
+            self._start()
+
+    def _on_colormap(self, change) -> None:
+        self.colormap_lut = render.colormap_lut(change["new"]).tobytes()
+
+    def schedule(self) -> list[int]:
+        """The strides of a run, coarsest first."""
+        if self._strides is not None:
+            return self._strides
+        return coarse_to_fine(self.stride, self.patch_size)
+
+    def _start(self, change=None) -> None:
+        params = {
+            "image": self._batch(self.image),
+            "strides": self.schedule(),
+            "target": self.target,
+            "patch_size": self.patch_size,
+            "baseline": self.baseline,
+            "output": self.output,
+        }
+        results: list[
+            OcclusionResult
+        ] = []  # this run's own list: a stale run can't touch a newer one's
+        self.results = results
+        with self.hold_sync():
+            self.running, self.progress, self.maps_done = True, 0.0, 0
+            self.status = "starting…"
+        self._worker.submit(lambda is_current: self._run(params, results, is_current))
+
+    def _run(self, params: dict, results: list, is_current: Callable[[], bool]) -> None:
+        strides = params.pop("strides")
+        h, w = params["image"].shape[-2:]
+        p = params["patch_size"]
+        total = sum(((h - p) // s + 1) * ((w - p) // s + 1) for s in strides)
+        done, t0 = 0, time.perf_counter()
+        maps = occlusion_maps(
+            self._model, **params, strides=strides, method=self._method, device=self._device
+        )
+        try:
+            for res in maps:
+                if not is_current():
+                    return
+                done += res.positions
+                results.append(res)
+                self._show_map(res, len(results), done / total, time.perf_counter() - t0)
+        except Exception as err:
+            if is_current():
+                self.status = f"error: {err}"
+            raise
+        finally:
+            maps.close()
+            if is_current():
+                self.running = False
+
+    def _show_map(self, res: OcclusionResult, count: int, progress: float, seconds: float) -> None:
+        scores = res.scores.astype("<f4")
+        with self.hold_sync():
+            self.scores = scores.tobytes()
+            self.scores_shape = list(scores.shape)
+            self.map_patch = list(res.patch_size)
+            self.map_stride = list(res.stride)
+            self.base_score = float(res.base_score)
+            self.vmin = float(min(scores.min(), res.base_score))
+            self.vmax = float(max(scores.max(), res.base_score))
+            what = "probability" if res.output == "prob" else "logit"
+            self.caption = (
+                f"{what} of '{self.class_names[res.target]}' with the patch at each place"
+            )
+            self.status = f"stride {res.stride[0]} · {res.positions} positions · {seconds:.2f} s"
+            self.progress = progress
+            self.maps_done = count
+
+    def wait(self, timeout: float | None = 120) -> OcclusionResult:
+        """Block until the current run is finished; returns its finest map."""
+        if not self._worker.wait(timeout):
+            raise TimeoutError(f"the occlusion map was not finished after {timeout} s")
+        if self._worker.last_error is not None:
+            raise self._worker.last_error
+        return self.results[-1]
+
+    @property
+    def result(self) -> OcclusionResult | None:
+        """The finest map finished so far in the current run."""
+        return self.results[-1] if self.results else None

@@ -1,0 +1,168 @@
+"""TopPatches: for each channel, the dataset patches that drive it hardest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import traitlets
+from torch import nn
+
+from .. import render
+from ..inspect import layer_catalogue, resolve_layer
+from ..inspect.dataset import TopActivations, top_activations
+from ..inspect.receptive import receptive_fields
+from ._tiles import TileGridWidget, bundle
+
+
+def layer_choices(model: nn.Module, image) -> list[dict]:
+    """Every layer with a receptive field, labelled with its output shape, stride and field."""
+    catalogue = {info.name: info for info in layer_catalogue(model, image)}
+    fields = receptive_fields(model, tuple(image.shape[-2:]), channels=image.shape[-3])
+    choices = []
+    for name, rf in fields.items():
+        info = catalogue.get(name)
+        if info is None or not info.is_spatial:
+            continue
+        shape = "×".join(map(str, info.output_shape))
+        stride = rf.stride[0] if rf.stride[0] == rf.stride[1] else "×".join(map(str, rf.stride))
+        label = f"{name} · {shape} · stride {stride} · RF {rf.size[0]}×{rf.size[1]}"
+        choices.append({"name": name, "label": label})
+    return choices
+
+
+class TopPatches(TileGridWidget):
+    """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
+
+    One pass over `dataset` ranks every channel (cached per layer). Channels are shown a page
+    at a time, ordered by `sort_by` ("index", "max": the top activation, or "mean" of the
+    top k). A click on a patch sets `selected_index` (its image) and `selected_channel`;
+    setting `selected_channel` from Python turns to its page. Link `layer` and
+    `selected_channel` with a FeatureMaps to see the top patches of a clicked feature map.
+    """
+
+    _esm = bundle("top_patches.js")
+
+    layer = traitlets.Unicode("").tag(sync=True)
+    layer_options = traitlets.List(traitlets.Dict()).tag(sync=True)
+    k = traitlets.Int(9).tag(sync=True)
+    channels = traitlets.Bytes(b"").tag(sync=True)
+    values = traitlets.Bytes(b"").tag(sync=True)
+    indices = traitlets.Bytes(b"").tag(sync=True)
+    labels = traitlets.Bytes(b"").tag(sync=True)
+    class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    page = traitlets.Int(0).tag(sync=True)
+    n_pages = traitlets.Int(1).tag(sync=True)
+    channels_per_page = traitlets.Int(8).tag(sync=True)
+    sort_by = traitlets.Enum(["index", "max", "mean"], "index").tag(sync=True)
+    selected_channel = traitlets.Int(-1).tag(sync=True)
+    selected_index = traitlets.Int(-1).tag(sync=True)
+    progress = traitlets.Float(0.0).tag(sync=True)
+    running = traitlets.Bool(False).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset,
+        layer: str | nn.Module,
+        k: int = 9,
+        *,
+        classes: Sequence[str] | None = None,
+        channels_per_page: int = 8,
+        max_patch_px: int = 64,
+        batch_size: int = 256,
+        device=None,
+        display: Callable[[int], np.ndarray] | None = None,
+        progress: bool = True,
+        tile_px: int = 48,
+        **kwargs,
+    ):
+        self._model = model
+        self._dataset = dataset
+        self._options = {
+            "batch_size": batch_size,
+            "device": device,
+            "display": display,
+            "progress": progress,
+        }
+        self.max_patch_px = max_patch_px
+        self.top: TopActivations | None = None
+        example = dataset[0][0]
+        name = resolve_layer(model, layer)[0]
+        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
+        super().__init__(
+            layer=name,
+            k=k,
+            class_names=[str(c) for c in names],
+            channels_per_page=channels_per_page,
+            tile_px=tile_px,
+            layer_options=layer_choices(model, example),
+            **kwargs,
+        )
+        self._rank()
+        self.observe(self._on_layer, names=["layer", "k"])
+        self.observe(self._show_page, names=["page", "sort_by", "channels_per_page"])
+        self.observe(self._turn_to_channel, names=["selected_channel"])
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal):
+        return resolve_layer(self._model, proposal["value"])[0]
+
+    def _rank(self) -> None:
+        """The dataset pass for the current layer (cached), then the current page."""
+        with self.hold_sync():
+            self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
+        try:
+            top = top_activations(self._model, self._dataset, [self.layer], self.k, **self._options)
+        finally:
+            self.running = False
+        self.top = top[self.layer]
+        with self.hold_sync():
+            self.progress = 1.0
+            self.status = f"{self.top.channels} channels · top {self.k} of {len(self._dataset)}"
+            self.n_pages = -(-self.top.channels // self.channels_per_page)
+            if self.selected_channel >= self.top.channels:
+                self.selected_channel = -1
+            self.page = min(self.page, self.n_pages - 1)
+            self._show_page()
+
+    def _on_layer(self, change) -> None:
+        self.page = 0
+        self._rank()
+
+    def channel_order(self) -> np.ndarray:
+        """All channels in display order (ties by channel index)."""
+        values = self.top.values
+        if self.sort_by == "index":
+            return np.arange(values.shape[0])
+        key = values[:, 0] if self.sort_by == "max" else values.mean(axis=1)
+        return np.lexsort((np.arange(len(key)), -key))
+
+    def page_channels(self) -> np.ndarray:
+        """The channels on the current page."""
+        start = self.page * self.channels_per_page
+        return self.channel_order()[start : start + self.channels_per_page]
+
+    def _turn_to_channel(self, change) -> None:
+        c = change["new"]
+        if self.top is None or not 0 <= c < self.top.channels or c in self.page_channels():
+            return
+        position = int(np.flatnonzero(self.channel_order() == c)[0])
+        self.page = position // self.channels_per_page
+
+    def _show_page(self, change=None) -> None:
+        top, rows = self.top, self.page_channels()
+        patches = [top.patch(int(c), r) for c in rows for r in range(top.k)]
+        tiles = render.fit_tiles(patches, self.max_patch_px)
+        rf = top.field
+        with self.hold_sync():
+            self.channels = rows.astype("<i4").tobytes()
+            self.values = top.values[rows].astype("<f4").tobytes()
+            self.indices = top.indices[rows].astype("<i4").tobytes()
+            self.labels = top.labels[rows].astype("<i4").tobytes()
+            self.caption = (
+                f"{self.layer} · {top.channels} channels · patches {rf.describe()} "
+                f"· page {self.page + 1}/{self.n_pages}"
+            )
+            self._show_tiles(tiles, cols=top.k)

@@ -1,0 +1,461 @@
+// @ts-check
+// TopPatches: maximally activating patches. For each channel of a layer, the k dataset image
+// patches (each the exact receptive field of the unit, padded gray past the image border) that
+// drive that channel hardest. Python sends one page of channels at a time:
+//
+//   atlas row r = the channel `channels[r]`, atlas columns = the k patches, best first;
+//   tile t = row floor(t / cols), rank t % cols (cols = grid_shape[1], which Python sets to k);
+//   values[t], indices[t], labels[t] = activation, dataset index and class of tile t's image.
+//
+// Channel order, paging and the dataset pass happen in Python; this view shows the page and sets
+// `page`, `sort_by`, `layer`, `selected_channel` and `selected_index`. Row headers (one
+// `.cnnviz-channel` button per row) live in the tile grid's gutter, aligned with the tile rows.
+// Outlines: every tile of the selected channel's row (orange, outside the tile) and every patch
+// whose image is `selected_index` (blue, inside the tile).
+
+import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
+import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
+import { createTileGrid } from "./lib/tilegrid.js";
+
+/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
+/** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
+/** @typedef {import("./lib/tilegrid.js").TileGridLayout} TileGridLayout */
+
+const CSS = `
+.cnnviz-top-patches { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 6px; max-width: 100%; }
+.cnnviz-top-patches .cnnviz-toolbar { display: flex; align-items: center; flex-wrap: wrap; gap: 6px 16px; }
+.cnnviz-top-patches .cnnviz-caption { font-weight: 600; }
+.cnnviz-top-patches .cnnviz-field { display: inline-flex; align-items: center; gap: 4px; color: ${FG2}; }
+.cnnviz-top-patches select, .cnnviz-top-patches .cnnviz-pager button {
+  font: inherit; color: ${FG}; background: ${BG}; border: 1px solid ${BORDER}; border-radius: 2px; padding: 1px 3px;
+}
+.cnnviz-top-patches .cnnviz-layer { max-width: 28em; }
+.cnnviz-top-patches .cnnviz-pager { display: inline-flex; align-items: center; gap: 6px; color: ${FG2}; }
+.cnnviz-top-patches .cnnviz-pager button { min-width: 2em; cursor: pointer; }
+.cnnviz-top-patches .cnnviz-pager button:disabled { opacity: 0.4; cursor: default; }
+.cnnviz-top-patches .cnnviz-page { font-variant-numeric: tabular-nums; }
+.cnnviz-top-patches .cnnviz-progress-box { display: inline-flex; align-items: center; gap: 8px; color: ${FG2}; font-size: 12px; }
+.cnnviz-top-patches .cnnviz-progress { width: 120px; height: 10px; }
+.cnnviz-top-patches[data-running="false"] .cnnviz-progress { opacity: 0.5; }
+.cnnviz-top-patches .cnnviz-error { color: ${FG2}; font-style: italic; }
+.cnnviz-top-patches .cnnviz-channel {
+  display: flex; align-items: center; justify-content: flex-end; box-sizing: border-box; width: 100%; margin: 0;
+  padding: 0 8px 0 4px; border: 0; border-left: 3px solid transparent; background: none;
+  font: 12px/1 ${FONT}; color: ${FG2}; white-space: nowrap; overflow: hidden; cursor: pointer;
+}
+.cnnviz-top-patches .cnnviz-channel:hover { color: ${FG}; text-decoration: underline; }
+.cnnviz-top-patches .cnnviz-channel.cnnviz-selected { color: ${FG}; font-weight: 600; border-left-color: ${SELECT_COLOR}; }
+`;
+
+/** Traits that change the tiles, their tooltips, the row headers or the outlines. */
+const GRID_TRAITS = /** @type {const} */ ([
+  "atlas_png",
+  "tile_shape",
+  "grid_shape",
+  "n_tiles",
+  "tile_px",
+  "channels",
+  "values",
+  "indices",
+  "labels",
+  "class_names",
+  "selected_channel",
+  "selected_index",
+]);
+const TEXT_TRAITS = /** @type {const} */ (["caption", "progress", "running", "status"]);
+const LAYER_TRAITS = /** @type {const} */ (["layer", "layer_options"]);
+const PAGER_TRAITS = /** @type {const} */ (["page", "n_pages", "channels_per_page"]);
+
+const SORT_OPTIONS = /** @type {const} */ (["index", "max", "mean"]);
+
+/**
+ * One page of patches as drawn.
+ * @typedef {object} PageData
+ * @property {Int32Array} channels channel id of each atlas row
+ * @property {Float32Array} values activation of each tile
+ * @property {Int32Array} indices dataset index of each tile's image (-1: none)
+ * @property {Int32Array} labels class index of each tile's image (-1: unknown)
+ * @property {string[]} names class names
+ * @property {number} cols tiles per row (k)
+ */
+
+/**
+ * @typedef {object} LayerOption
+ * @property {string} name value of `layer`
+ * @property {string} label text shown in the select
+ */
+
+/**
+ * The `layer_options` trait as a clean list (entries without a name are dropped).
+ * @param {unknown} raw
+ * @returns {LayerOption[]}
+ */
+export function readLayerOptions(raw) {
+  if (!Array.isArray(raw)) return [];
+  /** @type {LayerOption[]} */
+  const out = [];
+  for (const item of raw) {
+    if (typeof item === "string") {
+      if (item) out.push({ name: item, label: item });
+      continue;
+    }
+    if (item == null || typeof item !== "object") continue;
+    const rec = /** @type {Record<string, unknown>} */ (item);
+    const name = rec.name == null ? "" : String(rec.name);
+    if (!name) continue;
+    out.push({ name, label: rec.label == null || rec.label === "" ? name : String(rec.label) });
+  }
+  return out;
+}
+
+/**
+ * Channel id of atlas row `row` (-1 when `channels` is too short).
+ * @param {Int32Array} channels
+ * @param {number} row
+ */
+function channelOfRow(channels, row) {
+  return row >= 0 && row < channels.length ? channels[row] : -1;
+}
+
+/**
+ * Tooltip text of tile t: "channel c · #r · act 1.23 · image i (label name)". The class part is
+ * left out for an unknown label (-1), and a tile without an image (index -1) reads
+ * "channel c · #r · no patch". `r` is the 0-based rank (t % cols; #0 drives the channel hardest).
+ * @param {number} t
+ * @param {PageData} page
+ * @returns {string}
+ */
+export function patchLabel(t, page) {
+  const cols = Math.max(1, page.cols);
+  const c = channelOfRow(page.channels, Math.floor(t / cols));
+  let s = `channel ${c >= 0 ? c : "?"} · #${t % cols}`;
+  const index = t < page.indices.length ? page.indices[t] : -1;
+  if (index < 0) return `${s} · no patch`;
+  if (t < page.values.length) s += ` · act ${formatSig(page.values[t])}`;
+  s += ` · image ${index}`;
+  const label = t < page.labels.length ? page.labels[t] : -1;
+  if (label >= 0) s += ` (${label < page.names.length ? page.names[label] : `class ${label}`})`;
+  return s;
+}
+
+/**
+ * Tiles of every row showing channel `c` (none for c < 0).
+ * @param {Int32Array} channels
+ * @param {number} c
+ * @param {number} cols
+ * @param {number} n number of tiles
+ * @returns {number[]}
+ */
+export function tilesOfChannel(channels, c, cols, n) {
+  /** @type {number[]} */
+  const out = [];
+  if (c < 0 || cols < 1) return out;
+  for (let r = 0; r < channels.length && r * cols < n; r++) {
+    if (channels[r] !== c) continue;
+    for (let t = r * cols; t < Math.min(n, (r + 1) * cols); t++) out.push(t);
+  }
+  return out;
+}
+
+/**
+ * Tiles whose image has dataset index `index` (none for index < 0).
+ * @param {Int32Array} indices
+ * @param {number} index
+ * @param {number} n number of tiles
+ * @returns {number[]}
+ */
+export function tilesOfImage(indices, index, n) {
+  /** @type {number[]} */
+  const out = [];
+  if (index < 0) return out;
+  const end = Math.min(n, indices.length);
+  for (let t = 0; t < end; t++) if (indices[t] === index) out.push(t);
+  return out;
+}
+
+/**
+ * @param {string} tag
+ * @param {string} className
+ */
+function make(tag, className) {
+  const e = document.createElement(tag);
+  e.className = className;
+  return e;
+}
+
+/**
+ * @param {string} text
+ * @param {HTMLElement} control
+ */
+function field(text, control) {
+  const label = make("label", "cnnviz-field");
+  label.append(text, control);
+  return label;
+}
+
+/**
+ * Read a float trait, falling back to `fallback` when missing or not finite.
+ * @param {AnyModel} model
+ * @param {string} name
+ * @param {number} fallback
+ */
+function getFloat(model, name, fallback) {
+  const v = model.get(name);
+  const x = typeof v === "number" ? v : Number(v);
+  return v != null && v !== "" && Number.isFinite(x) ? x : fallback;
+}
+
+/** @param {RenderProps} props */
+function render({ model, el }) {
+  const root = make("div", "cnnviz-top-patches");
+
+  // --- toolbar: caption, layer, sort, pager, progress -----------------------------------------
+  const toolbar = make("div", "cnnviz-toolbar");
+  const caption = make("span", "cnnviz-caption");
+  const layerSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-layer"));
+  layerSelect.title = "layer";
+  const layerField = field("layer", layerSelect);
+  const sortSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-sort"));
+  sortSelect.title = "channel order";
+  for (const opt of SORT_OPTIONS) sortSelect.add(new Option(opt, opt));
+  const sortField = field("sort by", sortSelect);
+
+  const pager = make("span", "cnnviz-pager");
+  const prev = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-prev"));
+  prev.type = "button";
+  prev.textContent = "◀";
+  prev.title = "previous page";
+  prev.setAttribute("aria-label", "previous page");
+  const pageLabel = make("span", "cnnviz-page");
+  const next = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-next"));
+  next.type = "button";
+  next.textContent = "▶";
+  next.title = "next page";
+  next.setAttribute("aria-label", "next page");
+  pager.append(prev, pageLabel, next);
+
+  const progressBox = make("span", "cnnviz-progress-box");
+  const progress = /** @type {HTMLProgressElement} */ (make("progress", "cnnviz-progress"));
+  progress.max = 1;
+  const status = make("span", "cnnviz-status");
+  progressBox.append(progress, status);
+  toolbar.append(caption, layerField, sortField, pager, progressBox);
+
+  const error = make("div", "cnnviz-error");
+  error.style.display = "none";
+
+  // --- the grid ------------------------------------------------------------------------------
+  /** @type {PageData} */
+  let shown = {
+    channels: new Int32Array(0),
+    values: new Float32Array(0),
+    indices: new Int32Array(0),
+    labels: new Int32Array(0),
+    names: [],
+    cols: 1,
+  };
+  /** Layout of the last draw of the tiles (null before the first). */
+  /** @type {TileGridLayout | null} */
+  let drawn = null;
+  /** What the row headers were built for. */
+  let headersKey = "";
+  /** @type {HTMLButtonElement[]} */
+  let headers = [];
+  const decodeChannels = memoDecoder(toInt32);
+  const decodeValues = memoDecoder(toFloat32);
+  const decodeIndices = memoDecoder(toInt32);
+  const decodeLabels = memoDecoder(toInt32);
+  const decodeNames = memoDecoder((raw) => (Array.isArray(raw) ? raw.map(String) : []));
+
+  const grid = createTileGrid({
+    label: (t) => patchLabel(t, shown),
+    onClick(t) {
+      const c = channelOfRow(shown.channels, Math.floor(t / Math.max(1, shown.cols)));
+      const index = t < shown.indices.length ? shown.indices[t] : -1;
+      if (index >= 0) model.set("selected_index", index);
+      if (c >= 0) model.set("selected_channel", c);
+      if (index >= 0 || c >= 0) model.save_changes();
+    },
+    gutter: true,
+    onDraw(lay) {
+      drawn = lay;
+      syncHeaders();
+    },
+  });
+  const gutter = /** @type {HTMLDivElement} */ (grid.gutter);
+
+  root.append(toolbar, error, grid.el);
+  el.append(root);
+  injectStyle(root, "cnnviz-style-top-patches", CSS);
+
+  const atlas = createBitmapSlot();
+  let disposed = false;
+
+  /** Row headers: one per displayed row, aligned with the tile rows of the last draw. */
+  function syncHeaders() {
+    if (!drawn) return;
+    const { cols, cellH, gap } = drawn;
+    const rows = Math.ceil(drawn.order.length / cols);
+    const ids = Array.from({ length: rows }, (_, r) => channelOfRow(shown.channels, r));
+    const key = `${ids.join(",")}|${cellH}|${gap}`;
+    if (key !== headersKey) {
+      headersKey = key;
+      headers = ids.map((c, r) => {
+        const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-channel"));
+        b.type = "button";
+        b.dataset.channel = String(c);
+        b.dataset.row = String(r);
+        b.textContent = `channel ${c >= 0 ? c : "?"}`;
+        b.title = c >= 0 ? `select channel ${c}` : "";
+        b.style.height = `${cellH}px`;
+        b.style.marginBottom = `${gap}px`;
+        if (cellH < 14) b.style.fontSize = `${Math.max(7, cellH - 2)}px`;
+        return b;
+      });
+      gutter.replaceChildren(...headers);
+      gutter.style.paddingTop = `${gap}px`;
+      gutter.style.display = rows > 0 ? "" : "none";
+      root.dataset.channels = ids.join(",");
+    }
+    const selected = getInt(model, "selected_channel", -1);
+    for (const b of headers) {
+      const on = selected >= 0 && Number(b.dataset.channel) === selected;
+      b.classList.toggle("cnnviz-selected", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
+  }
+
+  function refreshGrid() {
+    atlas.load(model.get("atlas_png")).then((res) => {
+      if (!res || disposed) return;
+      error.textContent = res.error ? `could not decode atlas_png: ${res.error}` : "";
+      error.style.display = res.error ? "" : "none";
+      const [tileH, tileW] = getPair(model, "tile_shape");
+      const [rows, cols] = getPair(model, "grid_shape");
+      const n = Math.max(0, Math.min(getInt(model, "n_tiles", rows * cols), rows * cols));
+      shown = {
+        channels: decodeChannels(model.get("channels")),
+        values: decodeValues(model.get("values")),
+        indices: decodeIndices(model.get("indices")),
+        labels: decodeLabels(model.get("labels")),
+        names: decodeNames(model.get("class_names")),
+        cols: Math.max(1, cols),
+      };
+      grid.update({
+        atlas: res.bitmap,
+        tileH,
+        tileW,
+        rows,
+        cols,
+        n,
+        tilePx: getInt(model, "tile_px", 64),
+        selected: tilesOfChannel(shown.channels, getInt(model, "selected_channel", -1), cols, n),
+        marked: tilesOfImage(shown.indices, getInt(model, "selected_index", -1), n),
+      });
+      atlas.show(res.bitmap);
+      // The channels may change without the tiles (then there is no draw to rebuild them).
+      syncHeaders();
+    });
+  }
+
+  /** @param {MouseEvent} ev */
+  const onHeaderClick = (ev) => {
+    const target = /** @type {Element | null} */ (ev.target);
+    const b = /** @type {HTMLElement | null} */ (target?.closest?.(".cnnviz-channel") ?? null);
+    if (!b || !gutter.contains(b)) return;
+    const c = Number(b.dataset.channel);
+    if (!Number.isInteger(c) || c < 0) return;
+    model.set("selected_channel", c);
+    model.save_changes();
+  };
+  gutter.addEventListener("click", onHeaderClick);
+
+  // --- toolbar state ---------------------------------------------------------------------------
+
+  function updateText() {
+    const text = getStr(model, "caption");
+    caption.textContent = text;
+    caption.style.display = text ? "" : "none";
+    status.textContent = getStr(model, "status");
+    progress.value = Math.min(1, Math.max(0, getFloat(model, "progress", 0)));
+    root.dataset.running = String(Boolean(model.get("running")));
+  }
+
+  function updateLayers() {
+    const options = readLayerOptions(model.get("layer_options"));
+    const layer = getStr(model, "layer");
+    layerSelect.replaceChildren();
+    for (const o of options) layerSelect.add(new Option(o.label, o.name));
+    if (layer && !options.some((o) => o.name === layer)) layerSelect.add(new Option(layer, layer));
+    layerSelect.value = layer;
+    layerField.style.display = layerSelect.options.length ? "" : "none";
+  }
+
+  function updateSort() {
+    const sortBy = getStr(model, "sort_by");
+    if (SORT_OPTIONS.some((o) => o === sortBy)) sortSelect.value = sortBy;
+  }
+
+  function updatePager() {
+    const n = Math.max(0, getInt(model, "n_pages", 0));
+    const p = getInt(model, "page", 0);
+    pageLabel.textContent = n > 0 ? `page ${p + 1} / ${n}` : "page 0 / 0";
+    prev.disabled = p <= 0;
+    next.disabled = p >= n - 1;
+    const per = getInt(model, "channels_per_page", 0);
+    pager.title = per > 0 ? `${per} channels per page` : "";
+    root.dataset.page = String(p);
+  }
+
+  /** @param {string} name @param {unknown} value */
+  function setTrait(name, value) {
+    if (model.get(name) === value) return;
+    model.set(name, value);
+    model.save_changes();
+  }
+  const onLayer = () => setTrait("layer", layerSelect.value);
+  const onSort = () => setTrait("sort_by", sortSelect.value);
+  const onPrev = () => {
+    const p = getInt(model, "page", 0);
+    if (p > 0) setTrait("page", p - 1);
+  };
+  const onNext = () => {
+    const p = getInt(model, "page", 0);
+    if (p < getInt(model, "n_pages", 0) - 1) setTrait("page", p + 1);
+  };
+  layerSelect.addEventListener("change", onLayer);
+  sortSelect.addEventListener("change", onSort);
+  prev.addEventListener("click", onPrev);
+  next.addEventListener("click", onNext);
+
+  // --- wiring ----------------------------------------------------------------------------------
+
+  const unsubscribers = [
+    onChanges(model, GRID_TRAITS, refreshGrid),
+    onChanges(model, TEXT_TRAITS, updateText),
+    onChanges(model, LAYER_TRAITS, updateLayers),
+    onChanges(model, ["sort_by"], updateSort),
+    onChanges(model, PAGER_TRAITS, updatePager),
+  ];
+  updateText();
+  updateLayers();
+  updateSort();
+  updatePager();
+  refreshGrid();
+
+  return () => {
+    disposed = true;
+    for (const off of unsubscribers) off();
+    gutter.removeEventListener("click", onHeaderClick);
+    layerSelect.removeEventListener("change", onLayer);
+    sortSelect.removeEventListener("change", onSort);
+    prev.removeEventListener("click", onPrev);
+    next.removeEventListener("click", onNext);
+    grid.destroy();
+    atlas.dispose();
+    root.remove();
+  };
+}
+
+export default { render };

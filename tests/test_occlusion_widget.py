@@ -1,0 +1,76 @@
+"""OcclusionMap streams exact maps coarse-to-fine and follows its controls."""
+
+import numpy as np
+import pytest
+import traitlets
+
+from cnnviz_widgets.inspect.occlusion import occlusion_map
+from cnnviz_widgets.widgets.occlusion import OcclusionMap, coarse_to_fine
+
+
+def test_schedule_doubles_up_to_the_patch():
+    assert coarse_to_fine(2, 8) == [8, 4, 2]
+    assert coarse_to_fine(8, 32) == [32, 16, 8]
+    assert coarse_to_fine(3, 8) == [6, 3]
+    assert coarse_to_fine(5, 4) == [5]
+
+
+def test_streamed_maps_equal_the_full_recompute(demo):
+    model, dataset, classes = demo
+    image = dataset[5][0]
+    view = OcclusionMap(model, image, classes=classes)
+    final = view.wait()
+    assert view.maps_done == 3 and view.progress == 1.0 and not view.running
+    assert [r.stride for r in view.results] == [(8, 8), (4, 4), (2, 2)]
+    for res in view.results:
+        ref = occlusion_map(
+            model, image, target=view.target, patch_size=8, stride=res.stride, method="full"
+        )
+        np.testing.assert_allclose(res.scores, ref.scores, atol=1e-4, rtol=0)
+    shown = np.frombuffer(view.scores, "<f4").reshape(view.scores_shape)
+    np.testing.assert_array_equal(shown, final.scores)
+    assert view.scores_shape == [13, 13] and view.map_stride == [2, 2] and view.map_patch == [8, 8]
+    assert view.vmin <= shown.min() and view.vmax >= view.base_score
+    assert view.target == dataset.targets[5] == view.top_classes[0]["index"]
+
+
+def test_controls_restart_and_superseded_runs_are_dropped(demo):
+    model, dataset, classes = demo
+    view = OcclusionMap(model, dataset[0][0], classes=classes, patch_size=6, stride=1)
+    for target in range(10):  # a user clicking through classes quickly
+        view.target = target
+    final = view.wait()
+    assert final.target == 9 and all(r.target == 9 for r in view.results)
+    ref = occlusion_map(model, dataset[0][0], target=9, patch_size=6, stride=1, method="full")
+    np.testing.assert_allclose(final.scores, ref.scores, atol=1e-4, rtol=0)
+    view.output = "logit"
+    view.baseline = -1.0
+    final = view.wait()
+    ref = occlusion_map(
+        model, dataset[0][0], target=9, patch_size=6, stride=1, baseline=-1.0, output="logit"
+    )
+    np.testing.assert_allclose(final.scores, ref.scores, atol=1e-4, rtol=1e-5)
+
+
+def test_new_image_follows_its_prediction(demo):
+    model, dataset, classes = demo
+    view = OcclusionMap(model, dataset[0][0], classes=classes)
+    view.wait()
+    other = next(i for i in range(len(dataset)) if dataset.targets[i] != dataset.targets[0])
+    view.image = dataset[other][0]
+    final = view.wait()
+    assert final.target == view.target == dataset.targets[other]
+
+
+def test_bad_controls_name_the_valid_range(demo):
+    model, dataset, classes = demo
+    view = OcclusionMap(model, dataset[0][0], classes=classes)
+    with pytest.raises(traitlets.TraitError, match=r"patch_size 33 is out of range 1\.\.32"):
+        view.patch_size = 33
+    with pytest.raises(traitlets.TraitError, match="stride 0 is out of range"):
+        view.stride = 0
+    with pytest.raises(traitlets.TraitError, match=r"target 10 is out of range 0\.\.9"):
+        view.target = 10
+    with pytest.raises(ValueError, match="classes has 3 names; the model scores 10"):
+        OcclusionMap(model, dataset[0][0], classes=["a", "b", "c"])
+    view.wait()
