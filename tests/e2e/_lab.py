@@ -12,9 +12,17 @@ NON_BLANK = """canvas => {
 
 
 def open_and_run_all(page, lab, name):
-    page.goto(f"{lab['url']}/lab/tree/{name}")
-    # The kernel is really connected only once the debugger button is enabled (see TESTING.md).
-    page.wait_for_selector('.jp-DebuggerBugButton[aria-disabled="false"]', timeout=60_000)
+    # A workspace of its own, reset: no tabs restored from an earlier test.
+    workspace = name.replace(".", "-")
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?reset")
+    ready = '.jp-DebuggerBugButton[aria-disabled="false"]'
+    dialog = ".jp-Dialog .jp-mod-accept"
+    # The kernel is really connected only once the debugger button is enabled (see TESTING.md);
+    # JupyterLab may first ask which kernel to start.
+    page.wait_for_selector(f"{ready}, {dialog}", timeout=90_000)
+    if page.locator(dialog).count():
+        page.locator(dialog).click()
+        page.wait_for_selector(ready, timeout=90_000)
     page.click('.lm-MenuBar-itemLabel:text-is("Run")')
     page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
 

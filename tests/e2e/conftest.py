@@ -144,6 +144,7 @@ def page(lab, tmp_path, request):
                 pg.screenshot(path=str(shot), full_page=True)
                 print(f"\nscreenshot: {shot}")
             context.close()
+            _stop_kernels(lab["url"])  # the next test starts from an idle machine
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
