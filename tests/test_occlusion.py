@@ -290,6 +290,7 @@ def test_random_conv_stacks(case):
     ],
     ids=repr,
 )
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_window_layer_variants(layer):
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),  # no ReLU before: max pooling must see negatives
