@@ -450,7 +450,10 @@ def test_bad_arguments(kwargs, match):
 
 @pytest.mark.parametrize("shape", [(32, 32), (2, 3, 32, 32), (1, 1, 3, 32, 32)])
 def test_bad_image_shape(shape):
-    with pytest.raises(ValueError, match=r"image must have shape .*got \("):
+    # the error names the shape it got and the ones it takes
+    with pytest.raises(
+        ValueError, match=r"\(C, H, W\) or \(.*got .*\(" + ", ".join(map(str, shape))
+    ):
         occlusion_map(SmallCNN(c_in=3).eval(), torch.randn(*shape))
 
 

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 import traitlets
+from torchvision.models import resnet18
 
 from cnnviz_widgets.inspect.occlusion import occlusion_map
 from cnnviz_widgets.widgets.occlusion import OcclusionMap, coarse_to_fine
@@ -73,4 +75,18 @@ def test_bad_controls_name_the_valid_range(demo):
         view.target = 10
     with pytest.raises(ValueError, match="classes has 3 names; the model scores 10"):
         OcclusionMap(model, dataset[0][0], classes=["a", "b", "c"])
+    view.wait()
+
+
+def test_background_runs_never_trace_beside_the_users_forward_passes():
+    # fx tracing patches nn.Module.__call__ for every thread: the widget traces up front on
+    # the calling thread, so the user's own forwards during a run stay real tensors.
+    model = resnet18(weights=None).eval()
+    x = torch.randn(1, 3, 32, 32)
+    view = OcclusionMap(model, x[0], patch_size=16, stride=16)
+    for target in range(12):
+        view.target = target
+        for _ in range(4):
+            out = model(x)
+            assert isinstance(out, torch.Tensor) and out.shape == (1, 1000)
     view.wait()

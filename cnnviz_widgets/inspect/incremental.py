@@ -361,12 +361,19 @@ _RECT = "r"
 _FULL = "f"
 
 
+def trace(model: nn.Module) -> fx.GraphModule:
+    """The fx graph the engine runs. Tracing patches `nn.Module.__call__` process-wide, so a
+    background thread should get a graph traced beforehand on the main thread (`traced=`)."""
+    return fx.symbolic_trace(model)
+
+
 class IncrementalEngine:
     """Exact incremental occlusion inference for one model and one base image.
 
     ``model`` must be in eval mode on the image's device (``occlusion_map`` does that);
     ``image`` is (1, C, H, W). Raises whatever ``torch.fx.symbolic_trace`` raises for a model
     it cannot trace (``occlusion_map`` then falls back to full recompute with a warning).
+    ``traced``: the graph of :func:`trace` made earlier, to skip tracing here.
     """
 
     def __init__(
@@ -376,11 +383,12 @@ class IncrementalEngine:
         full_threshold: float = DEFAULT_FULL_THRESHOLD,
         warn: bool = True,
         fuse: bool = True,
+        traced: fx.GraphModule | None = None,
     ) -> None:
         self.full_threshold = float(full_threshold)
         self.warn = warn
         self._warned = False
-        self.gm = fx.symbolic_trace(model)
+        self.gm = traced if traced is not None else trace(model)
         self.modules = dict(self.gm.named_modules())
         self.image = image
         self.nodes = list(self.gm.graph.nodes)

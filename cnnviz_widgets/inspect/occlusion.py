@@ -40,7 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnviz_widgets.inspect.incremental import DEFAULT_FULL_THRESHOLD, IncrementalEngine
+from .capture import inference_state
+from .incremental import DEFAULT_FULL_THRESHOLD, IncrementalEngine
+from .inputs import model_device, to_batch
 
 __all__ = [
     "OcclusionResult",
@@ -120,49 +122,13 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
 
 
 def _check_image(image: Any) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor):
+    """One image as a (1, C, H, W) float tensor (PIL images and arrays as `to_batch` takes them)."""
+    batch = to_batch(image)
+    if batch.shape[0] != 1:
         raise ValueError(
-            f"image must be a float tensor of shape (C, H, W) or (1, C, H, W), got {type(image)}"
+            f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(batch.shape)}"
         )
-    if image.dim() == 3:
-        image = image.unsqueeze(0)
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(
-            f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(image.shape)}"
-        )
-    if not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor, got dtype {image.dtype}")
-    return image
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return None
-
-
-class _ModelState:
-    """Eval mode and target device for the duration of a computation; restores both."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self.model = model
-        self.device = device
-        self.modes = {m: m.training for m in model.modules()}
-        self.orig = _model_device(model)
-
-    def __enter__(self) -> _ModelState:
-        self.model.eval()
-        if self.orig is not None and self.orig != self.device:
-            self.model.to(self.device)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.orig is not None and self.orig != self.device:
-            self.model.to(self.orig)
-        for m, mode in self.modes.items():
-            m.training = mode
+    return batch
 
 
 def _score(logits: torch.Tensor, target: int, output: str) -> torch.Tensor:
@@ -211,6 +177,7 @@ class _Runner:
         device: Any,
         precision: str,
         full_threshold: float | None,
+        traced: Any = None,
     ) -> None:
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
@@ -221,8 +188,7 @@ class _Runner:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         image = _check_image(image)
-        dev = torch.device(device) if device is not None else _model_device(model)
-        self.device = dev if dev is not None else image.device
+        self.device = torch.device(device) if device is not None else model_device(model)
         self.model = model
         pdtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
         self.image = image.detach().to(self.device, pdtype or torch.float32)
@@ -249,6 +215,7 @@ class _Runner:
         self.full_threshold = DEFAULT_FULL_THRESHOLD if full_threshold is None else full_threshold
         self.engine: IncrementalEngine | None = None
         self.target_arg = target
+        self.traced = traced
 
     def start(self) -> None:
         """Base pass (inside the model-state context): base output, target, engine."""
@@ -256,7 +223,10 @@ class _Runner:
             if self.method == "incremental":
                 try:
                     self.engine = IncrementalEngine(
-                        self.model, self.image, full_threshold=self.full_threshold
+                        self.model,
+                        self.image,
+                        full_threshold=self.full_threshold,
+                        traced=self.traced,
                     )
                     base = self.engine.base_output
                 except Exception as e:  # fx cannot trace every model: stay exact, go slow
@@ -395,6 +365,7 @@ def occlusion_maps(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     full_threshold: float | None = None,
+    traced: Any = None,
 ) -> Iterator[OcclusionResult]:
     """Yield one finished :class:`OcclusionResult` per stride, coarse first.
 
@@ -402,6 +373,8 @@ def occlusion_maps(
     strides. The model is in eval mode (and on ``device``) only while the generator runs a map;
     mode and device are restored between maps and when the generator is closed.
     Arguments as :func:`occlusion_map`; strides are validated before anything runs.
+    ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace`, made
+    beforehand on the main thread when this generator runs on another one.
     """
     strides = list(strides)
     for s in strides:
@@ -420,6 +393,7 @@ def occlusion_maps(
         device=device,
         precision=precision,
         full_threshold=full_threshold,
+        traced=traced,
     )
     return _iterate(runner, strides)
 
@@ -427,7 +401,7 @@ def occlusion_maps(
 def _iterate(runner: _Runner, strides: list[Any]) -> Iterator[OcclusionResult]:
     first = True
     for s in strides:
-        with _ModelState(runner.model, runner.device), _TF32(runner.device, runner.precision):
+        with inference_state(runner.model, runner.device), _TF32(runner.device, runner.precision):
             if first:
                 t0 = time.perf_counter()
                 runner.start()

@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import render
 from ..inspect import input_channels, to_batch
+from ..inspect.incremental import trace
 from ..inspect.occlusion import OcclusionResult, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ._tiles import bundle
@@ -92,6 +93,7 @@ class OcclusionMap(anywidget.AnyWidget):
         self._device = device
         self._method = method
         self._strides = list(strides) if strides is not None else None
+        self._traced = None
         self._worker = LatestWorker("cnnviz-occlusion")
         self.results: list[OcclusionResult] = []
         batch = self._batch(image)
@@ -175,8 +177,23 @@ class OcclusionMap(anywidget.AnyWidget):
             return self._strides
         return coarse_to_fine(self.stride, self.patch_size)
 
+    def _graph(self):
+        """The model's fx graph, traced here on the calling (main) thread: tracing patches
+        `nn.Module.__call__` for every thread, so it must not run beside the user's code."""
+        key = tuple(id(m) for m in self._model.modules())
+        if self._traced is None or self._traced[0] != key:
+            try:
+                graph = trace(self._model) if self._method == "incremental" else None
+            except Exception:  # untraceable: the run falls back to a full recompute
+                graph = None
+            self._traced = (key, graph)
+        return self._traced[1]
+
     def _start(self, change=None) -> None:
+        graph = self._graph()
         params = {
+            "traced": graph,
+            "method": self._method if graph is not None else "full",
             "image": self._batch(self.image),
             "strides": self.schedule(),
             "target": self.target,
@@ -199,9 +216,7 @@ class OcclusionMap(anywidget.AnyWidget):
         p = params["patch_size"]
         total = sum(((h - p) // s + 1) * ((w - p) // s + 1) for s in strides)
         done, t0 = 0, time.perf_counter()
-        maps = occlusion_maps(
-            self._model, **params, strides=strides, method=self._method, device=self._device
-        )
+        maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
         try:
             for res in maps:
                 if not is_current():
