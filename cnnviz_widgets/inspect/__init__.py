@@ -10,6 +10,8 @@ from .dataset import (
     top_activations,
     weights_fingerprint,
 )
+from .embedding import embed, knn_agreement, neighbours, pca
+from .features import clear_feature_cache, extract_features, feature_pass
 from .inputs import input_channels, model_device, to_batch
 from .layers import LayerInfo, first_conv, layer_catalogue, spatial_layer, spatial_layers
 from .predict import class_probabilities, top_k
@@ -25,13 +27,20 @@ __all__ = [
     "TopKConsumer",
     "capture",
     "class_probabilities",
+    "clear_feature_cache",
     "dataset_pass",
+    "embed",
+    "extract_features",
+    "feature_pass",
     "first_conv",
     "inference_state",
     "input_channels",
+    "knn_agreement",
     "layer_catalogue",
     "layer_names",
     "model_device",
+    "neighbours",
+    "pca",
     "receptive_field",
     "receptive_fields",
     "resolve_layer",

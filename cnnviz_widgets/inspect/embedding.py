@@ -1,0 +1,434 @@
+"""Representation space: 2-D maps of per-image features (t-SNE, PCA) and exact neighbours.
+
+>>> feats = extract_features(model, dataset)        # (N, D) float32, cached
+>>> xy = embed(feats)                               # (N, 2) float32 t-SNE map
+>>> idx, dist = neighbours(feats, k=10, query=7)    # image 7's 10 nearest, in feature space
+
+t-SNE runs openTSNE when it is installed and scikit-learn's Barnes-Hut TSNE otherwise.
+Wide features are first reduced to 50 dimensions by PCA, which also gives the initial map.
+openTSNE runs a shortened schedule (`EARLY_ITER` + `N_ITER` instead of its 250 + 500
+iterations), FFT gradients on a coarser grid (`INTS_IN_INTERVAL`) from 10,000 points and
+Barnes-Hut below, exact neighbours up to `EXACT_KNN_MAX` points and Annoy above, on the
+idle cores: several times faster than scikit-learn at the same k-nearest-neighbour label
+agreement of the map (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import topk_lexicographic
+from .features import clear_feature_cache, extract_features, feature_pass
+
+__all__ = [
+    "BACKENDS",
+    "METHODS",
+    "METRICS",
+    "check_features",
+    "clear_feature_cache",
+    "embed",
+    "extract_features",
+    "feature_pass",
+    "knn_agreement",
+    "neighbours",
+    "pca",
+]
+
+METHODS = ("tsne", "pca")
+BACKENDS = ("auto", "opentsne", "sklearn")
+METRICS = ("euclidean", "cosine")
+
+PCA_DIMS = 50  # t-SNE input width: wider features are PCA-reduced first
+EARLY_ITER = 125  # early-exaggeration iterations (openTSNE default 250)
+N_ITER = 250  # iterations after it (openTSNE default 500)
+EXAGGERATION = 12.0
+INTS_IN_INTERVAL = 2  # FFT grid: embedding units per interval (openTSNE default 1)
+EXACT_KNN_MAX = 25_000  # above this many points the t-SNE neighbours come from Annoy
+ANNOY_TREES = 50  # recall of the 90 neighbours about 0.92 at 70,000 x 50
+MIN_TSNE_POINTS = 4
+FFT_MIN_POINTS = 10_000  # below, Barnes-Hut is faster (the FFT grid has a fixed cost)
+
+
+def _choices(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _check_choice(value: Any, valid: Sequence[str], what: str) -> str:
+    if value not in valid:
+        raise ValueError(f"Unknown {what} {value!r}; choose one of: {_choices(valid)}")
+    return value
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    """Threads for t-SNE: the cores not already busy with other processes (at least 1).
+
+    t-SNE threads meet at a barrier every iteration, so on an oversubscribed machine one
+    descheduled thread stalls the rest: on 2 cores shared with 3 busy processes, 2 threads
+    ran 3x slower than 1. The map does not depend on the thread count.
+    """
+    cores = available_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return cores
+    return max(1, min(cores, int(cores + 1 - busy + 0.5)))  # +1: the load counts us
+
+
+def check_features(features: Any, name: str = "features", min_rows: int = 1) -> np.ndarray:
+    """`features` as a C-contiguous float32 (N, D) array; ValueError on bad shape or values.
+
+    Non-finite values are reported with how many rows hold them and the first few indices.
+    """
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D (N, D) array, one row per image; got shape {array.shape}"
+        )
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{name} must be numbers; got dtype {array.dtype}")
+    n, d = array.shape
+    if n < min_rows or d == 0:
+        raise ValueError(f"{name} need at least {min_rows} row(s) and 1 column; got shape {(n, d)}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        first = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise ValueError(
+            f"{name} hold NaN or inf in {bad.size} of {n} rows (rows {first}); "
+            "drop those images or fix the model/inputs that produce them"
+        )
+    return array
+
+
+# ------------------------------------------------------------------ PCA ----
+
+
+def pca(features: Any, n_components: int = 2) -> np.ndarray:
+    """The first `n_components` principal-component scores (N, k) float32, deterministic.
+
+    Exact (eigendecomposition of the covariance) up to 4,096 dimensions, randomized
+    (`torch.pca_lowrank`, fixed seed) above. Each component's sign makes its largest
+    loading positive, so the map does not flip between runs or machines.
+    """
+    x = check_features(features)
+    n, d = x.shape
+    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+        raise ValueError(f"n_components must be a positive integer; got {n_components!r}")
+    if n_components > min(n, d):
+        raise ValueError(
+            f"PCA to {n_components} dimensions needs at least {n_components} rows and columns; "
+            f"features have shape {(n, d)}"
+        )
+    centred = torch.from_numpy((x - x.mean(axis=0, dtype=np.float64)).astype(np.float32))
+    if d <= 4096:
+        cov = (centred.T @ centred).double().numpy()
+        _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
+        basis = torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1][:, :n_components]))
+        basis = basis.float()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            _, _, v = torch.pca_lowrank(centred, q=min(n_components + 10, n, d), center=False)
+        basis = v[:, :n_components]
+    peak = basis.abs().argmax(dim=0)
+    signs = torch.sign(basis[peak, torch.arange(n_components)])
+    basis = basis * torch.where(signs == 0, 1.0, signs)
+    return (centred @ basis).numpy().astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------- t-SNE ----
+
+
+def _annoy_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
+    """Approximate kNN by Annoy (bundled with openTSNE): a random-projection forest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openTSNE.dependencies.annoy import AnnoyIndex
+
+    n = len(x)
+    index = AnnoyIndex(x.shape[1], "euclidean")
+    index.set_seed(seed)
+    for i, row in enumerate(x):
+        index.add_item(i, row)
+    index.build(ANNOY_TREES, n_jobs=1)  # one thread: the forest depends only on the seed
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float64)
+
+    def rows(chunk: np.ndarray) -> None:
+        for i in chunk:
+            found, dist = index.get_nns_by_item(int(i), k + 1, include_distances=True)
+            keep = [j for j, f in enumerate(found) if f != i][:k]
+            if len(keep) < k:  # cannot happen with N > EXACT_KNN_MAX and k <= 90
+                raise RuntimeError("Annoy returned too few neighbours")
+            indices[i] = [found[j] for j in keep]
+            distances[i] = [dist[j] for j in keep]
+
+    with ThreadPoolExecutor(max(1, n_jobs)) as pool:
+        list(pool.map(rows, np.array_split(np.arange(n), max(1, n_jobs) * 4)))
+    return indices, distances
+
+
+def _tsne_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
+    """(indices, euclidean distances) of each point's k nearest others, for the affinities.
+
+    Exact (blocked matrix products) up to `EXACT_KNN_MAX` points, Annoy above: t-SNE maps
+    barely change with approximate neighbours, and exact search grows as N^2.
+    """
+    if len(x) > EXACT_KNN_MAX:
+        return _annoy_knn(x, k, n_jobs, seed)
+    t = torch.from_numpy(x)
+    sq = (t * t).sum(dim=1)
+    n = len(x)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float64)
+    block = max(1, min(n, 2**24 // n))
+    for start in range(0, n, block):
+        q = t[start : start + block]
+        rows = torch.arange(len(q))
+        d2 = sq[None, :] - 2.0 * (q @ t.T)  # + |q|^2, added after the ranking
+        d2[rows, rows + start] = float("inf")
+        value, index = d2.topk(k, dim=1, largest=False)
+        value = (value + sq[start : start + block, None]).clamp_(min=0).sqrt_()
+        indices[start : start + block] = index.numpy()
+        distances[start : start + block] = value.numpy()
+    return indices, distances
+
+
+def _effective_perplexity(perplexity: float, n: int) -> float:
+    if not (isinstance(perplexity, (int, float)) and perplexity > 0):
+        raise ValueError(f"perplexity must be a positive number; got {perplexity!r}")
+    limit = (n - 1) / 3
+    if perplexity > limit:
+        warnings.warn(
+            f"perplexity {perplexity} needs more than {3 * perplexity:.0f} points; with {n} "
+            f"points it is lowered to {limit:.2f}",
+            stacklevel=3,
+        )
+        return limit
+    return float(perplexity)
+
+
+def _initial_map(x: np.ndarray) -> np.ndarray:
+    """The first two PCA scores scaled to a standard deviation of 1e-4 (openTSNE's init)."""
+    start = x[:, :2].astype(np.float64)
+    scale = start[:, 0].std()
+    return start / scale * 1e-4 if scale > 0 else np.zeros_like(start)
+
+
+def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verbose):
+    from openTSNE import TSNEEmbedding, affinity
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    n = len(x)
+    k = min(n - 1, int(3 * perplexity))
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    indices, distances = _tsne_knn(x, k, n_jobs, seed)
+    affinities = affinity.PerplexityBasedNN(
+        knn_index=PrecomputedNeighbors(indices, distances),
+        perplexity=perplexity,
+        n_jobs=n_jobs,
+        verbose=verbose,
+    )
+    embedding = TSNEEmbedding(
+        _initial_map(x),
+        affinities,
+        negative_gradient_method="fft" if n >= FFT_MIN_POINTS else "bh",
+        ints_in_interval=INTS_IN_INTERVAL,
+        n_jobs=n_jobs,
+        random_state=random_state,
+        verbose=verbose,
+    )
+    embedding.optimize(
+        early_iter,
+        exaggeration=EXAGGERATION,
+        momentum=0.5,
+        learning_rate=max(n / EXAGGERATION, 200.0),
+        inplace=True,
+    )
+    embedding.optimize(n_iter, momentum=0.8, learning_rate=max(float(n), 200.0), inplace=True)
+    return np.asarray(embedding)
+
+
+def _tsne_sklearn(x, perplexity, random_state, n_jobs, verbose):
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init=_initial_map(x) if x.shape[1] >= 2 else "random",
+        learning_rate="auto",
+        random_state=random_state,
+        n_jobs=n_jobs,
+        verbose=int(verbose),
+    )
+    with threadpool_limits(n_jobs):  # its gradient's OpenMP threads ignore n_jobs
+        return tsne.fit_transform(x)
+
+
+def has_opentsne() -> bool:
+    """Whether openTSNE is installed."""
+    return importlib.util.find_spec("openTSNE") is not None
+
+
+def embed(
+    features: Any,
+    method: str = "tsne",
+    random_state: int = 0,
+    *,
+    perplexity: float = 30.0,
+    backend: str = "auto",
+    pca_dims: int = PCA_DIMS,
+    early_iter: int = EARLY_ITER,
+    n_iter: int = N_ITER,
+    n_jobs: int | None = None,
+    verbose: bool = False,
+) -> np.ndarray:
+    """A 2-D map (N, 2) float32 of (N, D) features by t-SNE (default) or PCA.
+
+    t-SNE: features wider than `pca_dims` are PCA-reduced first; the map starts from the
+    first two principal components and is deterministic for a given `random_state`.
+    `backend` "auto" uses openTSNE when installed, else scikit-learn ("opentsne" and
+    "sklearn" force one; `early_iter`/`n_iter` apply to openTSNE only). `n_jobs` defaults
+    to the idle cores (`default_jobs`). `perplexity` is lowered, with a warning, for fewer
+    than 3 * perplexity + 1 points.
+    """
+    _check_choice(method, METHODS, "method")
+    _check_choice(backend, BACKENDS, "backend")
+    x = check_features(features, min_rows=2)
+    if method == "pca":
+        if x.shape[1] == 1:
+            return np.concatenate([x - x.mean(), np.zeros_like(x)], axis=1)
+        return pca(x, 2)
+    n = len(x)
+    if n < MIN_TSNE_POINTS:
+        raise ValueError(
+            f"t-SNE needs at least {MIN_TSNE_POINTS} points; got {n}. Use method='pca'"
+        )
+    for name, value in (("early_iter", early_iter), ("n_iter", n_iter), ("pca_dims", pca_dims)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    perplexity = _effective_perplexity(perplexity, n)
+    if backend == "auto":
+        backend = "opentsne" if has_opentsne() else "sklearn"
+    elif backend == "opentsne" and not has_opentsne():
+        raise ImportError("backend='opentsne' needs openTSNE: pip install openTSNE")
+    jobs = default_jobs() if n_jobs is None else int(n_jobs)
+    dims = min(max(pca_dims, 2), n, x.shape[1])
+    # Principal-component scores also when not reducing: their first two columns are the init.
+    reduced = pca(x, dims) if x.shape[1] >= 2 else x
+    if backend == "opentsne":
+        xy = _tsne_opentsne(reduced, perplexity, random_state, jobs, early_iter, n_iter, verbose)
+    else:
+        xy = _tsne_sklearn(reduced, perplexity, random_state, jobs, verbose)
+    return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+# ----------------------------------------------------------- neighbours ----
+
+
+def _query_rows(query: Any, n: int) -> np.ndarray | None:
+    """Dataset indices to query (None: every row); ValueError when out of range."""
+    if query is None:
+        return None
+    rows = np.atleast_1d(np.asarray(query))
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        return None
+    bad = rows[(rows < -n) | (rows >= n)]
+    if bad.size:
+        raise ValueError(f"query index {int(bad[0])} is out of range for {n} feature rows")
+    return rows % n
+
+
+def neighbours(
+    features: Any,
+    k: int = 10,
+    metric: str = "euclidean",
+    query: Any = None,
+    *,
+    block_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours in feature space: (indices (M, k) int64, distances (M, k)).
+
+    `query`: None (every row, each excluding itself), a row index or a sequence of them
+    (excluding themselves), or a (M, D) array of new feature vectors (nothing excluded).
+    `metric` "euclidean" or "cosine" (1 - cosine similarity; an all-zero row is at distance 1
+    from everything). Distances are computed in float64; ties go to the lower index.
+    """
+    _check_choice(metric, METRICS, "metric")
+    x = check_features(features)
+    n, d = x.shape
+    rows = _query_rows(query, n)
+    if query is None or rows is not None:
+        q = x if rows is None else x[rows]
+        exclude = np.arange(n) if rows is None else rows
+    else:
+        q = check_features(query, name="query")
+        if q.shape[1] != d:
+            raise ValueError(f"query has {q.shape[1]} columns but features have {d}")
+        exclude = None
+    limit = n - 1 if exclude is not None else n
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
+        raise ValueError(f"k must be an integer in 1..{limit} for {n} feature rows; got {k!r}")
+    data = torch.from_numpy(x.astype(np.float64))
+    queries = torch.from_numpy(q.astype(np.float64))
+    if metric == "cosine":
+        data = data / data.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        queries = queries / queries.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    else:
+        sq = (data * data).sum(dim=1)
+    m = len(queries)
+    indices = np.empty((m, k), dtype=np.int64)
+    distances = np.empty((m, k), dtype=np.float32)
+    block = block_rows or max(1, min(m, 2**23 // n))
+    for start in range(0, m, block):
+        qb = queries[start : start + block]
+        if metric == "cosine":
+            dist = 1.0 - qb @ data.T
+        else:
+            dist = ((qb * qb).sum(dim=1, keepdim=True) - 2.0 * (qb @ data.T) + sq).clamp_(min=0)
+        if exclude is not None:
+            mine = torch.from_numpy(exclude[start : start + block])
+            dist[torch.arange(len(qb)), mine] = float("inf")
+        value, index = topk_lexicographic(-dist, k)
+        value = -value
+        if metric == "euclidean":
+            value = value.sqrt()
+        indices[start : start + block] = index.numpy()
+        distances[start : start + block] = value.numpy()
+    return indices, distances
+
+
+def knn_agreement(points: Any, labels: Any, k: int = 10) -> float:
+    """Mean fraction of each point's k nearest neighbours (euclidean) that share its label.
+
+    Works on a 2-D map or on features; 1.0 means every neighbourhood is one class.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    x = check_features(points, name="points", min_rows=2)
+    y = np.asarray(labels)
+    if y.shape != (len(x),):
+        raise ValueError(f"labels must have shape ({len(x)},), one per point; got {y.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < len(x):
+        raise ValueError(f"k must be an integer in 1..{len(x) - 1}; got {k!r}")
+    index = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
+    return float((y[index] == y[:, None]).mean())
