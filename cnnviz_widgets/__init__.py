@@ -9,18 +9,20 @@ from .inspect import (
     dataset_pass,
     embed,
     extract_features,
+    knn_agreement,
     layer_catalogue,
     neighbours,
     receptive_field,
     top_activations,
 )
 from .inspect.occlusion import OcclusionResult, occlusion_map, occlusion_maps
-from .widgets import FeatureMaps, FilterGrid, OcclusionMap, TopPatches
+from .widgets import EmbeddingExplorer, FeatureMaps, FilterGrid, OcclusionMap, TopPatches
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActivationCapture",
+    "EmbeddingExplorer",
     "FeatureMaps",
     "FilterGrid",
     "LayerInfo",
@@ -33,6 +35,7 @@ __all__ = [
     "dataset_pass",
     "embed",
     "extract_features",
+    "knn_agreement",
     "layer_catalogue",
     "neighbours",
     "occlusion_map",

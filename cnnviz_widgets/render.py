@@ -183,3 +183,47 @@ def fit_tiles(tiles: list[np.ndarray], max_px: int) -> np.ndarray:
         return np.stack(tiles)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.stack([np.asarray(Image.fromarray(t).resize(size, Image.BOX)) for t in tiles])
+
+
+# Tableau's 10 categorical colours; more classes get evenly spaced hues.
+_TAB10 = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+
+
+def class_colors(n: int) -> list[str]:
+    """n distinguishable "#rrggbb" colours, one per class."""
+    if n <= len(_TAB10):
+        return _TAB10[:n]
+    import colorsys
+
+    rgb = [colorsys.hsv_to_rgb(i / n, 0.65, 0.85) for i in range(n)]
+    return ["#{:02x}{:02x}{:02x}".format(*(round(c * 255) for c in col)) for col in rgb]
+
+
+def unit_square(xy: np.ndarray) -> np.ndarray:
+    """2-D points scaled uniformly (aspect kept) and centred into [-1, 1], as float32."""
+    xy = np.asarray(xy, dtype=np.float64)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = float((hi - lo).max()) or 1.0
+    return ((xy - (lo + hi) / 2) * (2 / span)).astype(np.float32)
+
+
+def sprite_pages(
+    images: list[np.ndarray], thumb_px: int = 32, max_side: int = 2048
+) -> tuple[list[bytes], tuple[int, int], int, int]:
+    """Thumbnails packed into PNG sprite pages; returns (pages, thumb shape, columns, per page).
+
+    Every thumbnail is shrunk to fit `thumb_px` (same size for all); a page is at most
+    `max_side` pixels on a side, which keeps each message well under 5 MB.
+    """
+    tiles = fit_tiles(images, thumb_px)
+    h, w = tiles.shape[1:3]
+    cols = max(1, min(len(tiles), max_side // w))
+    per_page = cols * max(1, max_side // h)
+    pages = [
+        png_bytes(pack_tiles(tiles[i : i + per_page], cols)[0])
+        for i in range(0, len(tiles), per_page)
+    ]
+    return pages, (h, w), cols, per_page

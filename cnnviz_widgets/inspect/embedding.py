@@ -432,3 +432,23 @@ def knn_agreement(points: Any, labels: Any, k: int = 10) -> float:
         raise ValueError(f"k must be an integer in 1..{len(x) - 1}; got {k!r}")
     index = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
     return float((y[index] == y[:, None]).mean())
+
+
+def grid_layout(points: Any) -> np.ndarray:
+    """Snap 2-D points to a near-square grid keeping their arrangement: rows by y, then x.
+
+    Returns (N, 2) float32 cell centres (column, row), one distinct cell per point.
+    """
+    xy = check_features(points, name="points")
+    if xy.shape[1] != 2:
+        raise ValueError(f"points must be (N, 2); got shape {xy.shape}")
+    n = len(xy)
+    cols = int(np.ceil(np.sqrt(n)))
+    out = np.empty((n, 2), dtype=np.float32)
+    by_y = np.argsort(xy[:, 1], kind="stable")
+    for row, start in enumerate(range(0, n, cols)):
+        members = by_y[start : start + cols]
+        members = members[np.argsort(xy[members, 0], kind="stable")]
+        out[members, 0] = np.arange(len(members))
+        out[members, 1] = row
+    return out
