@@ -12,7 +12,7 @@ from .dataset import (
 )
 from .embedding import embed, knn_agreement, neighbours, pca
 from .features import clear_feature_cache, extract_features, feature_pass
-from .inputs import input_channels, model_device, to_batch
+from .inputs import input_channels, model_device, one_image, to_batch
 from .layers import LayerInfo, first_conv, layer_catalogue, spatial_layer, spatial_layers
 from .predict import class_probabilities, top_k
 from .receptive import ReceptiveField, receptive_field, receptive_fields
@@ -40,6 +40,7 @@ __all__ = [
     "layer_names",
     "model_device",
     "neighbours",
+    "one_image",
     "pca",
     "receptive_field",
     "receptive_fields",

@@ -72,3 +72,14 @@ def to_batch(
             f"shape {shape} with {image.shape[1]} channel(s)"
         )
     return image
+
+
+def one_image(image, *, channels: int | None = None, transform: Callable | None = None):
+    """`to_batch` for views of a single image: a (1, C, H, W) tensor, or a ValueError."""
+    batch = to_batch(image, channels=channels, transform=transform)
+    if batch.shape[0] != 1:
+        raise ValueError(
+            f"Expected one image, (C, H, W) or (1, C, H, W); got a batch of shape "
+            f"{tuple(batch.shape)}"
+        )
+    return batch

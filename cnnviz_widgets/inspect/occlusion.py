@@ -42,7 +42,7 @@ from torch import nn
 
 from .capture import inference_state
 from .incremental import DEFAULT_FULL_THRESHOLD, IncrementalEngine
-from .inputs import model_device, to_batch
+from .inputs import model_device, one_image
 
 __all__ = [
     "OcclusionResult",
@@ -123,12 +123,7 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
 
 def _check_image(image: Any) -> torch.Tensor:
     """One image as a (1, C, H, W) float tensor (PIL images and arrays as `to_batch` takes them)."""
-    batch = to_batch(image)
-    if batch.shape[0] != 1:
-        raise ValueError(
-            f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(batch.shape)}"
-        )
-    return batch
+    return one_image(image)
 
 
 def _score(logits: torch.Tensor, target: int, output: str) -> torch.Tensor:

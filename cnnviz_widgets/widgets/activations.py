@@ -14,9 +14,9 @@ from ..inspect import (
     first_conv,
     input_channels,
     layer_catalogue,
+    one_image,
     spatial_layer,
     spatial_layers,
-    to_batch,
 )
 from ._tiles import TileGridWidget, bundle
 
@@ -73,12 +73,7 @@ class FeatureMaps(TileGridWidget):
         return spatial_layers(self._catalogue)
 
     def _batch(self, image):
-        batch = to_batch(image, channels=input_channels(self._model), transform=self._transform)
-        if batch.shape[0] != 1:
-            raise ValueError(
-                f"FeatureMaps shows one image; got a batch of shape {tuple(batch.shape)}"
-            )
-        return batch
+        return one_image(image, channels=input_channels(self._model), transform=self._transform)
 
     @traitlets.validate("layer")
     def _valid_layer(self, proposal):

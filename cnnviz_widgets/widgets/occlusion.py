@@ -11,7 +11,7 @@ import traitlets
 from torch import nn
 
 from .. import render
-from ..inspect import input_channels, to_batch
+from ..inspect import input_channels, one_image
 from ..inspect.incremental import trace
 from ..inspect.occlusion import OcclusionResult, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
@@ -121,12 +121,7 @@ class OcclusionMap(anywidget.AnyWidget):
         self.observe(self._on_colormap, names=["colormap"])
 
     def _batch(self, image):
-        batch = to_batch(image, channels=input_channels(self._model), transform=self._transform)
-        if batch.shape[0] != 1:
-            raise ValueError(
-                f"OcclusionMap shows one image; got a batch of shape {tuple(batch.shape)}"
-            )
-        return batch
+        return one_image(image, channels=input_channels(self._model), transform=self._transform)
 
     @traitlets.validate("image")
     def _valid_image(self, proposal):
