@@ -571,8 +571,36 @@ def _capture_inputs(stack: ExitStack, model: nn.Module, names: list[str]) -> dic
 
 # --------------------------------------------------------------- public ----
 
-_CACHE: OrderedDict[tuple, tuple[Any, dict[str, TopActivations]]] = OrderedDict()
-_CACHE_SIZE = 8
+
+class PassCache:
+    """The last few results of dataset passes, keyed by what they depend on.
+
+    A hit also needs the very same dataset object (ids can be reused after garbage collection).
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+
+    def get(self, key: tuple, dataset: Any) -> Any:
+        """The cached result, or None."""
+        hit = self._entries.get(key)
+        if hit is None or hit[0] is not dataset:
+            return None
+        self._entries.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: tuple, dataset: Any, result: Any) -> None:
+        """Keep `result`, dropping the oldest entry beyond `size`."""
+        self._entries[key] = (dataset, result)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_CACHE = PassCache()
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -616,10 +644,9 @@ def top_activations(
     key = None
     if cache:
         key = (id(model), weights_fingerprint(model), consumer.outputs, k, distinct, id(dataset), n)
-        hit = _CACHE.get(key)
-        if hit is not None and hit[0] is dataset:
-            _CACHE.move_to_end(key)
-            return {name: replace(top, display=display) for name, top in hit[1].items()}
+        hit = _CACHE.get(key, dataset)
+        if hit is not None:
+            return {name: replace(top, display=display) for name, top in hit.items()}
     (result,) = dataset_pass(
         model,
         dataset,
@@ -631,7 +658,5 @@ def top_activations(
         desc="top activations",
     )
     if key is not None:
-        _CACHE[key] = (dataset, result)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _CACHE.put(key, dataset, result)
     return result

@@ -10,7 +10,6 @@ A hit returns the very same read-only arrays, so it costs one hash of the weight
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .capture import LayerRef
-from .dataset import FeatureConsumer, Features, dataset_length, dataset_pass, weights_fingerprint
+from .dataset import (
+    FeatureConsumer,
+    Features,
+    PassCache,
+    dataset_length,
+    dataset_pass,
+    weights_fingerprint,
+)
 
 DTYPES = ("float32", "float16")
 
-_CACHE: OrderedDict[tuple, tuple[Any, Features]] = OrderedDict()
-_CACHE_SIZE = 8
+_CACHE = PassCache()
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -71,10 +76,9 @@ def feature_pass(
     key = None
     if cache:
         key = (id(model), weights_fingerprint(model), consumer.layer, dt.name, id(dataset), n)
-        hit = _CACHE.get(key)
-        if hit is not None and hit[0] is dataset:
-            _CACHE.move_to_end(key)
-            return hit[1]
+        hit = _CACHE.get(key, dataset)
+        if hit is not None:
+            return hit
     (result,) = dataset_pass(
         model,
         dataset,
@@ -87,9 +91,7 @@ def feature_pass(
     )
     result = _frozen(result)
     if key is not None:
-        _CACHE[key] = (dataset, result)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _CACHE.put(key, dataset, result)
     return result
 
 
