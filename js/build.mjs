@@ -14,6 +14,7 @@ const ENTRIES = {
   feature_maps: "src/feature_maps.js",
   occlusion_map: "src/occlusion_map.js",
   top_patches: "src/top_patches.js",
+  embedding_explorer: "src/embedding_explorer.js",
 };
 
 const here = (/** @type {string} */ p) => fileURLToPath(new URL(p, import.meta.url));
@@ -24,7 +25,7 @@ const options = {
   outdir: here("../cnnviz_widgets/static"),
   bundle: true,
   format: "esm",
-  minify: true,
+  minify: !process.env.CNNVIZ_DEV, // CNNVIZ_DEV=1 npm run build: readable stack traces
   target: "es2020",
   platform: "browser",
   define: { "define.amd": "false" },

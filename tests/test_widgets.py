@@ -124,3 +124,16 @@ def test_arrays_travel_as_binary_buffers(demo):
                 continue
             assert not isinstance(value, list) or len(value) <= 4, key
             assert not isinstance(value, str) or len(value) < 500, key
+
+
+def test_no_widget_shadows_an_ipywidgets_trait():
+    # a trait named like one of DOMWidget's (`layout`, `tooltip`, ...) breaks every view
+    import ipywidgets
+
+    from cnnviz_widgets import EmbeddingExplorer, OcclusionMap, TopPatches
+
+    base = ipywidgets.DOMWidget.class_traits()
+    for cls in (FilterGrid, FeatureMaps, OcclusionMap, TopPatches, EmbeddingExplorer):
+        ours = cls.class_traits()
+        shadowed = [n for n in base if not n.startswith("_") and ours[n] is not base[n]]
+        assert shadowed == [], f"{cls.__name__} redefines {shadowed}"

@@ -28,7 +28,7 @@ class EmbeddingExplorer(anywidget.AnyWidget):
     `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
     2-D. Points are coloured by class (click the legend to hide one); hover shows the image;
     a click sets `selected_index`, whose `k` nearest neighbours in feature space are shown;
-    lasso selection fills `selected_indices`. `show_thumbnails`, `layout="grid"` and
+    lasso selection fills `selected_indices`. `show_thumbnails`, `arrangement="grid"` and
     `highlight_misclassified` change how the map is drawn.
     """
 
@@ -36,7 +36,8 @@ class EmbeddingExplorer(anywidget.AnyWidget):
 
     points = traitlets.Bytes(b"").tag(sync=True)
     grid_points = traitlets.Bytes(b"").tag(sync=True)
-    layout = traitlets.Enum(["scatter", "grid"], "scatter").tag(sync=True)
+    # not `layout`: DOMWidget's `layout` is the ipywidgets Layout every view relies on
+    arrangement = traitlets.Enum(["scatter", "grid"], "scatter").tag(sync=True)
     labels = traitlets.Bytes(b"").tag(sync=True)
     predictions = traitlets.Bytes(b"").tag(sync=True)
     confidences = traitlets.Bytes(b"").tag(sync=True)

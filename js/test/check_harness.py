@@ -26,7 +26,13 @@ from playwright.sync_api import Page, sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "cnnviz_widgets" / "static"
-BUNDLES = ("filter_grid.js", "feature_maps.js", "occlusion_map.js", "top_patches.js")
+BUNDLES = (
+    "filter_grid.js",
+    "feature_maps.js",
+    "occlusion_map.js",
+    "top_patches.js",
+    "embedding_explorer.js",
+)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 # Mirrors the fixtures in harness.js.
@@ -49,6 +55,27 @@ TP_LAYER_LABELS = [
     "layer4 · 512×7×7 · stride 32 · RF 435×435",
 ]
 BLUE = [0x1F, 0x77, 0xB4, 255]
+# EmbeddingExplorer fixture (mirrors eeData in harness.js)
+EE = ".cnnviz-embedding"
+EE_SCATTER = f"{EE} canvas.cnnviz-scatter"
+EE_OVERLAY = f"{EE} canvas.cnnviz-scatter-overlay"
+EE_N = 500
+EE_NAMES = ["plane", "car", "bird", "cat", "deer"]
+EE_COLORS = [
+    [0x1F, 0x77, 0xB4],
+    [0xFF, 0x7F, 0x0E],
+    [0x2C, 0xA0, 0x2C],
+    [0xD6, 0x27, 0x28],
+    [0x94, 0x67, 0xBD],
+]
+# WebGL in headless Chromium without a GPU: SwiftShader (software).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--headless",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 
 
 class CheckFailed(AssertionError):
@@ -697,6 +724,359 @@ def run_top_patches_checks(page: Page, notes: list[str]) -> None:
     notes.append("top patches OK")
 
 
+def ee_thumb_color(i: int) -> list[int]:
+    """Solid colour of fixture thumbnail i (mirrors eeThumbColor)."""
+    return [(17 * i) % 200, (60 + 7 * i) % 240, 220 - (i % 97)]
+
+
+def ee_label(i: int) -> int:
+    return i % 5
+
+
+def ee_pred(i: int) -> int:
+    return (i % 5 + 1) % 5 if i % 17 == 0 else i % 5
+
+
+def ee_attrs(page: Page) -> dict[str, str]:
+    return page.eval_on_selector(EE_SCATTER, "c => ({...c.dataset})")
+
+
+def ee_wait(page: Page, js: str, arg=None, timeout: int = 5000) -> None:
+    page.wait_for_function(js, arg=arg, timeout=timeout)
+
+
+def ee_positions(page: Page) -> list[dict | None]:
+    """Client CSS position of every point (None: not drawn)."""
+    return page.evaluate(
+        "n => { const r = document.querySelector('.cnnviz-embedding');"
+        " return Array.from({length: n}, (_, i) => r.cnnvizPointToClient(i)); }",
+        EE_N,
+    )
+
+
+def ee_isolated(pos: list[dict | None], k: int = 2) -> list[int]:
+    """The k points farthest from their nearest neighbour (easy to hover without ambiguity)."""
+    best = []
+    for i, p in enumerate(pos):
+        if p is None:
+            continue
+        d = min(
+            (p["x"] - q["x"]) ** 2 + (p["y"] - q["y"]) ** 2
+            for j, q in enumerate(pos)
+            if j != i and q is not None
+        )
+        best.append((d**0.5, i))
+    best.sort(reverse=True)
+    return [i for _, i in best[:k]]
+
+
+def ee_pixel(page: Page, sel: str, x: float, y: float) -> list[int]:
+    """Pixel of a canvas at client (viewport) coordinates."""
+    return page.evaluate(
+        "([sel, x, y]) => { const c = document.querySelector(sel);"
+        " const r = c.getBoundingClientRect(); return harness.pixelAt(c, x - r.left, y - r.top); }",
+        [sel, x, y],
+    )
+
+
+def ee_selected_indices(page: Page) -> tuple[bool, list[int]]:
+    """(is a DataView, values) of the model's selected_indices."""
+    got = page.evaluate(
+        """() => { const v = harness.models.ee.get('selected_indices');
+            const ok = v instanceof DataView;
+            const out = [];
+            for (let k = 0; k + 4 <= v.byteLength; k += 4) out.push(v.getInt32(k, true));
+            return [ok, out]; }"""
+    )
+    return bool(got[0]), [int(v) for v in got[1]]
+
+
+def ee_ring_at(page: Page, p: dict, radius: float = 9) -> int:
+    """How many of 12 samples on a circle around client point p are the selection orange."""
+    hits = 0
+    for k in range(12):
+        a = 2 * math.pi * k / 12
+        px = ee_pixel(
+            page, EE_OVERLAY, p["x"] + radius * math.cos(a), p["y"] + radius * math.sin(a)
+        )
+        if px[3] > 200 and close(px, ORANGE, 60):
+            hits += 1
+    return hits
+
+
+def run_embedding_checks(page: Page, notes: list[str]) -> None:
+    def saves() -> int:
+        return page.evaluate("harness.models.ee.saves")
+
+    page.locator(EE).scroll_into_view_if_needed()
+    ee_wait(
+        page,
+        "sel => { const c = document.querySelector(sel);"
+        " return c && Number(c.dataset.drawCount || 0) > 0 && c.dataset.points === '500'; }",
+        EE_SCATTER,
+        timeout=15000,
+    )
+    a = ee_attrs(page)
+    check(a["selected"] == "-1" and a["thumbs"] == "0", f"initial scatter attrs {a}")
+    width = page.eval_on_selector(EE_SCATTER, "c => [c.clientWidth, c.clientHeight]")
+    check(width[1] == 360 and width[0] > 800, f"scatter CSS size {width}")
+
+    # --- the WebGL map is drawn: points in their class colours --------------------------------
+    page.wait_for_timeout(100)
+    pos = ee_positions(page)
+    check(all(p is not None for p in pos), "a point has no screen position")
+    colors = page.eval_on_selector(EE_SCATTER, "c => harness.distinctColors(c)")
+    check(colors >= 5, f"scatter canvas looks blank ({colors} opaque colours)")
+    iso = ee_isolated(pos, 3)
+    for i in iso:
+        got = ee_pixel(page, EE_SCATTER, pos[i]["x"], pos[i]["y"])
+        want = EE_COLORS[ee_label(i)]
+        check(got[3] > 200 and close(got, want, 40), f"point {i}: pixel {got} != class {want}")
+    legend = page.eval_on_selector_all(
+        f"{EE} .cnnviz-legend-item",
+        "els => els.map(e => [e.dataset.class, e.querySelector('.cnnviz-legend-name').textContent,"
+        " e.querySelector('.cnnviz-legend-count').textContent])",
+    )
+    check(legend == [[str(c), n, "100"] for c, n in enumerate(EE_NAMES)], f"legend {legend}")
+
+    # --- hover: tooltip with the thumbnail and the text ------------------------------------------
+    i = iso[0]
+    page.mouse.move(pos[i]["x"] + 40, pos[i]["y"] + 40)
+    page.mouse.move(pos[i]["x"], pos[i]["y"], steps=3)
+    tip = page.locator(f"{EE} .cnnviz-tooltip")
+    tip.wait_for(state="visible", timeout=3000)
+    check(tip.get_attribute("data-index") == str(i), f"hovered {tip.get_attribute('data-index')}")
+    text = page.locator(f"{EE} .cnnviz-tooltip-text").inner_text()
+    conf = f32(0.5 + (i % 50) / 100)
+    want = f"#{i} · label {EE_NAMES[ee_label(i)]} · predicted {EE_NAMES[ee_pred(i)]} ({conf:.2f})"
+    check(text == want, f"tooltip {text!r} != {want!r}")
+    thumb = f"{EE} canvas.cnnviz-tooltip-thumb"
+    ee_wait(page, "sel => document.querySelector(sel).dataset.scale === '8'", thumb)
+    tw = page.eval_on_selector(thumb, "c => [c.clientWidth, c.clientHeight]")
+    check(tw == [96, 96], f"tooltip thumbnail size {tw}")
+    got = page.evaluate("sel => harness.pixelAt(document.querySelector(sel), 48, 48)", thumb)
+    check(got == [*ee_thumb_color(i), 255], f"tooltip thumbnail {got} != {ee_thumb_color(i)}")
+
+    # --- click selects the point ------------------------------------------------------------
+    n = saves()
+    page.mouse.click(pos[i]["x"], pos[i]["y"])
+    ee_wait(page, "i => harness.models.ee.get('selected_index') === i", i)
+    check(saves() > n, "save_changes after the click")
+    ee_wait(
+        page,
+        "([sel, i]) => document.querySelector(sel).dataset.selected === String(i)",
+        [EE_SCATTER, i],
+    )
+    page.wait_for_timeout(100)
+    check(ee_ring_at(page, pos[i]) >= 8, "no selection ring around the clicked point")
+    check(ee_attrs(page)["selectedCount"] == "0", "a click must not change selected_indices")
+    ok, sel = ee_selected_indices(page)
+    check(sel == [], f"selected_indices after a click {sel}")
+
+    # --- selected_index from Python: the highlight moves ----------------------------------------
+    j = iso[1]
+    ms = page.evaluate(
+        """async ([j, x, y]) => {
+            const c = document.querySelector('.cnnviz-embedding canvas.cnnviz-scatter-overlay');
+            const r = c.getBoundingClientRect();
+            const t0 = performance.now();
+            harness.models.ee.kernelSet('selected_index', j);
+            for (let k = 0; k < 200; k++) {
+                await new Promise(res => requestAnimationFrame(res));
+                const p = harness.pixelAt(c, x - r.left + 9, y - r.top);
+                if (p[3] > 200 && p[0] > 200 && p[1] > 90 && p[1] < 170 && p[2] < 80) break;
+            }
+            return performance.now() - t0;
+        }""",
+        [j, pos[j]["x"], pos[j]["y"]],
+    )
+    check(ee_ring_at(page, pos[j]) >= 8, "selected_index from Python not highlighted")
+    check(ee_ring_at(page, pos[i]) == 0, "old selection ring still drawn")
+    check(ee_attrs(page)["selected"] == str(j), "data-selected after Python set")
+    notes.append(f"selected_index -> ring {ms:.0f} ms")
+
+    # --- legend: hide and show a class ----------------------------------------------------------
+    n = saves()
+    page.click(f"{EE} .cnnviz-legend-item[data-class='2']")
+    check(model_get(page, "ee", "hidden_classes") == [2], "hidden_classes after the legend click")
+    check(saves() == n + 1, "save_changes after the legend click")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.points === '400'", EE_SCATTER)
+    check(
+        page.evaluate("() => document.querySelector('.cnnviz-embedding').cnnvizPointToClient(2)")
+        is None,
+        "a hidden point still has a screen position",
+    )
+    hidden = page.eval_on_selector(
+        f"{EE} .cnnviz-legend-item[data-class='2']", "e => e.classList.contains('cnnviz-hidden')"
+    )
+    check(hidden, "legend item not marked hidden")
+    k2 = next(k for k in ee_isolated(pos, 60) if ee_label(k) == 2)
+    page.mouse.move(pos[k2]["x"], pos[k2]["y"], steps=2)
+    page.wait_for_timeout(150)
+    shown = page.locator(f"{EE} .cnnviz-tooltip")
+    check(
+        not shown.is_visible() or ee_label(int(shown.get_attribute("data-index"))) != 2,
+        "a hidden point is hoverable",
+    )
+    page.click(f"{EE} .cnnviz-legend-item[data-class='2']")
+    check(model_get(page, "ee", "hidden_classes") == [], "hidden_classes after the second click")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.points === '500'", EE_SCATTER)
+    page.mouse.move(5, 5)
+
+    # --- lasso (shift-drag): selected_indices as binary ----------------------------------------
+    c0 = [k for k in range(EE_N) if ee_label(k) == 0]
+    xs = [pos[k]["x"] for k in c0]
+    ys = [pos[k]["y"] for k in c0]
+    x0, x1, y0, y1 = min(xs) - 12, max(xs) + 12, min(ys) - 12, max(ys) + 12
+    inside = [k for k in range(EE_N) if x0 < pos[k]["x"] < x1 and y0 < pos[k]["y"] < y1]
+    check(inside == c0, "fixture: the lasso box must hold class 0 only")
+    n = saves()
+    page.keyboard.down("Shift")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for cx, cy in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)]:
+        page.mouse.move(cx, cy, steps=6)
+        page.wait_for_timeout(40)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    ee_wait(page, "() => harness.models.ee.get('selected_indices').byteLength === 400")
+    ok, sel = ee_selected_indices(page)
+    check(ok, "selected_indices must be set as a DataView (binary)")
+    check(sel == c0, f"lasso selected {len(sel)} points, want class 0 ({len(c0)})")
+    check(saves() > n, "save_changes after the lasso")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.selectedCount === '100'", EE_SCATTER)
+    count = page.locator(f"{EE} .cnnviz-selection-count").inner_text()
+    check(count == "100 selected", f"selection count {count!r}")
+    check(model_get(page, "ee", "selected_index") == j, "the lasso changed selected_index")
+
+    # programmatic lasso in data coordinates (class 1's cluster)
+    cx, cy = 0.55 * math.cos(2 * math.pi / 5), 0.55 * math.sin(2 * math.pi / 5)
+    page.evaluate(
+        "([x, y]) => document.querySelector('.cnnviz-embedding').cnnvizLasso("
+        "[[x - 0.2, y - 0.2], [x + 0.2, y - 0.2], [x + 0.2, y + 0.2], [x - 0.2, y + 0.2]])",
+        [cx, cy],
+    )
+    ee_wait(page, "() => harness.models.ee.get('selected_indices').byteLength === 400")
+    page.wait_for_timeout(50)
+    ok, sel = ee_selected_indices(page)
+    check(ok and sel == [k for k in range(EE_N) if ee_label(k) == 1], "programmatic lasso")
+
+    # selected_indices from Python
+    page.evaluate(
+        "() => harness.models.ee.kernelSet('selected_indices',"
+        " harness.asDataView(harness.int32Bytes([3, 4, 5])))"
+    )
+    ee_wait(page, "sel => document.querySelector(sel).dataset.selectedCount === '3'", EE_SCATTER)
+    page.click(f"{EE} button.cnnviz-clear-selection")
+    ok, sel = ee_selected_indices(page)
+    check(ok and sel == [], f"clear: {sel}")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.selectedCount === '0'", EE_SCATTER)
+
+    # --- neighbours strip -------------------------------------------------------------------------
+    page.evaluate(
+        """() => { const m = harness.models.ee;
+            m.kernelSet('selected_index', 7);
+            m.kernelSet('neighbours', harness.asDataView(harness.int32Bytes([7, 3, 9, 11])));
+            m.kernelSet('neighbour_distances',
+                harness.asDataView(harness.float32Bytes([0, 0.5, 0.75, 1.25])));
+        }"""
+    )
+    strip = f"{EE} .cnnviz-neighbours"
+    ee_wait(page, "sel => document.querySelector(sel).dataset.complete === 'true'", strip)
+    items = page.eval_on_selector_all(
+        f"{strip} .cnnviz-neighbour",
+        "els => els.map(e => { const c = e.querySelector('canvas');"
+        " return [Number(e.dataset.index), e.classList.contains('cnnviz-neighbour-self'),"
+        " c.clientWidth, e.querySelector('.cnnviz-neighbour-label').textContent,"
+        " harness.pixelAt(c, c.clientWidth / 2, c.clientHeight / 2)]; })",
+    )
+    check([it[0] for it in items] == [7, 3, 9, 11], f"neighbour strip {items}")
+    check([it[1] for it in items] == [True, False, False, False], "selected image not first")
+    check(items[0][2] == 96 and all(it[2] == 60 for it in items[1:]), f"sizes {items}")
+    check([it[3] for it in items] == ["#7", "0.5", "0.75", "1.25"], f"labels {items}")
+    for it in items:
+        check(it[4] == [*ee_thumb_color(it[0]), 255], f"neighbour {it[0]} thumbnail {it[4]}")
+    n = saves()
+    page.click(f"{strip} .cnnviz-neighbour[data-index='9']")
+    check(model_get(page, "ee", "selected_index") == 9, "neighbour click")
+    check(saves() == n + 1, "save_changes after the neighbour click")
+
+    # --- thumbnails instead of dots --------------------------------------------------------------
+    page.click(f"{EE} input.cnnviz-thumbnails")
+    check(model_get(page, "ee", "show_thumbnails") is True, "show_thumbnails not set")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.thumbs === '500'", EE_SCATTER)
+    kernel_set(page, "ee", "selected_index", -1)  # no ring over the thumbnails
+    pos = ee_positions(page)  # clicks may have scrolled the page
+    # thumbnails are drawn in index order: the last point's own thumbnail is on top
+    last = pos[EE_N - 1]
+    got = ee_pixel(page, EE_OVERLAY, last["x"], last["y"])
+    check(got == [*ee_thumb_color(EE_N - 1), 255], f"thumbnail of the last point: {got}")
+    for k in iso:
+        got = ee_pixel(page, EE_OVERLAY, pos[k]["x"], pos[k]["y"])
+        check(got[3] == 255, f"no thumbnail at point {k}: {got}")
+    n_colors = page.eval_on_selector(EE_OVERLAY, "c => harness.distinctColors(c)")
+    check(n_colors > 50, f"thumbnail overlay has {n_colors} colours")
+    page.click(f"{EE} input.cnnviz-thumbnails")
+    ee_wait(page, "sel => document.querySelector(sel).dataset.thumbs === '0'", EE_SCATTER)
+
+    # --- misclassified highlight -----------------------------------------------------------------
+    draws = int(ee_attrs(page)["drawCount"])
+    page.click(f"{EE} input.cnnviz-misclassified")
+    check(model_get(page, "ee", "highlight_misclassified") is True, "highlight not set")
+    label = page.locator(f"{EE} .cnnviz-field:has(input.cnnviz-misclassified)").inner_text()
+    check(label.strip() == "highlight misclassified (30)", f"misclassified label {label!r}")
+    ee_wait(
+        page,
+        "([sel, n]) => Number(document.querySelector(sel).dataset.drawCount) > n",
+        [EE_SCATTER, draws],
+    )
+    page.wait_for_timeout(100)
+    pos = ee_positions(page)
+    wrong = next(k for k in ee_isolated(pos, 200) if ee_pred(k) != ee_label(k))
+    right = next(
+        k
+        for k in ee_isolated(pos, 200)
+        if ee_pred(k) == ee_label(k) and ee_label(k) == ee_label(wrong)
+    )
+
+    def opaque_around(k: int) -> int:
+        return page.evaluate(
+            """([sel, x, y]) => { const c = document.querySelector(sel);
+                const r = c.getBoundingClientRect(); let n = 0;
+                for (let dx = -8; dx <= 8; dx++) for (let dy = -8; dy <= 8; dy++) {
+                    const p = harness.pixelAt(c, x - r.left + dx, y - r.top + dy);
+                    if (p[3] > 128) n++;
+                } return n; }""",
+            [EE_SCATTER, pos[k]["x"], pos[k]["y"]],
+        )
+
+    check(opaque_around(wrong) > opaque_around(right), "misclassified point not drawn bigger")
+    page.click(f"{EE} input.cnnviz-misclassified")
+    check(model_get(page, "ee", "highlight_misclassified") is False, "highlight not cleared")
+
+    # --- grid layout (animated) ------------------------------------------------------------------
+    pos = ee_positions(page)
+    page.click(f"{EE} input.cnnviz-layout")
+    check(model_get(page, "ee", "arrangement") == "grid", "layout not set to grid")
+    page.wait_for_timeout(900)
+    gpos = ee_positions(page)
+    cols = {round(p["x"]) for p in gpos}
+    rows = {round(p["y"]) for p in gpos}
+    check(len(cols) <= 23 * 2 and len(rows) <= 22 * 2, f"grid layout: {len(cols)} x {len(rows)}")
+    kernel_set(page, "ee", "arrangement", "scatter")
+    page.wait_for_timeout(900)
+    back = ee_positions(page)
+    check(
+        all(
+            abs(p["x"] - q["x"]) < 1 and abs(p["y"] - q["y"]) < 1
+            for p, q in zip(back, pos, strict=True)
+        ),
+        "scatter layout not restored",
+    )
+    check(not page.is_checked(f"{EE} input.cnnviz-layout"), "layout checkbox not synced")
+    notes.append("embedding explorer OK")
+
+
 def run_checks(page: Page, dpr: float) -> list[str]:
     notes: list[str] = []
     fm_root = ".cnnviz-feature-maps"
@@ -850,6 +1230,9 @@ def run_checks(page: Page, dpr: float) -> list[str]:
     # --- TopPatches ------------------------------------------------------------------------
     run_top_patches_checks(page, notes)
 
+    # --- EmbeddingExplorer -----------------------------------------------------------------
+    run_embedding_checks(page, notes)
+
     # --- cleanup ---------------------------------------------------------------------------
     left = page.evaluate(
         """() => {
@@ -857,14 +1240,17 @@ def run_checks(page: Page, dpr: float) -> list[str]:
             window.tpHeader = document.querySelector('.cnnviz-top-patches .cnnviz-channel');
             window.tpNext = document.querySelector('.cnnviz-top-patches button.cnnviz-next');
             window.tpLayer = document.querySelector('.cnnviz-top-patches select.cnnviz-layer');
+            window.eeCanvas = document.querySelector('.cnnviz-embedding canvas.cnnviz-scatter');
+            window.eeLegend = document.querySelector('.cnnviz-embedding .cnnviz-legend-item');
             for (const f of Object.values(harness.cleanups)) f();
             return Object.values(harness.models).map(m => m.listenerCount());
         }"""
     )
-    check(left == [0, 0, 0, 0, 0, 0], f"listeners left after cleanup: {left}")
+    check(left == [0, 0, 0, 0, 0, 0, 0], f"listeners left after cleanup: {left}")
     check(
         page.locator(
-            ".cnnviz-feature-maps, .cnnviz-filter-grid, .cnnviz-occlusion, .cnnviz-top-patches"
+            ".cnnviz-feature-maps, .cnnviz-filter-grid, .cnnviz-occlusion, .cnnviz-top-patches,"
+            " .cnnviz-embedding"
         ).count()
         == 0,
         "DOM not removed",
@@ -892,6 +1278,22 @@ def run_checks(page: Page, dpr: float) -> list[str]:
         }"""
     )
     check(not hover, f"heatmap pointer listener still attached (hover {hover!r})")
+    # the detached EmbeddingExplorer: no draws, no model writes, no errors
+    ee_after = page.evaluate(
+        """async () => {
+            const m = harness.models.ee;
+            const before = [m.saves, window.eeCanvas.dataset.drawCount];
+            window.eeLegend.click();
+            window.eeCanvas.dispatchEvent(new MouseEvent('mousedown', {buttons: 1}));
+            window.dispatchEvent(new MouseEvent('mousemove', {clientX: 10, clientY: 10}));
+            window.dispatchEvent(new MouseEvent('mouseup'));
+            m.kernelSet('selected_index', 3);
+            m.kernelSet('layout', 'grid');
+            await new Promise(r => setTimeout(r, 100));
+            return [m.saves - before[0], window.eeCanvas.dataset.drawCount === before[1]];
+        }"""
+    )
+    check(ee_after == [0, True], f"EmbeddingExplorer still live after cleanup: {ee_after}")
     draws = page.evaluate("() => window.occCanvas.dataset.drawCount")
     page.evaluate(
         "() => harness.occPushMap(harness.models.occ, {ny: 3, nx: 3, patch: 8, stride: 12,"
@@ -921,9 +1323,7 @@ def main() -> int:
     failures = 0
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--headless"]
-            )
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for dpr in args.dpr:
                 ctx = browser.new_context(
                     device_scale_factor=dpr, viewport={"width": 1000, "height": 900}

@@ -292,6 +292,82 @@ function tpPush(m, traits) {
   for (const [k, v] of Object.entries(traits)) m.kernelSet(k, v);
 }
 
+/** EmbeddingExplorer fixture: 500 points in 5 clusters of one class each. */
+const EE_N = 500;
+const EE_NAMES = ["plane", "car", "bird", "cat", "deer"];
+const EE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
+/** Thumbnails: 12x12, 16 per atlas row, 256 per page (two pages). */
+const EE_THUMB = 12;
+const EE_THUMB_COLS = 16;
+const EE_PER_PAGE = 256;
+
+/**
+ * Solid colour of thumbnail i (opaque, never white).
+ * @param {number} i
+ * @returns {[number, number, number]}
+ */
+function eeThumbColor(i) {
+  return [(17 * i) % 200, (60 + 7 * i) % 240, 220 - (i % 97)];
+}
+
+/** Deterministic pseudo-random numbers in [0, 1). */
+function lcg(seed = 1) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+/**
+ * The fixture's data: point i has class i % 5, lies in that class's cluster (centres on a circle
+ * of radius 0.55, spread +-0.15), and every 17th point is predicted as the next class.
+ */
+function eeData() {
+  const rand = lcg(42);
+  const xy = [];
+  const grid = [];
+  const labels = [];
+  const preds = [];
+  const conf = [];
+  const side = Math.ceil(Math.sqrt(EE_N));
+  for (let i = 0; i < EE_N; i++) {
+    const c = i % 5;
+    const a = (2 * Math.PI * c) / 5;
+    xy.push(0.55 * Math.cos(a) + 0.3 * (rand() - 0.5), 0.55 * Math.sin(a) + 0.3 * (rand() - 0.5));
+    grid.push(
+      -0.9 + (1.8 * (i % side)) / (side - 1),
+      0.9 - (1.8 * Math.floor(i / side)) / (side - 1),
+    );
+    labels.push(c);
+    preds.push(i % 17 === 0 ? (c + 1) % 5 : c);
+    conf.push(0.5 + (i % 50) / 100);
+  }
+  return { xy, grid, labels, preds, conf };
+}
+
+/** The thumbnail atlas pages (PNG bytes). */
+async function eeThumbPages() {
+  const pages = [];
+  for (let p = 0; p * EE_PER_PAGE < EE_N; p++) {
+    const rows = EE_PER_PAGE / EE_THUMB_COLS;
+    const canvas = new OffscreenCanvas(EE_THUMB_COLS * EE_THUMB, rows * EE_THUMB);
+    const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
+    for (let s = 0; s < EE_PER_PAGE && p * EE_PER_PAGE + s < EE_N; s++) {
+      const [r, g, b] = eeThumbColor(p * EE_PER_PAGE + s);
+      ctx.fillStyle = `rgb(${r},${g},${b})`;
+      ctx.fillRect(
+        (s % EE_THUMB_COLS) * EE_THUMB,
+        Math.floor(s / EE_THUMB_COLS) * EE_THUMB,
+        EE_THUMB,
+        EE_THUMB,
+      );
+    }
+    pages.push(asDataView(await toPng(canvas)));
+  }
+  return pages;
+}
+
 const params = new URLSearchParams(location.search);
 const STATIC = params.get("static") ?? "../../cnnviz_widgets/static/";
 
@@ -300,12 +376,14 @@ const CHANNEL_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6];
 const CHANNEL_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0];
 
 async function main() {
-  const [featureMaps, filterGrid, occlusionMap, topPatches] = await Promise.all([
+  const [featureMaps, filterGrid, occlusionMap, topPatches, embeddingExplorer] = await Promise.all([
     import(`${STATIC}feature_maps.js`),
     import(`${STATIC}filter_grid.js`),
     import(`${STATIC}occlusion_map.js`),
     import(`${STATIC}top_patches.js`),
+    import(`${STATIC}embedding_explorer.js`),
   ]);
+  const ee = eeData();
 
   /** @type {Record<string, FakeModel>} */
   const models = {
@@ -420,6 +498,32 @@ async function main() {
       running: false,
       status: "2000 images · 12.3 s",
     }),
+    ee: new FakeModel({
+      points: asDataView(float32Bytes(ee.xy)),
+      grid_points: asDataView(float32Bytes(ee.grid)),
+      arrangement: "scatter",
+      labels: asDataView(int32Bytes(ee.labels)),
+      predictions: asDataView(int32Bytes(ee.preds)),
+      confidences: asDataView(float32Bytes(ee.conf)),
+      class_names: EE_NAMES,
+      class_colors: EE_COLORS,
+      hidden_classes: [],
+      highlight_misclassified: false,
+      thumb_pages: await eeThumbPages(),
+      thumb_shape: [EE_THUMB, EE_THUMB],
+      thumb_cols: EE_THUMB_COLS,
+      thumbs_per_page: EE_PER_PAGE,
+      show_thumbnails: false,
+      selected_index: -1,
+      selected_indices: new DataView(new ArrayBuffer(0)),
+      neighbours: new DataView(new ArrayBuffer(0)),
+      neighbour_distances: new DataView(new ArrayBuffer(0)),
+      caption: "t-SNE of layer4 · 500 images",
+      status: "t-SNE map",
+      progress: 1,
+      running: false,
+      view_px: 360,
+    }),
   };
 
   const mounts = {
@@ -429,6 +533,7 @@ async function main() {
     fgBig: { module: filterGrid, el: "filter-grid-big" },
     occ: { module: occlusionMap, el: "occlusion-map" },
     tp: { module: topPatches, el: "top-patches" },
+    ee: { module: embeddingExplorer, el: "embedding-explorer" },
   };
 
   /** @type {Record<string, () => void>} */
@@ -456,6 +561,10 @@ async function main() {
     occPushMap,
     tpPageTraits,
     tpPush,
+    ee,
+    eeThumbColor,
+    int32Bytes,
+    float32Bytes,
   };
 }
 

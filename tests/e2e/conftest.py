@@ -132,7 +132,7 @@ def page(lab, tmp_path, request):
         )
         pg = context.new_page()
         pg.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
-        pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}\n{e.stack}"))
         pg.console_errors = errors
         try:
             yield pg

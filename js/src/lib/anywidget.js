@@ -68,3 +68,16 @@ export function getPair(model, name) {
   const b = Math.trunc(Number(arr[1]));
   return [Number.isFinite(a) ? a : 0, Number.isFinite(b) ? b : 0];
 }
+
+/**
+ * Read a float trait, falling back to `fallback` when missing or not finite.
+ * @param {AnyModel} model
+ * @param {string} name
+ * @param {number} fallback
+ * @returns {number}
+ */
+export function getFloat(model, name, fallback) {
+  const v = model.get(name);
+  const x = typeof v === "number" ? v : Number(v);
+  return v != null && v !== "" && Number.isFinite(x) ? x : fallback;
+}

@@ -160,3 +160,15 @@ export function createBitmapSlot() {
     },
   };
 }
+
+/**
+ * Encode integers as little-endian int32 bytes in a fresh DataView (the form anywidget sends to
+ * the kernel as binary, for a `Bytes` trait).
+ * @param {ArrayLike<number>} values
+ * @returns {DataView}
+ */
+export function fromInt32(values) {
+  const view = new DataView(new ArrayBuffer(values.length * 4));
+  for (let i = 0; i < values.length; i++) view.setInt32(i * 4, values[i], true);
+  return view;
+}
