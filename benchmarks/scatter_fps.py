@@ -97,7 +97,7 @@ window.runBench = async (n, seconds) => {
   const { xy, labels, conf } = clustered(n);
   const empty = new DataView(new ArrayBuffer(0));
   const model = new FakeModel({
-    points: new DataView(xy.buffer), grid_points: empty, layout: "scatter",
+    points: new DataView(xy.buffer), grid_points: empty, arrangement: "scatter",
     labels: new DataView(labels.buffer), predictions: new DataView(labels.buffer),
     confidences: new DataView(conf.buffer),
     class_names: Array.from({ length: 10 }, (_, c) => `class ${c}`),

@@ -32,7 +32,7 @@
 
 import createScatterplot, { createRenderer } from "regl-scatterplot";
 import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
-import { formatSig, fromInt32, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
+import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "./lib/codecs.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import {
   BG,
@@ -50,6 +50,9 @@ import { createThumbAtlas } from "./lib/thumbs.js";
 /** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
 /** @typedef {ReturnType<typeof createScatterplot>} Scatterplot */
 /** @typedef {import("./lib/thumbs.js").ThumbRect} ThumbRect */
+
+/** From this many points on, the plot is created in performance mode. */
+const MANY_POINTS = 50_000;
 
 const CSS = `
 .cnnviz-embedding { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 6px; max-width: 100%; min-width: 0; }
@@ -382,7 +385,10 @@ function render({ model, el }) {
 
   // --- WebGL ----------------------------------------------------------------------------------
   const glCanvas = document.createElement("canvas");
-  const gl = glCanvas.getContext("webgl", { antialias: true, preserveDrawingBuffer: true });
+  // Many points: square points without blending (regl-scatterplot's performance mode) and no
+  // antialiasing keep panning fluid; the mode can only be chosen when the plot is created.
+  const manyPoints = toBytes(model.get("points")).byteLength / 8 >= MANY_POINTS;
+  const gl = glCanvas.getContext("webgl", { antialias: !manyPoints, preserveDrawingBuffer: true });
   /** @type {ReturnType<typeof createRenderer> | null} */
   let renderer = null;
   /** @type {Scatterplot | null} */
@@ -416,6 +422,7 @@ function render({ model, el }) {
         lassoLongPressIndicatorParentElement: plot,
         deselectOnDblClick: true,
         deselectOnEscape: true,
+        performanceMode: manyPoints,
       });
     } catch (err) {
       showError(`could not start WebGL: ${String(/** @type {Error} */ (err)?.message ?? err)}`);
