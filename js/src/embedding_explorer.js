@@ -33,6 +33,7 @@
 import createScatterplot, { createRenderer } from "regl-scatterplot";
 import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "./lib/codecs.js";
+import { make } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import {
   BG,
@@ -151,16 +152,6 @@ const STRIP_TRAITS = /** @type {const} */ ([
   "class_names",
 ]);
 const TEXT_TRAITS = /** @type {const} */ (["caption", "status", "progress", "running"]);
-
-/**
- * @param {string} tag
- * @param {string} className
- */
-function make(tag, className) {
-  const e = document.createElement(tag);
-  e.className = className;
-  return e;
-}
 
 /**
  * A checkbox with a label.

@@ -13,9 +13,10 @@
 // `opacity` (redrawn once per batch of trait changes); `canvas.cnnviz-heatmap-overlay` on top
 // of it holds only the hover outline, so moving the mouse never redraws the heatmap.
 
-import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
 import { createColorbar, decodeLut, lutIndex } from "./lib/colormap.js";
+import { field, make } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, TOOLTIP_RULES } from "./lib/style.js";
 
@@ -246,38 +247,6 @@ export function parseClass(text, names, lookup) {
     found = i;
   }
   return found;
-}
-
-/**
- * Read a float trait, falling back to `fallback` when missing or not finite.
- * @param {AnyModel} model
- * @param {string} name
- * @param {number} fallback
- */
-function getFloat(model, name, fallback) {
-  const v = model.get(name);
-  const x = typeof v === "number" ? v : Number(v);
-  return v != null && v !== "" && Number.isFinite(x) ? x : fallback;
-}
-
-/**
- * @param {string} tag
- * @param {string} className
- */
-function make(tag, className) {
-  const e = document.createElement(tag);
-  e.className = className;
-  return e;
-}
-
-/**
- * @param {string} text
- * @param {HTMLElement} control
- */
-function field(text, control) {
-  const label = make("label", "cnnviz-field");
-  label.append(text, control);
-  return label;
 }
 
 /** @param {RenderProps} props */

@@ -13,8 +13,9 @@
 // Outlines: every tile of the selected channel's row (orange, outside the tile) and every patch
 // whose image is `selected_index` (blue, inside the tile).
 
-import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
+import { field, make } from "./lib/dom.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
@@ -172,38 +173,6 @@ export function tilesOfImage(indices, index, n) {
   const end = Math.min(n, indices.length);
   for (let t = 0; t < end; t++) if (indices[t] === index) out.push(t);
   return out;
-}
-
-/**
- * @param {string} tag
- * @param {string} className
- */
-function make(tag, className) {
-  const e = document.createElement(tag);
-  e.className = className;
-  return e;
-}
-
-/**
- * @param {string} text
- * @param {HTMLElement} control
- */
-function field(text, control) {
-  const label = make("label", "cnnviz-field");
-  label.append(text, control);
-  return label;
-}
-
-/**
- * Read a float trait, falling back to `fallback` when missing or not finite.
- * @param {AnyModel} model
- * @param {string} name
- * @param {number} fallback
- */
-function getFloat(model, name, fallback) {
-  const v = model.get(name);
-  const x = typeof v === "number" ? v : Number(v);
-  return v != null && v !== "" && Number.isFinite(x) ? x : fallback;
 }
 
 /** @param {RenderProps} props */
