@@ -109,8 +109,8 @@ class TopPatches(TileGridWidget):
     def _valid_layer(self, proposal):
         return resolve_layer(self._model, proposal["value"])[0]
 
-    def _rank(self) -> None:
-        """The dataset pass for the current layer (cached), then the current page."""
+    def _rank(self, page: int | None = None) -> None:
+        """The dataset pass for the current layer (cached), then `page` (default: the same)."""
         with self.hold_sync():
             self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
         try:
@@ -124,12 +124,14 @@ class TopPatches(TileGridWidget):
             self.n_pages = -(-self.top.channels // self.channels_per_page)
             if self.selected_channel >= self.top.channels:
                 self.selected_channel = -1
-            self.page = min(self.page, self.n_pages - 1)
-            self._show_page()
+            page = min(self.page if page is None else page, self.n_pages - 1)
+            if page != self.page:
+                self.page = page  # the observer shows it
+            else:
+                self._show_page()
 
     def _on_layer(self, change) -> None:
-        self.page = 0
-        self._rank()
+        self._rank(page=0)
 
     def channel_order(self) -> np.ndarray:
         """All channels in display order (ties by channel index)."""
