@@ -16,7 +16,16 @@ from .inspect import (
     top_activations,
 )
 from .inspect.occlusion import OcclusionResult, occlusion_map, occlusion_maps
-from .widgets import EmbeddingExplorer, FeatureMaps, FilterGrid, OcclusionMap, TopPatches
+from .widgets import (
+    EmbeddingExplorer,
+    FeatureMaps,
+    FilterGrid,
+    OcclusionMap,
+    TopPatches,
+    class_probabilities_figure,
+    embedding_figure,
+    link_selection,
+)
 
 __version__ = "0.1.0"
 
@@ -32,11 +41,14 @@ __all__ = [
     "TopActivations",
     "TopPatches",
     "capture",
+    "class_probabilities_figure",
     "dataset_pass",
     "embed",
+    "embedding_figure",
     "extract_features",
     "knn_agreement",
     "layer_catalogue",
+    "link_selection",
     "neighbours",
     "occlusion_map",
     "occlusion_maps",
