@@ -35,6 +35,7 @@ import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js
 import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "./lib/codecs.js";
 import { make } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
+import { drawScaledImage } from "./lib/image.js";
 import {
   BG,
   BORDER,
@@ -236,20 +237,7 @@ function drawThumb(canvas, t, targetPx, fallbackH = 0, fallbackW = 0) {
     canvas.dataset.scale = "0";
     return;
   }
-  const side = Math.max(t.sw, t.sh, 1);
-  const scale = side <= targetPx ? Math.max(1, Math.round(targetPx / side)) : targetPx / side;
-  const cssW = t.sw * scale;
-  const cssH = t.sh * scale;
-  canvas.width = Math.max(1, Math.round(cssW * dpr));
-  canvas.height = Math.max(1, Math.round(cssH * dpr));
-  canvas.style.width = `${cssW}px`;
-  canvas.style.height = `${cssH}px`;
-  canvas.dataset.scale = String(scale);
-  const ctx = canvas.getContext("2d");
-  if (!ctx) return;
-  ctx.imageSmoothingEnabled = scale < 1;
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(t.bitmap, t.sx, t.sy, t.sw, t.sh, 0, 0, canvas.width, canvas.height);
+  drawScaledImage(canvas, t.bitmap, targetPx, t);
 }
 
 /**

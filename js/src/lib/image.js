@@ -5,12 +5,14 @@
  * Draw `bitmap` into `canvas` so its longer side is about `targetPx` CSS px: images up to
  * `targetPx` are enlarged by an integer factor with nearest-neighbour sampling (crisp pixels);
  * larger ones are shrunk to fit with smoothing. `null` clears the canvas to 0x0.
- * Sets `data-scale` (CSS px per image pixel) on the canvas.
+ * Sets `data-scale` (CSS px per image pixel) on the canvas. `rect` draws only that part of
+ * the bitmap (e.g. one thumbnail of a sprite atlas).
  * @param {HTMLCanvasElement} canvas
  * @param {ImageBitmap | null} bitmap
  * @param {number} targetPx
+ * @param {{sx: number, sy: number, sw: number, sh: number}} [rect]
  */
-export function drawScaledImage(canvas, bitmap, targetPx) {
+export function drawScaledImage(canvas, bitmap, targetPx, rect) {
   if (!bitmap || bitmap.width === 0 || bitmap.height === 0) {
     canvas.width = 0;
     canvas.height = 0;
@@ -19,10 +21,11 @@ export function drawScaledImage(canvas, bitmap, targetPx) {
     canvas.dataset.scale = "0";
     return;
   }
-  const side = Math.max(bitmap.width, bitmap.height);
+  const { sx, sy, sw, sh } = rect ?? { sx: 0, sy: 0, sw: bitmap.width, sh: bitmap.height };
+  const side = Math.max(sw, sh, 1);
   const scale = side <= targetPx ? Math.max(1, Math.round(targetPx / side)) : targetPx / side;
-  const cssW = bitmap.width * scale;
-  const cssH = bitmap.height * scale;
+  const cssW = sw * scale;
+  const cssH = sh * scale;
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.max(1, Math.round(cssW * dpr));
   canvas.height = Math.max(1, Math.round(cssH * dpr));
@@ -33,5 +36,5 @@ export function drawScaledImage(canvas, bitmap, targetPx) {
   if (!ctx) return;
   ctx.imageSmoothingEnabled = scale < 1;
   ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  ctx.drawImage(bitmap, sx, sy, sw, sh, 0, 0, canvas.width, canvas.height);
 }
