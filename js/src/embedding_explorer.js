@@ -31,9 +31,9 @@
 //   root.cnnvizScatterplot the regl-scatterplot instance (benchmarks drive its camera).
 
 import createScatterplot, { createRenderer } from "regl-scatterplot";
-import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "./lib/codecs.js";
-import { make } from "./lib/dom.js";
+import { make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { drawScaledImage } from "./lib/image.js";
 import {
@@ -1071,12 +1071,7 @@ function render({ model, el }) {
   }
 
   function updateText() {
-    const text = getStr(model, "caption");
-    caption.textContent = text;
-    caption.style.display = text ? "" : "none";
-    status.textContent = getStr(model, "status");
-    progress.value = Math.min(1, Math.max(0, getFloat(model, "progress", 0)));
-    root.dataset.running = String(Boolean(model.get("running")));
+    showProgress(model, { root, caption, status, progress });
   }
 
   function updateThumbs() {

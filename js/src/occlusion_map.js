@@ -13,10 +13,10 @@
 // `opacity` (redrawn once per batch of trait changes); `canvas.cnnviz-heatmap-overlay` on top
 // of it holds only the hover outline, so moving the mouse never redraws the heatmap.
 
-import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getFloat, getInt, getPair, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
 import { createColorbar, decodeLut, lutIndex } from "./lib/colormap.js";
-import { field, make } from "./lib/dom.js";
+import { field, make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, TOOLTIP_RULES } from "./lib/style.js";
 
@@ -608,13 +608,7 @@ function render({ model, el }) {
   // --- text, progress, colour-bar mark --------------------------------------------------------
 
   function updateText() {
-    const text = getStr(model, "caption");
-    caption.textContent = text;
-    caption.style.display = text ? "" : "none";
-    status.textContent = getStr(model, "status");
-    const p = getFloat(model, "progress", 0);
-    progress.value = Math.min(1, Math.max(0, p));
-    root.dataset.running = String(Boolean(model.get("running")));
+    showProgress(model, { root, caption, status, progress });
   }
 
   function updateMark() {

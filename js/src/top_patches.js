@@ -13,9 +13,9 @@
 // Outlines: every tile of the selected channel's row (orange, outside the tile) and every patch
 // whose image is `selected_index` (blue, inside the tile).
 
-import { getFloat, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
-import { field, make } from "./lib/dom.js";
+import { field, make, showProgress } from "./lib/dom.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
@@ -343,12 +343,7 @@ function render({ model, el }) {
   // --- toolbar state ---------------------------------------------------------------------------
 
   function updateText() {
-    const text = getStr(model, "caption");
-    caption.textContent = text;
-    caption.style.display = text ? "" : "none";
-    status.textContent = getStr(model, "status");
-    progress.value = Math.min(1, Math.max(0, getFloat(model, "progress", 0)));
-    root.dataset.running = String(Boolean(model.get("running")));
+    showProgress(model, { root, caption, status, progress });
   }
 
   function updateLayers() {
