@@ -17,6 +17,7 @@ from .inspect import (
 )
 from .inspect.occlusion import OcclusionResult, occlusion_map, occlusion_maps
 from .widgets import (
+    CNNExplorer,
     EmbeddingExplorer,
     FeatureMaps,
     FilterGrid,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationCapture",
+    "CNNExplorer",
     "EmbeddingExplorer",
     "FeatureMaps",
     "FilterGrid",

@@ -15,6 +15,7 @@ const ENTRIES = {
   occlusion_map: "src/occlusion_map.js",
   top_patches: "src/top_patches.js",
   embedding_explorer: "src/embedding_explorer.js",
+  cnn_explorer: "src/cnn_explorer.js",
 };
 
 const here = (/** @type {string} */ p) => fileURLToPath(new URL(p, import.meta.url));

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.e2e
 
 def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
-    filters = page.locator(".cnnviz-filter-grid canvas.cnnviz-tiles")
-    maps = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles")
+    # the first two views; the explorer at the end of the notebook has its own (test_explorer)
+    filters = page.locator(".cnnviz-filter-grid canvas.cnnviz-tiles").first
+    maps = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles").first
     filters.wait_for(timeout=60_000)
     maps.wait_for(timeout=60_000)
     page.wait_for_function(
@@ -36,12 +37,12 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     # hover shows the channel's label
     x, y = tile_center(maps, 2)
     maps.hover(position={"x": x, "y": y})
-    tip = page.locator(".cnnviz-feature-maps .cnnviz-tooltip")
+    tip = page.locator(".cnnviz-feature-maps .cnnviz-tooltip").first
     tip.filter(has_text=f"channel {order[2]}").wait_for(timeout=5_000)
 
     # the layer dropdown drives the widget: conv3 has 64 channels of 8x8
     drawn = int(maps.get_attribute("data-draw-count"))
-    page.locator(".widget-dropdown select").select_option("conv3")
+    page.locator(".widget-dropdown select").first.select_option("conv3")
     page.wait_for_function(
         "n => { const c = document.querySelector('.cnnviz-feature-maps canvas.cnnviz-tiles');"
         " return c.dataset.nTiles === '64' && Number(c.dataset.drawCount) > n; }",
@@ -51,7 +52,7 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     assert maps.evaluate(NON_BLANK) > 8
 
     # sorting by max activation reorders the tiles in the browser
-    page.locator(".cnnviz-feature-maps select.cnnviz-sort").select_option("max")
+    page.locator(".cnnviz-feature-maps select.cnnviz-sort").first.select_option("max")
     page.wait_for_function(
         "() => document.querySelector('.cnnviz-feature-maps canvas.cnnviz-tiles')"
         ".dataset.order.split(',').slice(0, 3).join(',') !== '0,1,2'",

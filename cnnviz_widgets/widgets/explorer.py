@@ -1,0 +1,238 @@
+"""CNNExplorer: the linked dashboard of one model and one dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anywidget
+import numpy as np
+import traitlets
+from torch import nn
+
+from .. import render
+from ..inspect import first_conv, resolve_layer
+from ..inspect.predict import class_probabilities
+from ._panels import PanelHost, detached, host_traits
+from ._tiles import bundle
+from .activations import FeatureMaps
+from .embedding import EmbeddingExplorer
+from .filters import FilterGrid
+from .occlusion import OcclusionMap
+from .patches import TopPatches, layer_choices
+
+PANELS = {
+    "emb": EmbeddingExplorer,
+    "fm": FeatureMaps,
+    "occ": OcclusionMap,
+    "tp": TopPatches,
+    "fg": FilterGrid,
+}
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+_Host = type("_ExplorerPanels", (anywidget.AnyWidget,), host_traits(PANELS))
+
+
+def default_layer(model: nn.Module, choices: list[dict]) -> str:
+    """The deepest feature map before pooling: AlexNet's conv5 ReLU, ResNet's layer4."""
+    modules = dict(model.named_modules())
+    names = [c["name"] for c in choices]
+    for i in range(len(names) - 1, -1, -1):
+        module = modules.get(names[i])
+        if isinstance(module, _POOLS):
+            continue
+        # a container whose last step is a pooling layer (AlexNet's `features`)
+        if (
+            i
+            and any(True for _ in module.children())
+            and isinstance(modules.get(names[i - 1]), _POOLS)
+        ):
+            continue
+        return names[i]
+    raise ValueError("The model has no layer with a (C, H, W) output to show")
+
+
+def kernel_of(model: nn.Module, layer: str, channels: int) -> tuple[str, nn.Conv2d] | None:
+    """The Conv2d that made `layer`'s channels: the layer itself, or the last conv with as many
+    output channels at or before it in module order (the conv before a ReLU, pool or block)."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.out_channels == channels:
+            found = (name, module)
+        if name == layer:
+            break
+    return found
+
+
+class CNNExplorer(PanelHost, _Host):
+    """One model and one dataset, every view linked.
+
+    The t-SNE (or PCA) map of the dataset; selecting a point (click, arrow keys to walk its
+    neighbours, or `selected_index` from Python) shows the image with its top-5 classes, its
+    feature maps at `layer`, its occlusion map for `target` (streamed coarse-to-fine) and its
+    nearest neighbours. A click on a feature map (`selected_channel`) shows that channel's top
+    dataset patches and its kernel; a click on a patch or a neighbour selects that image. The
+    first layer's filters have their own tab.
+
+    The panels are the ordinary widgets (`explorer.embedding`, `.feature_maps`, `.occlusion`,
+    `.top_patches`, `.filters`): their methods and results are there to read.
+    """
+
+    _esm = bundle("cnn_explorer.js")
+
+    selected_index = traitlets.Int(0).tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    selected_channel = traitlets.Int(-1).tag(sync=True)
+    target = traitlets.Int(0).tag(sync=True)
+    tab = traitlets.Enum(["explore", "filters"], "explore").tag(sync=True)
+    selected_info = traitlets.Dict().tag(sync=True)
+    kernel_png = traitlets.Bytes(b"").tag(sync=True)
+    kernel_grid = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    kernel_caption = traitlets.Unicode("").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset,
+        classes: Sequence[str] | None = None,
+        *,
+        layer: str | nn.Module | None = None,
+        method: str = "tsne",
+        selected_index: int = 0,
+        k: int = 8,
+        top_k: int = 9,
+        batch_size: int = 256,
+        device=None,
+        display: Callable[[int], np.ndarray] | None = None,
+        progress: bool = True,
+        random_state: int = 0,
+        occlusion: dict | None = None,
+        **kwargs,
+    ):
+        self._model = model
+        self._dataset = dataset
+        self._device = device
+        if len(dataset) == 0:
+            raise ValueError("The dataset is empty: there is nothing to explore")
+        if not 0 <= selected_index < len(dataset):
+            raise ValueError(
+                f"selected_index {selected_index} is out of range 0..{len(dataset) - 1}"
+            )
+        example = self._image(selected_index)
+        choices = layer_choices(model, example)
+        name = (
+            resolve_layer(model, layer)[0] if layer is not None else default_layer(model, choices)
+        )
+        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
+        shared = {"device": device, "batch_size": batch_size, "progress": progress}
+        emb = detached(EmbeddingExplorer)(
+            model, dataset, names or None, method=method, k=k, display=display,
+            random_state=random_state, view_px=400, **shared,
+        )  # fmt: skip
+        names = list(emb.class_names)
+        fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
+        occ = detached(OcclusionMap)(
+            model, example, classes=names, device=device, view_px=224, **(occlusion or {})
+        )
+        tp = detached(TopPatches)(
+            model, dataset, name, top_k, classes=names, display=display, **shared
+        )
+        fg = detached(FilterGrid)(model, first_conv(model))
+        self.embedding, self.feature_maps, self.occlusion = emb, fm, occ
+        self.top_patches, self.filters = tp, fg
+        super().__init__(
+            selected_index=selected_index,
+            layer=fm.layer,
+            target=occ.target,
+            title=f"{type(model).__name__} · {len(dataset)} images",
+            **kwargs,
+        )
+        for prefix, panel in zip(PANELS, (emb, fm, occ, tp, fg), strict=True):
+            self._attach(prefix, panel)
+        emb.selected_index = selected_index
+        self._show_selection()
+
+        # one trait, every panel that shows it
+        traitlets.link((self, "layer"), (fm, "layer"))
+        traitlets.link((self, "layer"), (tp, "layer"))
+        traitlets.link((self, "selected_channel"), (fm, "selected_channel"))
+        traitlets.link((self, "selected_channel"), (tp, "selected_channel"))
+        traitlets.link((self, "target"), (occ, "target"))
+        emb.observe(self._index_from_panel, names=["selected_index"])
+        tp.observe(self._index_from_panel, names=["selected_index"])
+        self.observe(self._on_index, names=["selected_index"])
+        self.observe(self._show_kernel, names=["selected_channel", "layer"])
+        self._show_kernel()
+
+    def _image(self, index: int):
+        item = self._dataset[index]
+        return item[0] if isinstance(item, tuple | list) else item
+
+    @traitlets.validate("selected_index")
+    def _valid_index(self, proposal):
+        i = proposal["value"]
+        if not 0 <= i < len(self._dataset):
+            raise traitlets.TraitError(
+                f"selected_index {i} is out of range 0..{len(self._dataset) - 1}"
+            )
+        return i
+
+    def _index_from_panel(self, change) -> None:
+        if change["new"] >= 0:
+            self.selected_index = change["new"]
+
+    def _on_index(self, change) -> None:
+        i = change["new"]
+        image = self._image(i)
+        with self.hold_sync():
+            self.embedding.selected_index = i
+            self.feature_maps.image = image
+            self.occlusion.image = image  # resets target to the predicted class, starts the run
+            self._show_selection()
+
+    def _show_selection(self) -> None:
+        i = self.selected_index
+        feats = self.embedding.features
+        names = self.embedding.class_names
+        label = int(feats.labels[i])
+        if feats.predictions is not None:
+            pred, conf = int(feats.predictions[i]), float(feats.confidences[i])
+        else:
+            probs = class_probabilities(self._model, self._image(i), device=self._device)
+            pred, conf = int(np.argmax(probs)), float(np.max(probs))
+        self.selected_info = {
+            "index": i,
+            "label": label,
+            "label_name": names[label] if 0 <= label < len(names) else "",
+            "predicted": pred,
+            "predicted_name": names[pred] if 0 <= pred < len(names) else "",
+            "confidence": conf,
+        }
+
+    def _show_kernel(self, change=None) -> None:
+        c = self.selected_channel
+        maps = self.feature_maps.activations  # (C, H, W) of `layer`, kept current by the link
+        found = kernel_of(self._model, self.layer, maps.shape[0])
+        if c < 0 or found is None:
+            with self.hold_sync():
+                self.kernel_png, self.kernel_grid = b"", [0, 0]
+                self.kernel_caption = (
+                    "click a feature map to see its kernel" if found else "no conv kernel here"
+                )
+            return
+        conv_name, conv = found
+        weight = conv.weight.detach().float().cpu().numpy()[c : c + 1]
+        tiles = render.kernel_tiles(weight, max_channels=64)
+        atlas, grid = render.pack_tiles(tiles, cols=min(len(tiles), 8))
+        _, i, kh, kw = conv.weight.shape
+        via = "" if conv_name == self.layer else f" (made by {conv_name})"
+        shown = "" if len(tiles) >= i or i == 3 else f", first {len(tiles)} input channels"
+        with self.hold_sync():
+            self.kernel_png = render.png_bytes(atlas)
+            self.kernel_grid = list(grid)
+            self.kernel_caption = f"kernel of channel {c}{via} · {i}×{kh}×{kw}{shown}"
+
+    def wait(self, timeout: float | None = 120):
+        """Block until the current occlusion map is finished; returns it."""
+        return self.occlusion.wait(timeout)

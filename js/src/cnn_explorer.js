@@ -1,0 +1,317 @@
+// @ts-check
+// CNNExplorer: one model, one dataset, every view linked. The panels are the ordinary widget
+// views (scatter, feature maps, occlusion, top patches, filters), each rendering through a proxy
+// of this one model (lib/panel.js); the links between them run in the kernel. This file adds the
+// frame: header with the layer picker and tabs, the selected image with its top-5 classes, the
+// kernel of the selected channel, and arrow keys that walk the selected image's neighbours.
+
+import embedding from "./embedding_explorer.js";
+import featureMaps from "./feature_maps.js";
+import filterGrid from "./filter_grid.js";
+import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { createBitmapSlot, formatSig, toInt32 } from "./lib/codecs.js";
+import { make } from "./lib/dom.js";
+import { drawScaledImage } from "./lib/image.js";
+import { panelModel } from "./lib/panel.js";
+import { saveButton } from "./lib/save.js";
+import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
+import occlusion from "./occlusion_map.js";
+import topPatches from "./top_patches.js";
+
+/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
+/** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
+
+const CSS = `
+.cnnviz-explorer { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 10px; max-width: 100%; outline: none; }
+.cnnviz-explorer .cnnviz-x-header { display: flex; align-items: center; flex-wrap: wrap; gap: 6px 16px; border-bottom: 1px solid ${BORDER}; padding-bottom: 6px; }
+.cnnviz-explorer .cnnviz-x-title { font-weight: 600; }
+.cnnviz-explorer .cnnviz-x-tabs { display: inline-flex; gap: 2px; }
+.cnnviz-explorer .cnnviz-x-tabs button { font: inherit; color: ${FG}; background: ${BG}; border: 1px solid ${BORDER}; border-radius: 3px 3px 0 0; padding: 2px 10px; cursor: pointer; }
+.cnnviz-explorer .cnnviz-x-tabs button[aria-selected="true"] { border-bottom-color: ${SELECT_COLOR}; border-bottom-width: 2px; font-weight: 600; }
+.cnnviz-explorer .cnnviz-x-layer { font: inherit; color: ${FG}; background: ${BG}; border: 1px solid ${BORDER}; border-radius: 2px; max-width: 32em; }
+.cnnviz-explorer .cnnviz-x-hint { color: ${FG2}; }
+.cnnviz-explorer .cnnviz-x-row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 16px; }
+.cnnviz-explorer .cnnviz-x-col { display: flex; flex-direction: column; gap: 10px; min-width: 0; }
+.cnnviz-explorer .cnnviz-x-row > .cnnviz-x-col { flex: 1 1 340px; }
+.cnnviz-explorer .cnnviz-x-row > .cnnviz-x-panel { flex: 0 1 auto; }
+.cnnviz-explorer .cnnviz-x-row > .cnnviz-x-emb { flex: 1 1 440px; max-width: 640px; }
+.cnnviz-explorer .cnnviz-x-card { display: flex; gap: 12px; align-items: flex-start; }
+.cnnviz-explorer .cnnviz-x-image { border: 1px solid ${BORDER}; image-rendering: pixelated; }
+.cnnviz-explorer .cnnviz-x-info { display: flex; flex-direction: column; gap: 4px; min-width: 14em; }
+.cnnviz-explorer .cnnviz-x-bars { display: grid; grid-template-columns: auto 8em auto; gap: 2px 6px; align-items: center; }
+.cnnviz-explorer .cnnviz-x-bar-name { cursor: pointer; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; max-width: 12em; }
+.cnnviz-explorer .cnnviz-x-bar-name[data-target="true"] { font-weight: 600; color: ${SELECT_COLOR}; }
+.cnnviz-explorer .cnnviz-x-bar { height: 10px; background: ${BORDER}; border-radius: 2px; overflow: hidden; cursor: pointer; }
+.cnnviz-explorer .cnnviz-x-bar > div { height: 100%; background: #1f77b4; }
+.cnnviz-explorer .cnnviz-x-kernel { display: flex; flex-direction: column; align-items: flex-start; gap: 4px; }
+.cnnviz-explorer .cnnviz-x-kernel canvas { image-rendering: pixelated; border: 1px solid ${BORDER}; }
+.cnnviz-explorer .cnnviz-x-panel { min-width: 0; max-width: 100%; }
+`;
+
+/** Host traits the frame itself draws from. */
+const FRAME_TRAITS = /** @type {const} */ ([
+  "selected_index",
+  "selected_info",
+  "target",
+  "layer",
+  "title",
+  "kernel_png",
+  "kernel_grid",
+  "kernel_caption",
+  "occ__top_classes",
+  "occ__image_png",
+  "tp__layer_options",
+  "tab",
+]);
+
+/** On-screen size (CSS px) of the selected image's longer side, and of the kernel grid. */
+const IMAGE_PX = 128;
+const KERNEL_PX = 320;
+
+/**
+ * The `top_classes` list as clean records.
+ * @param {unknown} raw
+ * @returns {{index: number, name: string, score: number}[]}
+ */
+export function readTop(raw) {
+  if (!Array.isArray(raw)) return [];
+  return raw
+    .filter((t) => t && Number.isFinite(Number(t.index)))
+    .map((t) => ({ index: Number(t.index), name: String(t.name ?? ""), score: Number(t.score) }));
+}
+
+/**
+ * The image to show after an arrow key: the walk is the image where it started followed by
+ * that image's neighbours; Right/Down steps forward, Left/Up back (clamped).
+ * @param {number[]} walk
+ * @param {number} position
+ * @param {string} key
+ * @returns {number} the new position in `walk` (unchanged for other keys)
+ */
+export function step(walk, position, key) {
+  const delta =
+    key === "ArrowRight" || key === "ArrowDown"
+      ? 1
+      : key === "ArrowLeft" || key === "ArrowUp"
+        ? -1
+        : 0;
+  return Math.max(0, Math.min(walk.length - 1, position + delta));
+}
+
+/**
+ * Mount one panel's view in a fresh element; returns its element and its cleanup.
+ * @param {AnyModel} host
+ * @param {string} prefix
+ * @param {{render: (props: RenderProps) => unknown}} widget
+ */
+function mount(host, prefix, widget) {
+  const el = make("div", `cnnviz-x-panel cnnviz-x-${prefix}`);
+  el.dataset.panel = prefix;
+  const cleanup = widget.render({ model: panelModel(host, prefix), el });
+  return { el, cleanup: typeof cleanup === "function" ? cleanup : () => {} };
+}
+
+/** @param {RenderProps} props */
+function render({ model, el }) {
+  const root = make("div", "cnnviz-explorer");
+  root.tabIndex = 0;
+
+  // header: title · layer · tabs
+  const header = make("div", "cnnviz-x-header");
+  const title = make("span", "cnnviz-x-title");
+  const layer = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-x-layer"));
+  layer.title = "Layer shown in the feature maps and top patches";
+  const layerLabel = make("label", "cnnviz-field");
+  layerLabel.append("layer ", layer);
+  const tabs = make("div", "cnnviz-x-tabs");
+  tabs.setAttribute("role", "tablist");
+  /** @type {Record<string, HTMLButtonElement>} */
+  const tabButtons = {};
+  for (const [name, text] of [
+    ["explore", "Explore"],
+    ["filters", "Filters"],
+  ]) {
+    const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-x-tab"));
+    b.type = "button";
+    b.textContent = text;
+    b.setAttribute("role", "tab");
+    b.dataset.tab = name;
+    b.addEventListener("click", () => {
+      model.set("tab", name);
+      model.save_changes();
+    });
+    tabButtons[name] = b;
+    tabs.append(b);
+  }
+  const hint = make("span", "cnnviz-x-hint");
+  hint.textContent = "click a point · ← → walk its neighbours · click a feature map";
+  header.append(title, tabs, layerLabel, hint);
+
+  // the selected image, its classes and the kernel of the selected channel
+  const image = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-x-image"));
+  const info = make("div", "cnnviz-x-info");
+  const infoText = make("div", "cnnviz-x-selected");
+  const bars = make("div", "cnnviz-x-bars");
+  info.append(infoText, bars);
+  const card = make("div", "cnnviz-x-card");
+  card.append(image, info);
+  const kernel = make("div", "cnnviz-x-kernel");
+  const kernelCaption = make("div", "cnnviz-x-hint");
+  const kernelCanvas = /** @type {HTMLCanvasElement} */ (make("canvas", ""));
+  const kernelSave = saveButton(
+    () => kernelCanvas,
+    () => `kernel-${getStr(model, "layer")}-${getInt(model, "selected_channel", -1)}`,
+  );
+  kernel.append(kernelCaption, kernelCanvas, kernelSave);
+
+  const panels = {
+    emb: mount(model, "emb", embedding),
+    fm: mount(model, "fm", featureMaps),
+    occ: mount(model, "occ", occlusion),
+    tp: mount(model, "tp", topPatches),
+    fg: mount(model, "fg", filterGrid),
+  };
+  const explore = make("div", "cnnviz-x-explore cnnviz-x-col");
+  const row1 = make("div", "cnnviz-x-row");
+  const right1 = make("div", "cnnviz-x-col");
+  right1.append(card, panels.occ.el);
+  row1.append(panels.emb.el, right1);
+  const row2 = make("div", "cnnviz-x-row");
+  const right2 = make("div", "cnnviz-x-col");
+  right2.append(panels.tp.el, kernel);
+  row2.append(panels.fm.el, right2);
+  explore.append(row1, row2);
+  const filters = make("div", "cnnviz-x-filters");
+  filters.append(panels.fg.el);
+  root.append(header, explore, filters);
+  el.append(root);
+  injectStyle(root, "cnnviz-style-explorer", CSS);
+
+  const imageSlot = createBitmapSlot();
+  const kernelSlot = createBitmapSlot();
+  let disposed = false;
+  /** @type {unknown} */
+  let optionsRaw;
+
+  /** @param {string} name @param {unknown} value */
+  function setTrait(name, value) {
+    model.set(name, value);
+    model.save_changes();
+  }
+
+  layer.addEventListener("change", () => setTrait("layer", layer.value));
+
+  function drawLayerOptions() {
+    const raw = model.get("tp__layer_options");
+    if (raw !== optionsRaw) {
+      optionsRaw = raw;
+      layer.replaceChildren();
+      for (const o of Array.isArray(raw) ? raw : []) {
+        layer.add(new Option(String(o.label ?? o.name), String(o.name)));
+      }
+    }
+    const current = getStr(model, "layer");
+    if (![...layer.options].some((o) => o.value === current))
+      layer.add(new Option(current, current));
+    layer.value = current;
+  }
+
+  function drawSelected() {
+    const sel = model.get("selected_info") ?? {};
+    const conf = Number(sel.confidence);
+    const parts = [`image ${getInt(model, "selected_index", -1)}`];
+    if (sel.label_name) parts.push(`label ${sel.label_name}`);
+    if (sel.predicted_name) {
+      parts.push(
+        `predicted ${sel.predicted_name}${Number.isFinite(conf) ? ` (${formatSig(conf * 100, 3)}%)` : ""}`,
+      );
+    }
+    infoText.textContent = parts.join(" · ");
+    root.dataset.selectedIndex = String(getInt(model, "selected_index", -1));
+
+    const target = getInt(model, "target", -1);
+    bars.replaceChildren();
+    for (const t of readTop(model.get("occ__top_classes"))) {
+      const name = make("span", "cnnviz-x-bar-name");
+      name.textContent = t.name; // text, never markup
+      name.title = `show the occlusion map of ${t.name}`;
+      name.dataset.target = String(t.index === target);
+      const bar = make("div", "cnnviz-x-bar");
+      const fill = make("div", "");
+      fill.style.width = `${Math.max(0, Math.min(1, t.score)) * 100}%`;
+      bar.append(fill);
+      const value = make("span", "cnnviz-x-hint");
+      value.textContent = `${formatSig(t.score * 100, 3)}%`;
+      for (const e of [name, bar]) e.addEventListener("click", () => setTrait("target", t.index));
+      bars.append(name, bar, value);
+    }
+    imageSlot.load(model.get("occ__image_png")).then((r) => {
+      if (!r || disposed) return;
+      drawScaledImage(image, r.bitmap, IMAGE_PX);
+      imageSlot.show(r.bitmap);
+    });
+  }
+
+  function drawKernel() {
+    kernelCaption.textContent = getStr(model, "kernel_caption");
+    kernelSlot.load(model.get("kernel_png")).then((r) => {
+      if (!r || disposed) return;
+      const [rows, cols] = getPair(model, "kernel_grid");
+      const bitmap = r.bitmap;
+      const px = bitmap ? Math.min(KERNEL_PX, Math.max(cols, rows) * 40) : 0;
+      drawScaledImage(kernelCanvas, bitmap, px);
+      kernelSave.style.display = bitmap ? "" : "none";
+      kernelSlot.show(bitmap);
+    });
+  }
+
+  function drawFrame() {
+    title.textContent = getStr(model, "title");
+    const tab = getStr(model, "tab") || "explore";
+    for (const [name, b] of Object.entries(tabButtons)) {
+      b.setAttribute("aria-selected", String(name === tab));
+    }
+    const wasHidden = explore.style.display === "none";
+    explore.style.display = tab === "explore" ? "" : "none";
+    filters.style.display = tab === "filters" ? "" : "none";
+    if (wasHidden && tab === "explore") window.dispatchEvent(new Event("resize"));
+    drawLayerOptions();
+    drawSelected();
+    drawKernel();
+  }
+
+  // arrow keys walk the neighbours of the image where the walk started
+  /** @type {number[]} */
+  let walk = [];
+  let position = 0;
+  /** @param {KeyboardEvent} e */
+  function onKey(e) {
+    if (!e.key.startsWith("Arrow")) return;
+    const current = getInt(model, "selected_index", -1);
+    if (walk[position] !== current) {
+      walk = [current, ...toInt32(model.get("emb__neighbours"))];
+      position = 0;
+    }
+    const next = step(walk, position, e.key);
+    e.preventDefault();
+    if (next === position) return;
+    position = next;
+    setTrait("selected_index", walk[position]);
+  }
+  root.addEventListener("keydown", onKey);
+
+  const unsubscribe = onChanges(model, FRAME_TRAITS, drawFrame);
+  drawFrame();
+
+  return () => {
+    disposed = true;
+    unsubscribe();
+    root.removeEventListener("keydown", onKey);
+    for (const p of Object.values(panels)) p.cleanup();
+    imageSlot.dispose();
+    kernelSlot.dispose();
+    root.remove();
+  };
+}
+
+export default { render };

@@ -1,0 +1,155 @@
+"""The linked CNNExplorer in JupyterLab: a click on a point updates every view for that image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnviz_widgets import render
+from cnnviz_widgets.demo import load_demo
+from cnnviz_widgets.inspect import capture, class_probabilities, top_k
+
+from ._lab import NON_BLANK, open_and_run_all, rerun_cell, tile_center
+from .conftest import ARTIFACTS
+
+pytestmark = pytest.mark.e2e
+X = ".cnnviz-explorer"
+SCATTER = f"{X} canvas.cnnviz-scatter"
+MAPS = f"{X} .cnnviz-feature-maps canvas.cnnviz-tiles"
+READOUT = 5  # the code cell that prints the explorer's traits
+
+SETTLED = """i => {
+  const x = document.querySelector('.cnnviz-explorer');
+  const occ = x && x.querySelector('.cnnviz-occlusion');
+  const heat = occ && occ.querySelector('canvas.cnnviz-heatmap');
+  if (!heat) return false;
+  return (i < 0 || x.dataset.selectedIndex === String(i)) && occ.dataset.running === 'false'
+    && Number(heat.dataset.maps) >= 2;
+}"""
+
+
+def expected_views(index: int, layer: str = "relu3"):
+    """What the kernel should show for image `index`, recomputed here from the dataset."""
+    model, dataset, classes = load_demo(split="test")
+    image = dataset[index][0]
+    maps = capture(model, image, layer)[layer][0].numpy()
+    tiles = render.feature_tiles(maps, normalize="layer", colormap="gray")
+    probs = class_probabilities(model, image)
+    bars = [f"{classes[i]}" for i, _ in top_k(probs, 5)]
+    return tiles, bars
+
+
+def click_point(page, index: int) -> None:
+    root = page.locator(f"{X} .cnnviz-embedding")
+    page.locator(SCATTER).scroll_into_view_if_needed()
+    where = root.evaluate(f"r => r.cnnvizPointToClient({index})")
+    page.mouse.click(where["x"], where["y"])
+
+
+def shown_tile_values(page, n: int) -> list[int]:
+    """The red channel at the centre of the first `n` feature-map tiles as drawn."""
+    maps = page.locator(MAPS)
+    centres = [tile_center(maps, p) for p in range(n)]
+    return maps.evaluate(
+        """(c, centres) => { const ctx = c.getContext('2d');
+             return centres.map(([x, y]) => ctx.getImageData(Math.floor(x), Math.floor(y), 1, 1)
+               .data[0]); }""",
+        centres,
+    )
+
+
+def screenshot(page) -> None:
+    """test-artifacts/explorer.png: the whole explorer, in a window tall enough to hold it."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1400, "height": 2200})
+    page.locator(X).scroll_into_view_if_needed()
+    box = page.locator(X).bounding_box()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer.png"), clip=box)
+    page.set_viewport_size(size)
+
+
+def check_views(page, index: int) -> None:
+    """Bars and feature maps in the browser equal the views recomputed for `index`."""
+    tiles, bars = expected_views(index)
+    names = page.locator(f"{X} .cnnviz-x-bar-name").all_inner_texts()
+    assert names == bars
+    maps = page.locator(MAPS)
+    assert maps.get_attribute("data-n-tiles") == str(len(tiles))
+    order = [int(c) for c in maps.get_attribute("data-order").split(",")]
+    h, w = tiles.shape[1:3]
+    want = [int(tiles[order[p]][h // 2, w // 2]) for p in range(8)]
+    assert shown_tile_values(page, 8) == want
+
+
+def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
+    open_and_run_all(page, lab, "01_quickstart.ipynb")
+    page.wait_for_function(
+        f"() => {{ const c = document.querySelector('{SCATTER}');"
+        " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '360'; }",
+        timeout=180_000,
+    )
+    # the notebook's last cell selected image 0's nearest neighbour from Python
+    page.wait_for_function(SETTLED, arg=-1, timeout=60_000)
+    check_views(page, int(page.locator(X).get_attribute("data-selected-index")))
+    assert page.locator(SCATTER).evaluate(NON_BLANK) >= 10
+    screenshot(page)
+
+    # a click on a point: image, bars, feature maps and heatmap follow, as the kernel computes
+    chosen = 17
+    click_point(page, chosen)
+    page.wait_for_function(SETTLED, arg=chosen, timeout=60_000)
+    page.wait_for_function(
+        f"() => document.querySelector('{MAPS}').dataset.drawCount > 0", timeout=10_000
+    )
+    check_views(page, chosen)
+    heat = page.locator(f"{X} canvas.cnnviz-heatmap")
+    assert heat.evaluate(NON_BLANK) > 16
+    assert page.locator(f"{X} canvas.cnnviz-x-image").evaluate(NON_BLANK) > 4
+    out = rerun_cell(page, READOUT)
+    out.filter(has_text=f"image {chosen} · layer relu3").wait_for(timeout=30_000)
+
+    # a click on a feature map: its top patches and its kernel
+    maps = page.locator(MAPS)
+    order = [int(c) for c in maps.get_attribute("data-order").split(",")]
+    x, y = tile_center(maps, 13)
+    maps.click(position={"x": x, "y": y})
+    channel = order[13]
+    page.wait_for_function(
+        f"c => document.querySelector('{X} .cnnviz-top-patches').dataset.channels"
+        ".split(',').includes(String(c))",
+        arg=channel,
+        timeout=30_000,
+    )
+    page.locator(f"{X} .cnnviz-x-kernel").filter(has_text=f"kernel of channel {channel}").wait_for(
+        timeout=10_000
+    )
+    assert page.locator(f"{X} .cnnviz-x-kernel canvas").evaluate(NON_BLANK) > 2
+
+    # arrow keys walk the neighbours of the selected image
+    strip = page.locator(f"{X} .cnnviz-neighbour").evaluate_all(
+        "els => els.map(e => Number(e.dataset.index))"
+    )
+    first = next(i for i in strip if i != chosen)
+    page.locator(X).focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(SETTLED, arg=first, timeout=60_000)
+    check_views(page, first)
+    assert page.console_errors == []
+
+
+def test_fast_clicks_end_on_the_last_point(lab, page):
+    open_and_run_all(page, lab, "01_quickstart.ipynb")
+    page.wait_for_function(SETTLED, arg=-1, timeout=180_000)
+    heap = page.evaluate("() => performance.memory.usedJSHeapSize")
+    points = list(np.random.default_rng(1).choice(360, 20, replace=False))
+    for i in points:
+        click_point(page, int(i))
+    last = int(points[-1])
+    page.wait_for_function(SETTLED, arg=last, timeout=60_000)
+    check_views(page, last)
+    out = rerun_cell(page, READOUT)
+    out.filter(has_text=f"image {last} · layer relu3").wait_for(timeout=30_000)
+    grown = page.evaluate("() => performance.memory.usedJSHeapSize") - heap
+    assert grown < 64e6, f"the page's JS heap grew by {grown / 1e6:.0f} MB over 20 selections"
+    assert page.console_errors == []
