@@ -162,3 +162,18 @@ def test_capture_is_not_rewritten_by_later_inplace_ops():
         ref = model.features[0](x)
     assert (ref < 0).any()
     torch.testing.assert_close(conv, ref)
+
+
+def test_capture_ignores_forwards_from_other_threads(demo):
+    # the explorer computes occlusion maps on a worker thread with the same model
+    import threading
+
+    model, dataset, _ = demo
+    image, other = dataset[0][0][None], dataset[1][0][None]
+    with ActivationCapture(model, "conv2") as cap:
+        worker = threading.Thread(target=lambda: model(other))
+        worker.start()
+        worker.join()
+        assert cap.outputs == {}
+        got = cap(image)["conv2"]
+    torch.testing.assert_close(got, capture(model, image, "conv2")["conv2"], rtol=0, atol=0)

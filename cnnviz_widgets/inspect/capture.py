@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -78,7 +79,9 @@ class ActivationCapture:
     The model runs in eval + inference mode inside the block; its hooks, training flags and
     device are restored on exit, also when the block raises. A layer called several times in
     one forward keeps its last output; with `strict=False` a layer the forward never calls is
-    left out of the result instead of raising.
+    left out of the result instead of raising. Only forwards run by the thread that entered
+    the block are recorded: a background job running the same model (an occlusion map being
+    computed) cannot slip its activations in.
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class ActivationCapture:
         self._transform = transform
         self._strict = strict
         self._stack: ExitStack | None = None
+        self._thread: int | None = None
 
     def __enter__(self) -> ActivationCapture:
+        self._thread = threading.get_ident()
         with ExitStack() as stack:
             self.device = stack.enter_context(inference_state(self.model, self._device))
             for name, module in self.layers.items():
@@ -118,6 +123,8 @@ class ActivationCapture:
 
     def _hook(self, name: str):
         def hook(module, args, output):
+            if threading.get_ident() != self._thread:
+                return  # another thread's forward through the same model
             # A copy, since later in-place ops (ReLU(inplace=True), `out += identity`) would
             # otherwise rewrite the captured tensor.
             self.outputs[name] = _map_tensors(output, lambda t: t.detach().clone())

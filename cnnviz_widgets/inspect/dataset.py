@@ -18,6 +18,7 @@ per channel, at its best position (the first one, row-major, when several tie).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -560,10 +561,12 @@ def _capture_inputs(stack: ExitStack, model: nn.Module, names: list[str]) -> dic
     """Forward pre-hooks that keep the first input of each named module; removed on exit."""
     seen: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
+    thread = threading.get_ident()
     for name in names:
 
         def hook(module, args, name=name):
-            seen[name] = args[0].detach().clone()
+            if threading.get_ident() == thread:  # not another thread's forward
+                seen[name] = args[0].detach().clone()
 
         stack.callback(modules[name].register_forward_pre_hook(hook).remove)
     return seen

@@ -47,6 +47,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from ._locks import FX_LOCK
+
 __all__ = [
     "DEFAULT_FULL_THRESHOLD",
     "IncrementalEngine",
@@ -364,7 +366,8 @@ _FULL = "f"
 def trace(model: nn.Module) -> fx.GraphModule:
     """The fx graph the engine runs. Tracing patches `nn.Module.__call__` process-wide, so a
     background thread should get a graph traced beforehand on the main thread (`traced=`)."""
-    return fx.symbolic_trace(model)
+    with FX_LOCK:
+        return fx.symbolic_trace(model)
 
 
 class IncrementalEngine:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._locks import FX_LOCK
 from .capture import inference_state
 from .incremental import DEFAULT_FULL_THRESHOLD, IncrementalEngine
 from .inputs import model_device, one_image
@@ -294,7 +295,10 @@ class _Runner:
             while start < n:
                 stop = min(n, start + bs)
                 try:
-                    with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                    with (
+                        FX_LOCK,  # no tracing on another thread while modules run here
+                        torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+                    ):
                         if plan is not None:
                             out = engine.run(plan, start, stop, self.patch_value)
                         else:

@@ -26,6 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from ._locks import FX_LOCK
 from .capture import LayerRef, inference_state, resolve_layer
 from .inputs import model_device
 from .layers import example_input
@@ -250,7 +251,8 @@ class _FieldRun:
         key = id(module)
         if key not in self._graphs:
             try:
-                self._graphs[key] = _LayerTracer().trace(module)
+                with FX_LOCK:
+                    self._graphs[key] = _LayerTracer().trace(module)
             except Exception as err:  # an untraceable module: its inner layers get no field
                 self._graphs[key] = err
         return self._graphs[key]

@@ -55,12 +55,14 @@ def default_layer(model: nn.Module, choices: list[dict]) -> str:
 def kernel_of(model: nn.Module, layer: str, channels: int) -> tuple[str, nn.Conv2d] | None:
     """The Conv2d that made `layer`'s channels: the layer itself, or the last conv with as many
     output channels at or before it in module order (the conv before a ReLU, pool or block)."""
-    found = None
+    found, inside = None, False
     for name, module in model.named_modules():
+        within = name == layer or name.startswith(f"{layer}.")  # the layer and its submodules
+        if inside and not within:
+            break
+        inside = inside or within
         if isinstance(module, nn.Conv2d) and module.out_channels == channels:
             found = (name, module)
-        if name == layer:
-            break
     return found
 
 

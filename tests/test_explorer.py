@@ -1,0 +1,176 @@
+"""CNNExplorer from Python: panels mirrored on one model, links between them, the kernel view."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from ipywidgets.widgets.widget import _instances
+from torch import nn
+
+from cnnviz_widgets import CNNExplorer, render
+from cnnviz_widgets.demo import load_demo
+from cnnviz_widgets.inspect import capture, class_probabilities
+from cnnviz_widgets.widgets._panels import SEP, panel_keys
+from cnnviz_widgets.widgets.explorer import PANELS, default_layer, kernel_of
+from cnnviz_widgets.widgets.patches import layer_choices
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo(split="test")
+
+
+@pytest.fixture(scope="module")
+def explorer(demo):
+    model, dataset, classes = demo
+    x = CNNExplorer(model, dataset, classes, progress=False)
+    x.wait()
+    return x
+
+
+def mirrored(x: CNNExplorer) -> dict:
+    """Every panel trait whose host copy differs from the panel's value."""
+    panels = {"emb": x.embedding, "fm": x.feature_maps, "occ": x.occlusion}
+    panels |= {"tp": x.top_patches, "fg": x.filters}
+    return {
+        f"{p}{SEP}{k}": (getattr(x, f"{p}{SEP}{k}"), getattr(panel, k))
+        for p, panel in panels.items()
+        for k in panel._panel_keys
+        if getattr(x, f"{p}{SEP}{k}") != getattr(panel, k)
+    }
+
+
+def test_one_model_carries_every_panel(demo):
+    model, dataset, classes = demo
+    before = set(_instances)
+    x = CNNExplorer(model, dataset, classes, progress=False)
+    x.wait()
+    new = [_instances[k] for k in set(_instances) - before]
+    assert {type(w).__name__ for w in new} <= {"CNNExplorer", "Layout"}
+    assert sum(type(w).__name__ == "CNNExplorer" for w in new) == 1
+    assert all(p.comm is None for p in (x.embedding, x.feature_maps, x.occlusion))
+    for prefix, cls in PANELS.items():
+        for key in panel_keys(cls):
+            assert f"{prefix}{SEP}{key}" in x.keys
+    assert mirrored(x) == {}
+    x.close()
+
+
+def test_a_selection_updates_every_view(explorer, demo):
+    model, dataset, _ = demo
+    explorer.selected_index = 42
+    explorer.wait()
+    image = dataset[42][0]
+    assert explorer.embedding.selected_index == 42
+    want = capture(model, image, explorer.layer)[explorer.layer][0].numpy()
+    np.testing.assert_array_equal(explorer.feature_maps.activations, want)
+    probs = class_probabilities(model, image)
+    assert explorer.target == int(np.argmax(probs)) == explorer.occlusion.target
+    top = [t["index"] for t in explorer.occ__top_classes]
+    assert top == list(np.argsort(-probs, kind="stable")[:5])
+    info = explorer.selected_info
+    assert info["index"] == 42 and info["label"] == dataset[42][1]
+    assert info["predicted"] == int(np.argmax(probs))
+    assert explorer.occlusion.result.scores.shape == (13, 13)  # 32 px, patch 8, stride 2
+    assert explorer.occ__scores == explorer.occlusion.result.scores.astype("<f4").tobytes()
+    assert mirrored(explorer) == {}
+
+
+def test_the_browser_drives_panels_through_the_host(explorer, demo):
+    # what the browser sends: host traits under <panel>__<trait>, bytes as memoryview
+    explorer.set_state({"emb__selected_index": 7})
+    assert explorer.selected_index == 7
+    explorer.set_state({"fm__selected_channel": 11})
+    assert explorer.selected_channel == 11 == explorer.top_patches.selected_channel
+    assert 11 in np.frombuffer(explorer.tp__channels, "<i4")
+    explorer.set_state({"tp__selected_index": 99})
+    assert explorer.selected_index == 99
+    explorer.set_state({"occ__target": 3})
+    assert explorer.target == 3
+    lasso = np.array([1, 2, 3], "<i4").tobytes()
+    explorer.set_state({"emb__selected_indices": memoryview(lasso)})
+    assert list(explorer.embedding.selection) == [1, 2, 3]
+    # a value the panel rejects is put back
+    explorer.set_state({"occ__target": 99})
+    assert explorer.occ__target == explorer.occlusion.target == 3
+    explorer.wait()
+    assert mirrored(explorer) == {}
+
+
+def test_layer_and_channel_reach_feature_maps_patches_and_kernel(explorer, demo):
+    model = demo[0]
+    explorer.layer = "conv2"
+    assert explorer.feature_maps.layer == explorer.top_patches.layer == "conv2"
+    assert explorer.feature_maps.activations.shape[0] == 32
+    explorer.selected_channel = 5
+    tiles = render.kernel_tiles(model.conv2.weight.detach().numpy()[5:6], max_channels=64)
+    atlas = render.decode_png(explorer.kernel_png)
+    rows, cols = explorer.kernel_grid
+    assert (rows, cols) == (2, 8)  # 16 input channels of 3x3
+    for t in range(16):
+        r, c = divmod(t, cols)
+        np.testing.assert_array_equal(atlas[r * 3 : r * 3 + 3, c * 3 : c * 3 + 3], tiles[t])
+    assert explorer.kernel_caption.startswith("kernel of channel 5 · 16×3×3")
+    explorer.layer = "relu3"  # made by conv3
+    assert "made by conv3" in explorer.kernel_caption
+    explorer.selected_channel = -1
+    assert explorer.kernel_png == b""
+
+
+def test_fast_selections_end_on_the_last_one_with_bounded_memory(explorer, demo):
+    model, dataset, _ = demo
+    explorer.selected_index = 0
+    explorer.wait()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for i in np.random.default_rng(0).choice(len(dataset), 60, replace=False):
+        explorer.selected_index = int(i)
+    last = int(i)
+    explorer.wait()
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert grown < 20e6, f"{grown / 1e6:.1f} MB kept after 60 selections"
+    assert explorer.selected_index == last == explorer.embedding.selected_index
+    image = dataset[last][0]
+    want = capture(model, image, explorer.layer)[explorer.layer][0].numpy()
+    np.testing.assert_array_equal(explorer.feature_maps.activations, want)
+    assert len(explorer.occlusion.results) == len(explorer.occlusion.schedule())
+    assert explorer.occlusion.results[-1].target == explorer.target
+
+
+def test_bad_input_is_refused(demo):
+    model, dataset, classes = demo
+    with pytest.raises(ValueError, match="empty"):
+        CNNExplorer(model, torch.utils.data.Subset(dataset, []), classes, progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        CNNExplorer(model, dataset, classes, selected_index=len(dataset), progress=False)
+    with pytest.raises(ValueError, match="class names"):
+        CNNExplorer(model, dataset, classes[:3], progress=False)
+    with pytest.raises(ValueError, match="nope"):
+        CNNExplorer(model, dataset, classes, layer="nope", progress=False)
+
+
+@pytest.mark.parametrize(
+    "name, want",
+    [("resnet18", "layer4"), ("alexnet", "features.11"), ("vgg11", "features.19")],
+)
+def test_default_layer_is_the_last_feature_map_before_pooling(name, want):
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    assert default_layer(model, layer_choices(model, torch.zeros(3, 224, 224))) == want
+
+
+def test_default_layer_of_the_demo(demo):
+    model, dataset, _ = demo
+    assert default_layer(model, layer_choices(model, dataset[0][0])) == "relu3"
+
+
+def test_kernel_of_walks_back_to_the_conv_that_made_the_channels():
+    model = torchvision.models.resnet18(weights=None)
+    assert kernel_of(model, "layer4", 512)[0] == "layer4.1.conv2"
+    assert kernel_of(model, "layer1.0.relu", 64)[0] == "layer1.0.conv1"  # its first call
+    assert kernel_of(model, "conv1", 64)[0] == "conv1"
+    assert kernel_of(nn.Sequential(nn.ReLU()), "0", 3) is None
