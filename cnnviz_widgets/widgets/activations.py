@@ -8,7 +8,7 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect import (
     capture,
     first_conv,
@@ -99,3 +99,11 @@ class FeatureMaps(TileGridWidget):
                 self.selected_channel = -1
             self.caption = f"{self.layer} · {c} channels · {h}×{w}"
             self._show_tiles(tiles)
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
+
+    def save_png(self, path) -> None:
+        """Save the tiles as shown (`sort_by` order, about `tile_px` each) as a PNG file."""
+        export.write_png(export.tile_grid_image(self, export.feature_maps_order(self)), path)

@@ -9,7 +9,7 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect.dataset import display_image
 from ..inspect.embedding import embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
@@ -167,3 +167,11 @@ class EmbeddingExplorer(anywidget.AnyWidget):
     def neighbour_indices(self) -> np.ndarray:
         """The selected image's nearest neighbours in feature space, nearest first."""
         return np.frombuffer(self.neighbours, "<i4").copy()
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
+
+    def save_png(self, path) -> None:
+        """Save the map (points coloured by class, `view_px` square) as a PNG file."""
+        export.write_png(export.embedding_image(self), path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect import first_conv, resolve_layer
 from ._tiles import TileGridWidget, bundle
 
@@ -96,3 +96,11 @@ class FilterGrid(TileGridWidget):
                 f"{self.layer} · {o} filters {i}×{kh}×{kw}{cut} · {self.normalize} normalisation"
             )
             self._show_tiles(tiles, cols=None if one_per_filter else shown_c)
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
+
+    def save_png(self, path) -> None:
+        """Save the tiles as shown (about `tile_px` each, 1-px gaps) as a PNG file."""
+        export.write_png(export.tile_grid_image(self), path)

@@ -10,7 +10,7 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect import input_channels, one_image
 from ..inspect.incremental import trace
 from ..inspect.occlusion import OcclusionResult, occlusion_maps
@@ -258,3 +258,11 @@ class OcclusionMap(anywidget.AnyWidget):
     def result(self) -> OcclusionResult | None:
         """The finest map finished so far in the current run."""
         return self.results[-1] if self.results else None
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
+
+    def save_png(self, path) -> None:
+        """Save the image with the current map over it (as shown) as a PNG file."""
+        export.write_png(export.occlusion_image(self), path)

@@ -8,7 +8,7 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect import layer_catalogue, resolve_layer
 from ..inspect.dataset import TopActivations, top_activations
 from ..inspect.receptive import receptive_fields
@@ -168,3 +168,11 @@ class TopPatches(TileGridWidget):
                 f"· page {self.page + 1}/{self.n_pages}"
             )
             self._show_tiles(tiles, cols=top.k)
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
+
+    def save_png(self, path) -> None:
+        """Save this page of patches (a row per channel, about `tile_px` each) as a PNG."""
+        export.write_png(export.tile_grid_image(self), path)
