@@ -5,6 +5,7 @@
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
 import { drawScaledImage } from "./lib/image.js";
+import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle } from "./lib/style.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
@@ -97,7 +98,11 @@ function render({ model, el }) {
   select.className = "cnnviz-sort";
   for (const opt of SORT_OPTIONS) select.add(new Option(opt, opt));
   sortLabel.append(select);
-  toolbar.append(caption, sortLabel);
+  const save = saveButton(
+    () => grid.canvas,
+    () => fileName("feature-maps", getStr(model, "layer")),
+  );
+  toolbar.append(caption, sortLabel, save);
 
   const error = document.createElement("div");
   error.className = "cnnviz-error";
@@ -128,6 +133,7 @@ function render({ model, el }) {
   root.append(toolbar, error, body);
   el.append(root);
   injectStyle(root, "cnnviz-style-feature-maps", CSS);
+  styleSaveButtons(root);
 
   const onSelect = () => {
     model.set("sort_by", select.value);

@@ -6,6 +6,7 @@
 
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot } from "./lib/codecs.js";
+import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { FG, FG2, FONT, injectStyle } from "./lib/style.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
@@ -13,6 +14,7 @@ import { createTileGrid } from "./lib/tilegrid.js";
 
 const CSS = `
 .cnnviz-filter-grid { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 4px; max-width: 100%; }
+.cnnviz-filter-grid .cnnviz-toolbar { display: flex; align-items: center; flex-wrap: wrap; gap: 6px 16px; }
 .cnnviz-filter-grid .cnnviz-caption { font-weight: 600; }
 .cnnviz-filter-grid .cnnviz-error { color: ${FG2}; font-style: italic; }
 `;
@@ -80,9 +82,17 @@ function render({ model, el }) {
       model.save_changes();
     },
   });
-  root.append(caption, error, grid.el);
+  const toolbar = document.createElement("div");
+  toolbar.className = "cnnviz-toolbar";
+  const save = saveButton(
+    () => grid.canvas,
+    () => fileName("filters", getStr(model, "layer")),
+  );
+  toolbar.append(caption, save);
+  root.append(toolbar, error, grid.el);
   el.append(root);
   injectStyle(root, "cnnviz-style-filter-grid", CSS);
+  styleSaveButtons(root);
 
   const atlas = createBitmapSlot();
   let disposed = false;

@@ -18,6 +18,7 @@ import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
 import { createColorbar, decodeLut, lutIndex } from "./lib/colormap.js";
 import { field, make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
+import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, TOOLTIP_RULES } from "./lib/style.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
@@ -292,6 +293,13 @@ function render({ model, el }) {
   opacity.step = "0.01";
   opacity.title = "opacity of the map";
 
+  /** Name of the saved PNG: the target class. */
+  const saveName = () => {
+    const names = model.get("class_names");
+    const t = getInt(model, "target", 0);
+    const name = Array.isArray(names) && t >= 0 && t < names.length ? names[t] : `class ${t}`;
+    return fileName("occlusion", String(name));
+  };
   const classField = field("class", select);
   classField.append(classInput, datalist);
   toolbar.append(
@@ -300,6 +308,7 @@ function render({ model, el }) {
     field("stride", strideInput),
     field("baseline", baselineInput),
     field("opacity", opacity),
+    saveButton(() => canvas, saveName),
   );
 
   // --- heatmap + colour bar -------------------------------------------------------------------
@@ -327,6 +336,7 @@ function render({ model, el }) {
   root.append(caption, toolbar, error, body, progressRow);
   el.append(root);
   injectStyle(root, "cnnviz-style-occlusion", CSS);
+  styleSaveButtons(root);
 
   const image = createBitmapSlot();
   const baseCtx = canvas.getContext("2d");

@@ -16,6 +16,7 @@
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
 import { field, make, showProgress } from "./lib/dom.js";
+import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
@@ -209,7 +210,11 @@ function render({ model, el }) {
   progress.max = 1;
   const status = make("span", "cnnviz-status");
   progressBox.append(progress, status);
-  toolbar.append(caption, layerField, sortField, pager, progressBox);
+  const save = saveButton(
+    () => grid.canvas,
+    () => fileName("top-patches", getStr(model, "layer"), `page${getInt(model, "page", 0) + 1}`),
+  );
+  toolbar.append(caption, layerField, sortField, pager, save, progressBox);
 
   const error = make("div", "cnnviz-error");
   error.style.display = "none";
@@ -257,6 +262,7 @@ function render({ model, el }) {
   root.append(toolbar, error, grid.el);
   el.append(root);
   injectStyle(root, "cnnviz-style-top-patches", CSS);
+  styleSaveButtons(root);
 
   const atlas = createBitmapSlot();
   let disposed = false;
