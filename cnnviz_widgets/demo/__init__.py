@@ -10,9 +10,17 @@ from pathlib import Path
 import torch
 
 from cnnviz_widgets.demo.data import CLASSES, DigitsDataset, check_split
+from cnnviz_widgets.demo.images import input_view, substitute_image_folder
 from cnnviz_widgets.demo.model import DigitsCNN
 
-__all__ = ["WEIGHTS_PATH", "DigitsCNN", "DigitsDataset", "load_demo"]
+__all__ = [
+    "WEIGHTS_PATH",
+    "DigitsCNN",
+    "DigitsDataset",
+    "input_view",
+    "load_demo",
+    "substitute_image_folder",
+]
 
 WEIGHTS_PATH = Path(__file__).with_name("digits_cnn.pt")
 
