@@ -295,3 +295,27 @@ def test_annoy_neighbours_for_large_maps(digits, feats, monkeypatch):
     xy = embed(feats[:800], random_state=1)
     np.testing.assert_array_equal(xy, embed(feats[:800], random_state=1))
     assert knn_agreement(xy, digits[3][:800]) > 0.9
+
+
+def test_pca_of_few_wide_rows_equals_exact_svd():
+    # a small image folder through AlexNet's FC7: fewer images than dimensions
+    x = np.random.default_rng(0).normal(size=(40, 4096)).astype(np.float32)
+    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    got = pca(x, 3)
+    np.testing.assert_allclose(np.abs(got), np.abs(centred @ vt[:3].T), rtol=1e-3, atol=1e-3)
+
+
+def test_weights_fingerprint_of_a_model_with_batchnorm():
+    import torchvision
+
+    from cnnviz_widgets.inspect.dataset import weights_fingerprint
+
+    model = torchvision.models.resnet18(weights=None)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    model.bn1.num_batches_tracked += 1  # a 0-d buffer
+    after = weights_fingerprint(model)
+    assert after != before
+    model.bn1.running_mean[0] += 1
+    assert weights_fingerprint(model) != after

@@ -111,9 +111,11 @@ def test_layer_and_channel_reach_feature_maps_patches_and_kernel(explorer, demo)
     atlas = render.decode_png(explorer.kernel_png)
     rows, cols = explorer.kernel_grid
     assert (rows, cols) == (2, 8)  # 16 input channels of 3x3
-    for t in range(16):
+    for t in range(16):  # each 3x3 kernel drawn 4x, one white pixel apart
         r, c = divmod(t, cols)
-        np.testing.assert_array_equal(atlas[r * 3 : r * 3 + 3, c * 3 : c * 3 + 3], tiles[t])
+        shown = atlas[r * 13 : r * 13 + 12 : 4, c * 13 : c * 13 + 12 : 4]
+        np.testing.assert_array_equal(shown, tiles[t])
+        assert (atlas[r * 13 + 12, c * 13 : c * 13 + 13] == 255).all()
     assert explorer.kernel_caption.startswith("kernel of channel 5 · 16×3×3")
     explorer.layer = "relu3"  # made by conv3
     assert "made by conv3" in explorer.kernel_caption
@@ -174,3 +176,21 @@ def test_kernel_of_walks_back_to_the_conv_that_made_the_channels():
     assert kernel_of(model, "layer1.0.relu", 64)[0] == "layer1.0.conv1"  # its first call
     assert kernel_of(model, "conv1", 64)[0] == "conv1"
     assert kernel_of(nn.Sequential(nn.ReLU()), "0", 3) is None
+
+
+def test_model_classes_differ_from_the_dataset_classes(demo):
+    # a 10-way model on a folder with two classes (a pretrained ImageNet model on your own)
+    model, dataset, classes = demo
+    two = [i for i in range(len(dataset)) if dataset[i][1] in (0, 1)][:40]
+    subset = torch.utils.data.Subset(dataset, two)
+    x = CNNExplorer(model, subset, ["zero", "one"], progress=False)
+    x.wait()
+    assert x.occlusion.class_names == [f"class {i}" for i in range(10)]
+    assert x.emb__class_names == ["zero", "one"]
+    names = [f"digit {c}" for c in classes]
+    y = CNNExplorer(model, subset, ["zero", "one"], model_classes=names, progress=False)
+    y.wait()
+    assert y.occlusion.class_names == names
+    pred = y.selected_info["predicted"]
+    assert y.selected_info["predicted_name"] == names[pred]
+    assert y.selected_info["label_name"] in ("zero", "one")

@@ -124,7 +124,8 @@ def check_features(features: Any, name: str = "features", min_rows: int = 1) -> 
 def pca(features: Any, n_components: int = 2) -> np.ndarray:
     """The first `n_components` principal-component scores (N, k) float32, deterministic.
 
-    Exact (eigendecomposition of the covariance) up to 4,096 dimensions, randomized
+    Exact (SVD of the data when there are fewer rows than dimensions, else eigendecomposition
+    of the covariance) up to 4,096 dimensions, randomized
     (`torch.pca_lowrank`, fixed seed) above. Each component's sign makes its largest
     loading positive, so the map does not flip between runs or machines.
     """
@@ -138,7 +139,10 @@ def pca(features: Any, n_components: int = 2) -> np.ndarray:
             f"features have shape {(n, d)}"
         )
     centred = torch.from_numpy((x - x.mean(axis=0, dtype=np.float64)).astype(np.float32))
-    if d <= 4096:
+    if n < d:  # few wide rows (AlexNet's 4096-d FC7 of a small folder): SVD of the data
+        _, _, vt = np.linalg.svd(centred.double().numpy(), full_matrices=False)
+        basis = torch.from_numpy(np.ascontiguousarray(vt[:n_components].T)).float()
+    elif d <= 4096:
         cov = (centred.T @ centred).double().numpy()
         _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
         basis = torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1][:, :n_components]))

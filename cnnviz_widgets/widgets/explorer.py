@@ -9,7 +9,7 @@ import numpy as np
 import traitlets
 from torch import nn
 
-from .. import render
+from .. import export, render
 from ..inspect import first_conv, resolve_layer
 from ..inspect.predict import class_probabilities
 from ._panels import PanelHost, detached, host_traits
@@ -76,6 +76,10 @@ class CNNExplorer(PanelHost, _Host):
     dataset patches and its kernel; a click on a patch or a neighbour selects that image. The
     first layer's filters have their own tab.
 
+    `classes` name the dataset's labels; `model_classes` the model's outputs when they differ
+    (a pretrained ImageNet model on a folder of your own: pass the weights' 1000 category
+    names); by default the outputs take `classes` when the counts match, else "class i".
+
     The panels are the ordinary widgets (`explorer.embedding`, `.feature_maps`, `.occlusion`,
     `.top_patches`, `.filters`): their methods and results are there to read.
     """
@@ -99,6 +103,7 @@ class CNNExplorer(PanelHost, _Host):
         dataset,
         classes: Sequence[str] | None = None,
         *,
+        model_classes: Sequence[str] | None = None,
         layer: str | nn.Module | None = None,
         method: str = "tsne",
         selected_index: int = 0,
@@ -133,9 +138,12 @@ class CNNExplorer(PanelHost, _Host):
             random_state=random_state, view_px=400, **shared,
         )  # fmt: skip
         names = list(emb.class_names)
+        n_out = len(class_probabilities(model, example, device=device))
+        if model_classes is None and len(names) == n_out:
+            model_classes = names
         fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
         occ = detached(OcclusionMap)(
-            model, example, classes=names, device=device, view_px=224, **(occlusion or {})
+            model, example, classes=model_classes, device=device, view_px=224, **(occlusion or {})
         )
         tp = detached(TopPatches)(
             model, dataset, name, top_k, classes=names, display=display, **shared
@@ -196,7 +204,7 @@ class CNNExplorer(PanelHost, _Host):
     def _show_selection(self) -> None:
         i = self.selected_index
         feats = self.embedding.features
-        names = self.embedding.class_names
+        names, outputs = self.embedding.class_names, self.occlusion.class_names
         label = int(feats.labels[i])
         if feats.predictions is not None:
             pred, conf = int(feats.predictions[i]), float(feats.confidences[i])
@@ -208,7 +216,7 @@ class CNNExplorer(PanelHost, _Host):
             "label": label,
             "label_name": names[label] if 0 <= label < len(names) else "",
             "predicted": pred,
-            "predicted_name": names[pred] if 0 <= pred < len(names) else "",
+            "predicted_name": outputs[pred] if 0 <= pred < len(outputs) else "",
             "confidence": conf,
         }
 
@@ -226,7 +234,10 @@ class CNNExplorer(PanelHost, _Host):
         conv_name, conv = found
         weight = conv.weight.detach().float().cpu().numpy()[c : c + 1]
         tiles = render.kernel_tiles(weight, max_channels=64)
-        atlas, grid = render.pack_tiles(tiles, cols=min(len(tiles), 8))
+        scale = max(1, 12 // max(tiles.shape[1:3]))  # 3x3 kernels: 12x12 tiles, 1 px apart
+        big = np.kron(tiles, np.ones((1, scale, scale, *([1] * (tiles.ndim - 3))), tiles.dtype))
+        pad = [(0, 0), (0, 1), (0, 1)] + [(0, 0)] * (tiles.ndim - 3)
+        atlas, grid = render.pack_tiles(np.pad(big, pad, constant_values=255), min(len(tiles), 8))
         _, i, kh, kw = conv.weight.shape
         via = "" if conv_name == self.layer else f" (made by {conv_name})"
         shown = "" if len(tiles) >= i or i == 3 else f", first {len(tiles)} input channels"
@@ -234,6 +245,12 @@ class CNNExplorer(PanelHost, _Host):
             self.kernel_png = render.png_bytes(atlas)
             self.kernel_grid = list(grid)
             self.kernel_caption = f"kernel of channel {c}{via} · {i}×{kh}×{kw}{shown}"
+
+    def to_html(self, path=None, *, title=None) -> str:
+        """The explorer as it is now, as one self-contained HTML page that renders without a
+        kernel or network (see `cnnviz_widgets.export.to_html`); panels save PNGs with their
+        own `save_png` (`explorer.feature_maps.save_png(path)`, ...)."""
+        return export.to_html(self, path, title=title or self.title)
 
     def wait(self, timeout: float | None = 120):
         """Block until the current occlusion map is finished; returns it."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cnnviz_widgets import (
+    CNNExplorer,
     EmbeddingExplorer,
     FeatureMaps,
     FilterGrid,
@@ -241,3 +242,37 @@ def test_png_button_downloads_the_tiles(browser, demo, tmp_path, kind):
         np.testing.assert_array_equal(
             tile_at(saved, attrs, t), want.reshape(*want.shape[:2], -1)[..., 0]
         )
+
+
+def test_explorer_page_renders_every_panel_offline(browser, demo, tmp_path):
+    model, dataset, _ = demo
+    hostile = [f"{HOSTILE}{i}" for i in range(10)]
+    x = CNNExplorer(model, dataset, hostile, selected_index=5, progress=False)
+    x.wait()
+    x.selected_channel = 3
+    path = tmp_path / "explorer.html"
+    x.to_html(path)
+    page, _ = browser(path)
+    page.set_viewport_size({"width": 1280, "height": 1900})
+    root = ".cnnviz-explorer"
+    scatter = f"{root} canvas.cnnviz-scatter"
+    page.wait_for_function(
+        f"document.querySelector('{scatter}')?.dataset.points === '{len(dataset)}'"
+        f" && document.querySelector('{scatter}').dataset.drawCount >= 1"
+    )
+    grid = f"{root} .cnnviz-feature-maps canvas.cnnviz-tiles"
+    page.wait_for_function(f"document.querySelector('{grid}')?.dataset.drawCount >= 1")
+    # the selected image's views, as the kernel computed them
+    assert page.get_attribute(root, "data-selected-index") == "5"
+    attrs = page.eval_on_selector(grid, "c => ({...c.dataset})")
+    pixels = canvas_pixels(page, grid)
+    for t in range(int(attrs["nTiles"])):
+        np.testing.assert_array_equal(tile_at(pixels, attrs, t), x.feature_maps.tile(t))
+    bars = page.locator(f"{root} .cnnviz-x-bar-name").all_inner_texts()
+    assert bars == [t["name"] for t in x.occ__top_classes]  # the hostile names, as text
+    assert page.locator(f"{root} img").count() == 0
+    heat = f"{root} canvas.cnnviz-heatmap"
+    assert int(page.get_attribute(heat, "data-maps")) == len(x.occlusion.results)
+    assert page.locator(f"{root} .cnnviz-x-kernel").inner_text().startswith("kernel of channel 3")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(root).screenshot(path=str(ARTIFACTS / "explorer_export.png"))
