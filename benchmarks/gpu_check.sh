@@ -6,7 +6,9 @@
 #      ResNet-18 224x224 patch 16 stride 1 (43,681 positions) in fp32 (exact), tf32 and bf16,
 #      VGG-16 224x224 patch 16 stride 4 (2,809 positions) in fp32 and bf16;
 #      each against Captum Occlusion (fp32, perturbations_per_eval 1024) and the plain
-#      batched recompute, median of 3 runs in one process.
+#      batched recompute, median of 3 runs in one process;
+#   3. the explorer's kernel side on the GPU: ResNet-18 224x224, a click to the stride-4
+#      occlusion map complete (issue target < 0.3 s), benchmarks/explorer.py --kernel-only.
 # Usage: bash benchmarks/gpu_check.sh [python]   (default: .venv/bin/python, else python3)
 # Writes everything to stdout and to $OUT/gpu_check.log when $OUT is set.
 set -uo pipefail
@@ -34,5 +36,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   $B --model resnet18 --stride 1 --precision tf32 --no-full --no-captum || echo "r18 tf32 FAILED"
   $B --model vgg16 --stride 4 --precision fp32 || echo "vgg16 fp32 FAILED"
   $B --model vgg16 --stride 4 --precision bf16 --no-full --no-captum || echo "vgg16 bf16 FAILED"
+
+  echo "== Explorer on the GPU"
+  timeout 200 "$PY" benchmarks/explorer.py --kernel-only --model resnet18 --device cuda \
+    --clicks 10 || echo "explorer FAILED"
   date -u
 } 2>&1 | tee "$LOG"
