@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -135,6 +137,27 @@ def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     page.keyboard.press("ArrowRight")
     page.wait_for_function(SETTLED, arg=first, timeout=60_000)
     check_views(page, first)
+
+    # a click on a neighbour selects it in turn
+    strip = page.locator(f"{X} .cnnviz-neighbour:not(.cnnviz-neighbour-self)")
+    neighbour = int(strip.nth(1).get_attribute("data-index"))
+    strip.nth(1).click()
+    page.wait_for_function(SETTLED, arg=neighbour, timeout=60_000)
+    check_views(page, neighbour)
+
+    # and so does a click on a top patch: the best patch of the selected channel
+    patches = page.locator(f"{X} .cnnviz-top-patches")
+    canvas = patches.locator("canvas.cnnviz-tiles")
+    row = patches.get_attribute("data-channels").split(",").index(str(channel))
+    x, y = tile_center(canvas, row * int(canvas.get_attribute("data-cols")))
+    canvas.hover(position={"x": x, "y": y})
+    tip = patches.locator(".cnnviz-tooltip")
+    tip.filter(has_text=f"channel {channel} · #0").wait_for(timeout=5_000)
+    image = int(re.search(r"image (\d+)", tip.inner_text()).group(1))
+    canvas.click(position={"x": x, "y": y})
+    if image != neighbour:
+        page.wait_for_function(SETTLED, arg=image, timeout=60_000)
+    check_views(page, image)
     assert page.console_errors == []
 
 
