@@ -53,8 +53,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 serving a scratch copy of notebooks/."""
+    yield from serve(
+        tmp_path_factory.mktemp("lab"),
+        "lab",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    )
+
+
+def serve(home: pathlib.Path, app: str, *args: str):
+    """`jupyter APP` (lab, notebook) on 127.0.0.1 with its own Jupyter dirs under `home`,
+    serving a scratch copy of notebooks/; yields {"url", "dir"}, then ends kernels and server."""
     chromium_path()  # no server without a browser to drive it
-    home = tmp_path_factory.mktemp("lab")
     work = home / "work"
     shutil.copytree(ROOT / "notebooks", work)
     env = dict(os.environ)
@@ -75,10 +84,9 @@ def lab(tmp_path_factory):
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root",
             "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={work}",
-            "--IdentityProvider.token=", "--ServerApp.password=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--IdentityProvider.token=", "--ServerApp.password=", *args,
         ],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -91,7 +99,7 @@ def lab(tmp_path_factory):
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"JupyterLab did not start; see {home / 'server.log'}")
+                raise RuntimeError(f"jupyter {app} did not start; see {home / 'server.log'}")
             time.sleep(0.3)
         yield {"url": base, "dir": work}
     finally:
