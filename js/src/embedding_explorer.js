@@ -18,12 +18,15 @@
 //
 // Canvases: `canvas.cnnviz-scatter` (2-D canvas the library copies each WebGL frame into) and
 // `canvas.cnnviz-scatter-overlay` above it (selected-image ring and thumbnails), redrawn in the
-// same animation frame as the scatter (the library's synchronous `drawing` event).
+// same animation frame as the scatter (the library's synchronous `drawing` event). The toolbar's
+// "PNG" button saves both, on the plot's background, as one image.
 //
 // Test hooks. On `canvas.cnnviz-scatter`, updated after each draw: `data-draw-count`,
 // `data-points` (points drawn: not hidden), `data-selected` (selected_index),
 // `data-selected-count` (points of selected_indices drawn as selected), `data-thumbs` (thumbnails
-// on the overlay in the last draw). On the root element `.cnnviz-embedding`:
+// on the overlay in the last draw); when the ring of a newly selected image is first drawn,
+// `data-ring-index` (that image) and `data-ring-drawn-at` (ms since the epoch,
+// performance.timeOrigin + performance.now()). On the root element `.cnnviz-embedding`:
 //   root.cnnvizPointToClient(i) -> {x, y} client (viewport) CSS px of point i, or null when it is
 //     not drawn (no points yet, out of range, or its class hidden);
 //   root.cnnvizLasso(vertices) lasso-selects in data coordinates ([[x, y], ...], the space of
@@ -36,6 +39,7 @@ import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "
 import { make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { drawScaledImage } from "./lib/image.js";
+import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import {
   BG,
   BORDER,
@@ -51,6 +55,7 @@ import { createThumbAtlas } from "./lib/thumbs.js";
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
 /** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
 /** @typedef {ReturnType<typeof createScatterplot>} Scatterplot */
+/** @typedef {ReturnType<typeof createRenderer>} Renderer */
 /** @typedef {import("./lib/thumbs.js").ThumbRect} ThumbRect */
 
 /** From this many points on, the plot is created in performance mode. */
@@ -254,6 +259,34 @@ function thumbCss(h, w, targetPx) {
 }
 
 /**
+ * Make regl-scatterplot draw its frames straight into the renderer's WebGL canvas.
+ *
+ * regl-scatterplot 1.x draws every frame into a float32 framebuffer, resolves that with a
+ * full-canvas gamma pass into its WebGL canvas and copies the result into the plot's 2-D
+ * canvas. With its default gamma of 1 and a context without multisampling, the middle pass
+ * changes no pixel (measured: identical in performance mode, at most 2/255 apart with alpha
+ * blending), but with software WebGL (SwiftShader) it takes 12-20 ms a frame at 900×480 px,
+ * most of a frame. This keeps the library's drawing and its copy to the 2-D canvas (same
+ * arguments as its own `copyTo`) and leaves that pass out.
+ * @param {Renderer} renderer
+ */
+function drawDirect(renderer) {
+  if (renderer.gamma !== 1) return;
+  const { regl, canvas: source } = renderer;
+  renderer.render = (draw, target) => {
+    regl.clear({ color: [0, 0, 0, 0], depth: 1 });
+    draw();
+    const ctx = target.getContext("2d");
+    if (!ctx) return;
+    const { width, height } = target;
+    ctx.clearRect(0, 0, width, height);
+    const sx = (source.width - width) / 2;
+    const sy = (source.height - height) / 2;
+    ctx.drawImage(source, sx, sy, width, height, 0, 0, width, height);
+  };
+}
+
+/**
  * Whether the page's text colour is light (a dark theme).
  * @param {HTMLElement} el
  */
@@ -291,6 +324,10 @@ function render({ model, el }) {
   );
   resetButton.type = "button";
   resetButton.textContent = "reset view";
+  const save = saveButton(
+    () => snapshot(),
+    () => fileName("embedding", getStr(model, "method"), getStr(model, "arrangement")),
+  );
   const progressBox = make("span", "cnnviz-progress-box");
   const progress = /** @type {HTMLProgressElement} */ (make("progress", "cnnviz-progress"));
   progress.max = 1;
@@ -302,6 +339,7 @@ function render({ model, el }) {
     wrongField,
     thumbsField,
     resetButton,
+    save,
     selection,
     progressBox,
   );
@@ -329,6 +367,7 @@ function render({ model, el }) {
   root.append(toolbar, legend, error, plot, strip);
   el.append(root);
   injectStyle(root, "cnnviz-style-embedding", CSS);
+  styleSaveButtons(root);
 
   // --- state ----------------------------------------------------------------------------------
   const decodePoints = memoDecoder(toFloat32);
@@ -352,6 +391,10 @@ function render({ model, el }) {
   /** a lasso is running (its `select` event must not be taken for a click) */
   let lassoing = false;
   let overlayScheduled = false;
+  /** nothing is drawn on the overlay */
+  let overlayEmpty = true;
+  /** the image whose ring is on the overlay (-1 none) */
+  let ringIndex = -1;
   let thumbsDrawn = 0;
   let cssW = 0;
   let cssH = 0;
@@ -364,15 +407,17 @@ function render({ model, el }) {
 
   // --- WebGL ----------------------------------------------------------------------------------
   const glCanvas = document.createElement("canvas");
-  // Many points: square points without blending (regl-scatterplot's performance mode) and no
-  // antialiasing keep panning fluid; the mode can only be chosen when the plot is created.
+  // Many points: square points without blending (regl-scatterplot's performance mode) keep
+  // panning fluid; the mode can only be chosen when the plot is created. No multisampling: the
+  // library's own frames never had it (they were drawn into a framebuffer without it).
   const manyPoints = toBytes(model.get("points")).byteLength / 8 >= MANY_POINTS;
-  const gl = glCanvas.getContext("webgl", { antialias: !manyPoints, preserveDrawingBuffer: true });
-  /** @type {ReturnType<typeof createRenderer> | null} */
+  const gl = glCanvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true });
+  /** @type {Renderer | null} */
   let renderer = null;
   /** @type {Scatterplot | null} */
   let sp = null;
   const dark = isDarkTheme(root);
+  const background = dark ? "#111111" : "#ffffff";
   const initialW = Math.max(50, Math.floor(plot.clientWidth) || FALLBACK_WIDTH);
   const initialH = Math.max(50, getInt(model, "view_px", VIEW_PX));
   if (!gl) {
@@ -380,6 +425,7 @@ function render({ model, el }) {
   } else {
     try {
       renderer = createRenderer({ canvas: glCanvas });
+      drawDirect(renderer);
       renderer.resize(initialW, initialH);
       renderer.refresh();
       sp = createScatterplot({
@@ -387,7 +433,7 @@ function render({ model, el }) {
         canvas,
         width: initialW,
         height: initialH,
-        backgroundColor: dark ? "#111111" : "#ffffff",
+        backgroundColor: background,
         pointColorHover: dark ? "#ffffff" : "#000000",
         pointColorActive: dark ? "#ffffff" : "#222222",
         pointSize: 6,
@@ -412,6 +458,15 @@ function render({ model, el }) {
   cssH = initialH;
   plot.style.height = `${initialH}px`;
   sizeOverlay();
+
+  /**
+   * Set a data attribute of the scatter canvas when it changes (it is written every frame).
+   * @param {string} key
+   * @param {string} value
+   */
+  function setData(key, value) {
+    if (canvas.dataset[key] !== value) canvas.dataset[key] = value;
+  }
 
   /** @param {string} text */
   function showError(text) {
@@ -682,18 +737,29 @@ function render({ model, el }) {
     return p ? [p[0], p[1]] : null;
   }
 
+  /**
+   * Redraw the overlay; it runs for every frame of the map (while panning too), so an overlay
+   * that is empty and stays empty is left alone rather than cleared.
+   */
   function drawOverlay() {
     const ctx = overlay.getContext("2d");
     if (!ctx) return;
+    const ready = sp !== null && data !== null && sp.get("isPointsDrawn");
+    const sel = getInt(model, "selected_index", -1);
+    const wantThumbs = Boolean(model.get("show_thumbnails")) && thumbs.valid();
+    const pos = ready && isShown(sel) ? screenPos(sel) : null;
+    if (overlayEmpty && !pos && !(ready && wantThumbs)) {
+      ringIndex = -1;
+      setData("thumbs", "0");
+      return;
+    }
     const dpr = overlay.width / Math.max(1, cssW);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     thumbsDrawn = 0;
-    if (sp && data && sp.get("isPointsDrawn")) {
-      if (model.get("show_thumbnails") && thumbs.valid()) drawThumbnails(ctx, sp, data);
-      const sel = getInt(model, "selected_index", -1);
-      const pos = isShown(sel) ? screenPos(sel) : null;
+    if (sp && data && ready) {
+      if (wantThumbs) drawThumbnails(ctx, sp, data);
       if (pos) {
         const r = thumbsDrawn > 0 ? 6 : 9;
         ctx.lineWidth = 4;
@@ -711,7 +777,14 @@ function render({ model, el }) {
         ctx.stroke();
       }
     }
-    canvas.dataset.thumbs = String(thumbsDrawn);
+    overlayEmpty = !pos && thumbsDrawn === 0;
+    setData("thumbs", String(thumbsDrawn));
+    if (pos && sel !== ringIndex) {
+      // when the ring of a newly selected image was first drawn (benchmarks/selection_latency.py)
+      canvas.dataset.ringDrawnAt = (performance.timeOrigin + performance.now()).toFixed(2);
+      canvas.dataset.ringIndex = String(sel);
+    }
+    ringIndex = pos ? sel : -1;
   }
 
   /**
@@ -781,6 +854,24 @@ function render({ model, el }) {
     nn.sort((p, q) => p - q);
     const median = nn.length ? nn[nn.length >> 1] : THUMB_MAX_PX;
     return Math.max(THUMB_MIN_PX, Math.min(THUMB_MAX_PX, 1.2 * median));
+  }
+
+  /**
+   * The map as shown: the scatter's last frame (the 2-D canvas keeps it) and the overlay on the
+   * plot's background, in a new canvas (for the PNG button).
+   * @returns {HTMLCanvasElement}
+   */
+  function snapshot() {
+    const out = document.createElement("canvas");
+    out.width = canvas.width || overlay.width;
+    out.height = canvas.height || overlay.height;
+    const ctx = out.getContext("2d");
+    if (!ctx) return out;
+    ctx.fillStyle = background;
+    ctx.fillRect(0, 0, out.width, out.height);
+    if (canvas.width && canvas.height) ctx.drawImage(canvas, 0, 0);
+    ctx.drawImage(overlay, 0, 0, out.width, out.height);
+    return out;
   }
 
   // --- tooltip --------------------------------------------------------------------------------
@@ -998,8 +1089,8 @@ function render({ model, el }) {
       drawCount += 1;
       const ds = canvas.dataset;
       ds.drawCount = String(drawCount);
-      ds.points = String(data ? shownCount : 0);
-      ds.selected = String(getInt(model, "selected_index", -1));
+      setData("points", String(data ? shownCount : 0));
+      setData("selected", String(getInt(model, "selected_index", -1)));
       drawOverlay();
       if (hovered >= 0) placeTooltip();
     });

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ._lab import NON_BLANK, open_and_run_all, rerun_cell
 
@@ -24,15 +27,24 @@ def test_map_renders_hovers_clicks_and_follows_python(lab, page):
     assert scatter.evaluate(NON_BLANK) >= 10, "the map drew (almost) nothing"
     assert page.locator(".cnnviz-legend-item").count() == 10
 
+    # the PNG button saves the map as shown: as large as the canvas, points in class colours
+    with page.expect_download() as info:
+        page.click(".cnnviz-embedding button.cnnviz-save")
+    assert info.value.suggested_filename == "embedding-tsne-scatter.png"
+    saved = np.asarray(Image.open(io.BytesIO(info.value.path().read_bytes())).convert("RGB"))
+    size = scatter.evaluate("c => [c.height, c.width]")
+    assert list(saved.shape[:2]) == size
+    assert len(np.unique(saved.reshape(-1, 3), axis=0)) >= 10, "the PNG is (almost) blank"
+
     # the notebook set selected_index from Python: the map highlights that point
     out = rerun_cell(page, 3)
     out.filter(has_text="selected image").wait_for(timeout=30_000)
     chosen = int(re.search(r"selected image (\d+)", out.inner_text()).group(1))
     page.wait_for_function(
-        f"i => document.querySelector('{SCATTER}').dataset.selected === String(i)",
+        f"i => document.querySelector('{SCATTER}').dataset.ringIndex === String(i)",
         arg=chosen,
         timeout=10_000,
-    )
+    )  # its ring is drawn
 
     # hover a point: its thumbnail and label; click it: the kernel sees the selection
     root = page.locator(".cnnviz-embedding")
