@@ -1,6 +1,7 @@
 """EmbeddingExplorer frame rate: pan/zoom the WebGL map of N points in headless Chromium.
 
     cd js && npm run build && cd .. && python benchmarks/scatter_fps.py [--points 100000 1000000]
+        [--repeat 3]
 
 For each N, a fresh page renders the built bundle (cnnviz_widgets/static/embedding_explorer.js)
 against an in-page fake model holding N random clustered points (10 Gaussian clusters, one
@@ -13,7 +14,10 @@ synchronous ``drawing`` event). Prints one JSON line per N:
      "renderer": "swiftshader", ...}
 
 ``fps_median`` is 1 / the median time between drawn frames; ``fps_mean`` is frames / seconds;
-``setup_s`` is the time from render() to the first draw (decoding, spatial index, upload).
+``setup_s`` is the time from render() to the first draw (decoding, spatial index, upload);
+``load_avg_1m`` is the machine's load when the run ended. ``--repeat`` runs each N that many
+times (a fresh page each), one line per run: other work on the machine moves these figures a
+lot, so compare medians of runs made together.
 
 WebGL here is SwiftShader, a software renderer (``--use-angle=swiftshader
 --enable-unsafe-swiftshader``), on this machine's CPU cores: a floor for what a real GPU does.
@@ -165,6 +169,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per N")
     args = ap.parse_args()
     if not BUNDLE.is_file():
         print(f"missing {BUNDLE}; run `npm run build` in js/", file=sys.stderr)
@@ -178,7 +183,7 @@ def main() -> int:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for n in args.points:
+            for n in [n for n in args.points for _ in range(args.repeat)]:
                 ctx = browser.new_context(
                     device_scale_factor=1, viewport={"width": WIDTH + 100, "height": 800}
                 )
@@ -220,6 +225,7 @@ def main() -> int:
                     "gl_renderer": res["glRenderer"],
                     "viewport": [WIDTH, HEIGHT],
                     "dpr": 1,
+                    "load_avg_1m": round(os.getloadavg()[0], 2),
                     "cpus": os.cpu_count(),
                     "machine": platform.machine(),
                 }
