@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from selection_latency import _TmpDirs, percentile  # noqa: E402
+from selection_latency import lab_page, percentile  # noqa: E402
 
-from tests.e2e import conftest  # noqa: E402
 from tests.e2e._lab import open_and_run_all  # noqa: E402
 
 NOTEBOOK = "explorer_bench.ipynb"
@@ -92,30 +90,10 @@ def machine() -> dict:
 
 
 def browser(clicks: int, seed: int) -> dict:
-    from playwright.sync_api import sync_playwright
-
-    with tempfile.TemporaryDirectory(prefix="explorer-bench-") as tmp:
-        server = conftest.lab.__wrapped__(_TmpDirs(Path(tmp)))
-        lab = next(server)
-        try:
-            with sync_playwright() as pw:
-                context = pw.chromium.launch_persistent_context(
-                    str(Path(tmp) / "profile"),
-                    executable_path=conftest.chromium_path(),
-                    headless=True,
-                    args=conftest.CHROMIUM_FLAGS,
-                    viewport={"width": 1400, "height": 1000},
-                )
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                record = _clicks(page, lab, clicks, seed)
-                if errors:
-                    record["errors"] = errors[:5]
-                context.close()
-        finally:
-            next(server, None)
+    with lab_page("explorer-bench-") as (page, lab, errors):
+        record = _clicks(page, lab, clicks, seed)
+        if errors:
+            record["errors"] = errors[:5]
     return record
 
 
