@@ -194,3 +194,22 @@ def test_model_classes_differ_from_the_dataset_classes(demo):
     pred = y.selected_info["predicted"]
     assert y.selected_info["predicted_name"] == names[pred]
     assert y.selected_info["label_name"] in ("zero", "one")
+
+
+def test_a_torchvision_resnet_with_batchnorm_works_end_to_end():
+    # the real-user path: a torchvision model (weights=None offline) on an image dataset
+    model = torchvision.models.resnet18(weights=None).eval()
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(12, 3, 64, 64, generator=g), torch.arange(12) % 3
+    )
+    x = CNNExplorer(model, data, ["a", "b", "c"], progress=False)
+    x.wait()
+    assert x.layer == "layer4" and x.feature_maps.activations.shape == (512, 2, 2)
+    x.selected_index = 4
+    x.selected_channel = 7
+    x.wait()
+    assert x.kernel_caption.startswith("kernel of channel 7 (made by layer4.1.conv2) · 512×3×3")
+    assert x.occlusion.class_names[:2] == ["class 0", "class 1"]  # 1000 outputs, 3 labels
+    assert x.top_patches.top.channels == 512
+    assert not model.training
