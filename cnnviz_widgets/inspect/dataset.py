@@ -617,6 +617,11 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def top_key(model: nn.Module, fingerprint: str, consumer: TopKConsumer, dataset, n) -> tuple:
+    """What a top-k pass's result depends on (its cache key)."""
+    return (id(model), fingerprint, consumer.outputs, consumer.k, consumer.distinct, id(dataset), n)
+
+
 def top_activations(
     model: nn.Module,
     dataset: Dataset | DataLoader,
@@ -647,7 +652,7 @@ def top_activations(
         )
     key = None
     if cache:
-        key = (id(model), weights_fingerprint(model), consumer.outputs, k, distinct, id(dataset), n)
+        key = top_key(model, weights_fingerprint(model), consumer, dataset, n)
         hit = _CACHE.get(key, dataset)
         if hit is not None:
             return {name: replace(top, display=display) for name, top in hit.items()}

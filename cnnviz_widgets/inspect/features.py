@@ -10,6 +10,7 @@ A hit returns the very same read-only arrays, so it costs one hash of the weight
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from . import dataset as _dataset
 from .capture import LayerRef
 from .dataset import (
     FeatureConsumer,
     Features,
     PassCache,
+    TopKConsumer,
     dataset_length,
     dataset_pass,
+    top_key,
     weights_fingerprint,
 )
 
@@ -47,6 +51,11 @@ def _frozen(features: Features) -> Features:
         if array is not None:
             array.flags.writeable = False
     return features
+
+
+def _key(model: nn.Module, fingerprint: str, consumer: FeatureConsumer, dataset, n) -> tuple:
+    """What a feature pass's result depends on (its cache key)."""
+    return (id(model), fingerprint, consumer.layer, consumer.dtype.name, id(dataset), n)
 
 
 def feature_pass(
@@ -75,7 +84,7 @@ def feature_pass(
         raise ValueError("The dataset is empty: there are no features to extract")
     key = None
     if cache:
-        key = (id(model), weights_fingerprint(model), consumer.layer, dt.name, id(dataset), n)
+        key = _key(model, weights_fingerprint(model), consumer, dataset, n)
         hit = _CACHE.get(key, dataset)
         if hit is not None:
             return hit
@@ -124,6 +133,53 @@ def extract_features(
         dtype=dtype,
         cache=cache,
     ).features
+
+
+def shared_pass(
+    model: nn.Module,
+    dataset: Dataset | DataLoader,
+    top_layers: Sequence[LayerRef],
+    k: int = 9,
+    *,
+    feature_layer: LayerRef | None = None,
+    display=None,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[Features, dict]:
+    """`feature_pass` and `top_activations` in ONE pass over the dataset (both cached).
+
+    What CNNExplorer needs: the features of its map and the top patches of its layer, while
+    the dataset is read (for an ImageFolder: decoded) once. Whatever is already cached is not
+    computed again; later `feature_pass` / `top_activations` calls with the same arguments are
+    cache hits.
+    """
+    features = FeatureConsumer(model, feature_layer)
+    top = TopKConsumer(model, top_layers, k, display=display)
+    n = dataset_length(dataset)
+    if n == 0:
+        raise ValueError("The dataset is empty: there is nothing to pass through the model")
+    fingerprint = weights_fingerprint(model)
+    jobs = [
+        (_CACHE, _key(model, fingerprint, features, dataset, n), features),
+        (_dataset._CACHE, top_key(model, fingerprint, top, dataset, n), top),
+    ]
+    todo = [job for job in jobs if job[0].get(job[1], dataset) is None]
+    if todo:
+        results = dataset_pass(
+            model,
+            dataset,
+            [consumer for *_, consumer in todo],
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            num_workers=num_workers,
+            desc="features + top activations",
+        )
+        for (cache, key, consumer), result in zip(todo, results, strict=True):
+            cache.put(key, dataset, _frozen(result) if consumer is features else result)
+    return tuple(cache.get(key, dataset) for cache, key, _ in jobs)
 
 
 def clear_feature_cache() -> None:

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import export, render
 from ..inspect import first_conv, resolve_layer
+from ..inspect.features import shared_pass
 from ..inspect.predict import class_probabilities
 from ._panels import PanelHost, detached, host_traits
 from ._tiles import bundle
@@ -133,6 +134,9 @@ class CNNExplorer(PanelHost, _Host):
         )
         names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
+        # one pass over the dataset for the map's features and the top patches (both cached,
+        # so the two panels below find their results)
+        shared_pass(model, dataset, [name], top_k, display=display, **shared)
         emb = detached(EmbeddingExplorer)(
             model, dataset, names or None, method=method, k=k, display=display,
             random_state=random_state, view_px=400, **shared,
