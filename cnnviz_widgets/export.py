@@ -14,6 +14,8 @@ the widgets' `save_png` methods write them with `write_png`.
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import hashlib
 import html
 import json
@@ -77,6 +79,33 @@ def page_data(widget) -> dict:
     }
 
 
+def saved_widget_data(entry: dict) -> dict | None:
+    """`page_data` for one model of a notebook's saved widget state (`{model_name, model_module,
+    state, buffers?}`, buffers as `{path, encoding, data}`), or None when the model is not an
+    anywidget (no `_esm` text: a plain ipywidgets widget needs the widget manager's JavaScript).
+    Raises ValueError when the bundle is a URL."""
+    full = entry.get("state") or {}
+    if not isinstance(full.get("_esm"), str) or not full["_esm"].strip():
+        return None
+    buffers = []
+    for buf in entry.get("buffers") or []:
+        path = list(buf.get("path") or [])
+        if not path or path[0] in _BASE_TRAITS:
+            continue
+        data = buf.get("data", "")
+        if buf.get("encoding") == "hex":
+            data = base64.b64encode(bytes.fromhex(data)).decode("ascii")
+        buffers.append({"path": path, "encoding": "base64", "data": data})
+    anywidget_id = str(full.get("_anywidget_id") or "")
+    return {
+        "name": anywidget_id.rsplit(".", 1)[-1] or str(entry.get("model_name") or "widget"),
+        "esm": _read_text(full["_esm"], "_esm"),
+        "css": _read_text(full.get("_css"), "_css"),
+        "state": _split_buffers({k: v for k, v in full.items() if k not in _BASE_TRAITS}, [], []),
+        "buffers": buffers,
+    }
+
+
 def json_for_script(data) -> str:
     """JSON that is safe inside a `<script>` element: no `<`, `>` or `&` appear literally, so no
     `</script>` or `<!--` can end or change the element (JSON.parse reads the \\u escapes back)."""
@@ -86,11 +115,23 @@ def json_for_script(data) -> str:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-# The loader: decode the buffers, build the model, import the module from a Blob URL (a data:
-# URL when that fails) and render it. `window.cnnvizExport` exposes the model for scripts/tests.
+# The loader, one per page however many widgets it shows. Each `.cnnviz-export-root` element
+# holds one widget's data (state, base64 buffers, the keys of its module and style sheet); the
+# `#cnnviz-modules` block holds each distinct ES module and style sheet once. For each root: decode
+# the buffers, build the model, import the module from a Blob URL (a data: URL when that fails;
+# once per module) and render it. `window.cnnvizExport` exposes the models for scripts/tests.
 _LOADER = """
-const ROOT = document.getElementById("cnnviz-root");
-const data = JSON.parse(document.getElementById("cnnviz-data").textContent);
+const SHARED = JSON.parse(document.getElementById("cnnviz-modules").textContent);
+const widgets = [];
+const imported = new Map();
+const styled = new Set();
+window.cnnvizExport = {
+  widgets,
+  imports: 0,
+  get model() { return widgets[0]?.model; },
+  get name() { return widgets[0]?.name; },
+  get loadedFrom() { return widgets[0]?.loadedFrom ?? ""; },
+};
 
 function fromBase64(text) {
   const bin = atob(text);
@@ -102,7 +143,8 @@ function fromBase64(text) {
 function putBuffers(state, buffers) {
   for (const { path, data: text } of buffers) {
     let obj = state;
-    for (const key of path.slice(0, -1)) obj = obj[key];
+    for (const key of path.slice(0, -1)) obj = obj?.[key];
+    if (obj === null || typeof obj !== "object") continue;  // a stale path: no container
     const bytes = fromBase64(text);
     obj[path[path.length - 1]] = new DataView(bytes.buffer);
   }
@@ -176,6 +218,7 @@ class PageModel {
 }
 
 async function importModule(code) {
+  window.cnnvizExport.imports += 1;
   const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
   try {
     return [await import(url), "blob"];
@@ -191,60 +234,55 @@ async function importModule(code) {
   }
 }
 
-function fail(err) {
+function loadModule(key) {
+  if (!imported.has(key)) imported.set(key, importModule(SHARED.modules[key]));
+  return imported.get(key);
+}
+
+function addStyle(key) {
+  if (key == null || styled.has(key)) return;
+  styled.add(key);
+  const style = document.createElement("style");
+  style.textContent = SHARED.styles[key];
+  document.head.append(style);
+}
+
+function fail(root, err) {
   const box = document.createElement("pre");
   box.className = "cnnviz-export-error";
   box.textContent = `This page could not show the widget: ${err?.stack ?? err}`;
-  ROOT.append(box);
-  document.documentElement.dataset.cnnvizReady = "error";
+  root.append(box);
+  root.dataset.cnnvizReady = "error";
   console.error(err);
 }
 
-async function main() {
-  if (data.css) {
-    const style = document.createElement("style");
-    style.textContent = data.css;
-    document.head.append(style);
-  }
-  const model = new PageModel(putBuffers(data.state, data.buffers));
-  window.cnnvizExport = { model, name: data.name, loadedFrom: "" };
-  const [mod, loadedFrom] = await importModule(data.esm);
-  window.cnnvizExport.loadedFrom = loadedFrom;
+async function show(root, entry) {
+  const data = JSON.parse(root.querySelector(":scope > script.cnnviz-data").textContent);
+  addStyle(data.style);
+  entry.model = new PageModel(putBuffers(data.state, data.buffers));
+  entry.name = data.name;
+  const [mod, loadedFrom] = await loadModule(data.module);
+  entry.loadedFrom = loadedFrom;
   let widget = mod.default ?? mod;
   if (typeof widget === "function") widget = await widget();
   const el = document.createElement("div");
   el.className = "cnnviz-export-widget";
-  ROOT.append(el);
-  await widget.initialize?.({ model });
-  await widget.render?.({ model, el });
-  document.documentElement.dataset.cnnvizReady = "true";
+  root.append(el);
+  await widget.initialize?.({ model: entry.model });
+  await widget.render?.({ model: entry.model, el });
+  root.dataset.cnnvizReady = "true";
 }
 
-main().catch(fail);
-"""
+async function main() {
+  const roots = [...document.querySelectorAll(".cnnviz-export-root")];
+  for (const root of roots) widgets.push({ root, model: null, name: "", loadedFrom: "" });
+  const results = await Promise.allSettled(widgets.map((entry) => show(entry.root, entry)));
+  results.forEach((r, i) => r.status === "rejected" && fail(roots[i], r.reason));
+  const ok = results.every((r) => r.status === "fulfilled");
+  document.documentElement.dataset.cnnvizReady = ok ? "true" : "error";
+}
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="generator" content="cnnviz-widgets">
-<title>{title}</title>
-<style>
-body {{ margin: 16px; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
-  color: #222; background: #fff; }}
-.cnnviz-export-note {{ color: #555; font-size: 12px; margin: 0 0 12px; }}
-.cnnviz-export-error {{ color: #b00; white-space: pre-wrap; }}
-</style>
-</head>
-<body>
-<p class="cnnviz-export-note">{note}</p>
-<div id="cnnviz-root"></div>
-<script type="application/json" id="cnnviz-data">{data}</script>
-<script type="module">{loader}</script>
-</body>
-</html>
+main().catch((err) => fail(document.body, err));
 """
 
 
@@ -268,6 +306,83 @@ def _csp(loader: str) -> str:
     )
 
 
+def _csp_meta() -> str:
+    """The page's policy, as the first thing its <head> holds after the title."""
+    content = html.escape(_csp(_LOADER), quote=False).replace('"', "&quot;")
+    return f'<meta http-equiv="Content-Security-Policy" content="{content}">'
+
+
+# the look of what stands for a widget that cannot be shown, in a notebook's page
+_NB_STYLE = """<style>
+.cnnviz-export-placeholder { color: #666; font: 12px/1.4 monospace; white-space: pre-wrap;
+  margin: 4px 0; }
+.cnnviz-export-error { color: #b00; white-space: pre-wrap; }
+</style>"""
+
+
+class _Bundles:
+    """The widgets of one page: each widget's data goes where the widget shows (`fragment`);
+    each distinct ES module and style sheet is embedded, and imported, once (`scripts`)."""
+
+    def __init__(self):
+        self.modules: dict[str, str] = {}
+        self.styles: dict[str, str] = {}
+
+    @staticmethod
+    def _key(table: dict[str, str], text: str) -> str:
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+        table[key] = text
+        return key
+
+    def fragment(self, data: dict) -> str:
+        """The HTML that shows one widget (`page_data` / `saved_widget_data`) where it stands."""
+        spec = {
+            "name": data["name"],
+            "module": self._key(self.modules, data["esm"]),
+            "style": self._key(self.styles, data["css"]) if data["css"] else None,
+            "state": data["state"],
+            "buffers": data["buffers"],
+        }
+        return (
+            '<div class="cnnviz-export-root">'
+            f'<script type="application/json" class="cnnviz-data">{json_for_script(spec)}</script>'
+            "</div>"
+        )
+
+    def scripts(self) -> str:
+        """The modules, the style sheets and the loader: once per page, after every fragment."""
+        shared = {"modules": self.modules, "styles": self.styles}
+        return (
+            '<script type="application/json" id="cnnviz-modules">'
+            f"{json_for_script(shared)}</script>\n"
+            f'<script type="module">{_LOADER}</script>'
+        )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{csp_meta}
+<meta name="generator" content="cnnviz-widgets">
+<title>{title}</title>
+<style>
+body {{ margin: 16px; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif;
+  color: #222; background: #fff; }}
+.cnnviz-export-note {{ color: #555; font-size: 12px; margin: 0 0 12px; }}
+.cnnviz-export-error {{ color: #b00; white-space: pre-wrap; }}
+</style>
+</head>
+<body>
+<p class="cnnviz-export-note">{note}</p>
+{fragment}
+{scripts}
+</body>
+</html>
+"""
+
+
 def to_html(widget, path: str | os.PathLike | None = None, *, title: str | None = None) -> str:
     """One self-contained HTML page showing `widget` with its current state; renders offline.
 
@@ -284,15 +399,169 @@ def to_html(widget, path: str | os.PathLike | None = None, *, title: str | None 
         f"{name}, exported by cnnviz-widgets: a snapshot without a kernel. Selections and "
         "options change the views here, but nothing new is computed."
     )
+    bundles = _Bundles()
     page = _PAGE.format(
-        csp=html.escape(_csp(_LOADER), quote=False).replace('"', "&quot;"),
+        csp_meta=_csp_meta(),
         title=html.escape(title),
         note=html.escape(note),
-        data=json_for_script(data),
-        loader=_LOADER,
+        fragment=bundles.fragment(data),
+        scripts=bundles.scripts(),
     )
     if path is not None:
         pathlib.Path(path).write_text(page, encoding="utf-8")
+    return page
+
+
+# --- notebooks (nbconvert) -----------------------------------------------------------------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# ipywidgets' layout boxes: their anywidget children are shown inside them, in a row or column
+_BOXES = {"HBoxModel": "row", "VBoxModel": "column", "BoxModel": "row", "GridBoxModel": "row"}
+
+
+def _placeholder(text: str) -> str:
+    return f'<pre class="cnnviz-export-placeholder">{html.escape(text)}</pre>'
+
+
+def _view_html(model_id, saved: dict, bundles: _Bundles, depth: int = 0) -> str:
+    """The HTML that stands for the view of `model_id`: the anywidget itself, the anywidgets
+    of a layout box, or a short text saying why nothing can be shown."""
+    entry = saved.get(model_id) if isinstance(model_id, str) else None
+    if not isinstance(entry, dict):
+        return _placeholder("[a widget whose state was not saved with the notebook]")
+    try:
+        data = saved_widget_data(entry)
+    except ValueError as err:
+        return _placeholder(f"[{err}]")
+    if data is not None:
+        return bundles.fragment(data)
+    name = str(entry.get("model_name") or "widget")
+    children = (entry.get("state") or {}).get("children")
+    if name in _BOXES and isinstance(children, list) and depth < 20:
+        inner = "".join(
+            _view_html(str(c).removeprefix("IPY_MODEL_"), saved, bundles, depth + 1)
+            for c in children
+        )
+        return (
+            f'<div class="cnnviz-export-box" style="display: flex; flex-direction: '
+            f'{_BOXES[name]}; flex-wrap: wrap; gap: 8px">{inner}</div>'
+        )
+    kind = name.removesuffix("Model")
+    return _placeholder(
+        f"[{kind} widget: it needs a kernel or the ipywidgets JavaScript, which this offline "
+        "page does not load]"
+    )
+
+
+def offline_widget_views(nb) -> tuple:
+    """A copy of the notebook `nb` whose widget views carry (under the key "cnnviz_html") the
+    HTML that shows them offline, and the page's `_Bundles`, whose `scripts()` must follow them
+    in the page. The copy's saved widget state keeps an empty entry per view, no more: nbconvert
+    renders a widget view only when its model is there."""
+    nb = copy.deepcopy(nb)
+    metadata = nb.setdefault("metadata", {})
+    widgets = metadata.get("widgets") or {}
+    saved = (widgets.get(WIDGET_STATE) or {}).get("state") or {}
+    bundles = _Bundles()
+    views = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if isinstance(view, dict):
+                view["cnnviz_html"] = _view_html(view.get("model_id"), saved, bundles)
+                views[str(view.get("model_id"))] = {}
+    metadata["widgets"] = {WIDGET_STATE: {"state": views, "version_major": 2, "version_minor": 0}}
+    return nb, bundles
+
+
+_NB_TEMPLATE_NAME = "cnnviz-offline.html.j2"
+# nbconvert's lab (or classic) page without its CDN scripts (require.js, the widget manager,
+# MathJax, Mermaid) and inline JavaScript outputs, which the policy would refuse anyway; widget
+# views are the fragments `offline_widget_views` made.
+_NB_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+{{ resources.cnnviz.head }}
+{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_javascript scoped -%}
+<pre class="cnnviz-export-placeholder jp-OutputArea-output {{ extra_class }}">\
+[JavaScript output: not run in this offline page]</pre>
+{%- endblock data_javascript -%}
+{%- block data_widget_view scoped -%}
+<div class="jupyter-widgets jp-OutputArea-output {{ extra_class }}">
+{{ output.data['application/vnd.jupyter.widget-view+json'].cnnviz_html }}
+</div>
+{%- endblock data_widget_view -%}
+{%- block footer_js -%}
+{{ resources.cnnviz.foot }}
+{%- endblock footer_js -%}
+"""
+
+
+@functools.cache
+def _exporter_class():
+    from jinja2 import DictLoader
+    from nbconvert.exporters import HTMLExporter
+    from traitlets import default
+
+    class OfflineHTMLExporter(HTMLExporter):
+        """nbconvert's HTML, offline: the notebook's anywidgets (cnnviz-widgets' and others')
+        render from their saved widget state with `to_html`'s loader, under the same policy
+        (nothing leaves the page, only the loader runs). Plain ipywidgets widgets, which need
+        the CDN's widget manager, become a short text. `jupyter nbconvert --to cnnviz-html`."""
+
+        export_from_notebook = "HTML with offline widgets (cnnviz)"
+
+        @default("extra_loaders")
+        def _cnnviz_loaders(self):
+            return [DictLoader({_NB_TEMPLATE_NAME: _NB_TEMPLATE})]
+
+        @default("template_file")
+        def _cnnviz_template_file(self):
+            return _NB_TEMPLATE_NAME
+
+        @default("embed_images")
+        def _cnnviz_embed_images(self):
+            return True  # markdown images as data: URLs; the policy refuses files
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            nb, bundles = offline_widget_views(nb)
+            head = f"{_csp_meta()}\n{_NB_STYLE}"
+            resources = {**(resources or {}), "cnnviz": {"head": head, "foot": bundles.scripts()}}
+            return super().from_notebook_node(nb, resources, **kw)
+
+    OfflineHTMLExporter.__module__ = __name__
+    OfflineHTMLExporter.__qualname__ = "OfflineHTMLExporter"
+    return OfflineHTMLExporter
+
+
+def __getattr__(name: str):
+    # The exporter class is built on first use: importing nbconvert is slow and optional.
+    if name == "OfflineHTMLExporter":
+        return _exporter_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def notebook_to_html(notebook, out: str | os.PathLike | None = None, **config) -> str:
+    """`jupyter nbconvert --to cnnviz-html` from Python: the notebook (a path or a notebook
+    node) as one HTML page whose anywidgets render from the saved widget state without a kernel
+    or network. `config`: traits of the exporter (e.g. `exclude_input=True`). Writes the page
+    to `out` (UTF-8) when given; returns the HTML."""
+    import nbformat
+
+    resources: dict = {"metadata": {"name": "Notebook"}}
+    if isinstance(notebook, str | os.PathLike):
+        path = pathlib.Path(notebook)
+        nb = nbformat.read(path, as_version=4)
+        resources["metadata"] = {"name": path.stem, "path": str(path.parent)}
+    else:
+        nb = notebook
+    page, _ = _exporter_class()(**config).from_notebook_node(nb, resources)
+    if out is not None:
+        pathlib.Path(out).write_text(page, encoding="utf-8")
     return page
 
 

@@ -58,11 +58,18 @@ class _Scripts(html.parser.HTMLParser):
 
 
 def page_parts(page: str) -> tuple[dict, _Scripts]:
-    """The embedded data (parsed) and the parsed page."""
+    """The embedded data of a one-widget page (parsed; its module and style sheet put in as
+    "esm" and "css") and the parsed page."""
     parsed = _Scripts(page)
-    data = [text for attrs, text in parsed.scripts if attrs.get("id") == "cnnviz-data"]
+    data = [text for attrs, text in parsed.scripts if attrs.get("class") == "cnnviz-data"]
     assert len(data) == 1
-    return json.loads(data[0]), parsed
+    data = json.loads(data[0])
+    shared = [text for attrs, text in parsed.scripts if attrs.get("id") == "cnnviz-modules"]
+    assert len(shared) == 1
+    shared = json.loads(shared[0])
+    data["esm"] = shared["modules"][data["module"]]
+    data["css"] = shared["styles"][data["style"]] if data["style"] else ""
+    return data, parsed
 
 
 def with_buffers(data: dict) -> dict:
@@ -145,12 +152,13 @@ def test_everything_embedded_is_escaped():
     page = export.to_html(widget, title=HOSTILE)
     # nothing embedded can open or close an element: the only tags are the page's own
     assert "<img" not in page.lower()
-    assert page.lower().count("</script") == 2  # the data block's and the loader's own
+    assert page.lower().count("</script") == 3  # the data, module and loader blocks' own
     assert "<!--" not in page
     data, parsed = page_parts(page)
     assert parsed.title == HOSTILE  # escaped in the markup, the same text once parsed
     assert "img" not in parsed.tags
-    assert [attrs.get("type") for attrs, _ in parsed.scripts] == ["application/json", "module"]
+    types = [attrs.get("type") for attrs, _ in parsed.scripts]
+    assert types == ["application/json", "application/json", "module"]
     assert data["esm"] == widget._esm
     assert data["css"] == widget._css
     assert data["state"]["name"] == HOSTILE
