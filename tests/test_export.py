@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import html.parser
 import json
 import math
 import re
 
 import anywidget
+import ipywidgets
+import nbformat
 import numpy as np
 import pytest
 import traitlets
+from ipywidgets import embed
 
 from cnnviz_widgets import (
     EmbeddingExplorer,
@@ -182,6 +186,143 @@ def test_url_bundles_are_refused():
 
     with pytest.raises(ValueError, match="not offline"):
         export.to_html(Remote())
+
+
+# --- notebooks (nbconvert) ------------------------------------------------------------------
+
+
+def saved_state(*widgets) -> dict:
+    """The notebook metadata's widget state for `widgets` (the layout nbclient and JupyterLab
+    save: {model_name, model_module, state, buffers: [{path, encoding, data}]})."""
+    state = embed.dependency_state(list(widgets), drop_defaults=False)
+    return {"version_major": 2, "version_minor": 0, "state": state}
+
+
+def view_output(model_id: str) -> dict:
+    return nbformat.v4.new_output(
+        "display_data",
+        data={
+            export.WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": model_id},
+            "text/plain": f"<widget {model_id}>",
+        },
+    )
+
+
+def notebook_with(views: list[str], state: dict, more_outputs=()) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell("widgets")
+    cell.outputs = [view_output(m) for m in views] + list(more_outputs)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"), cell])
+    nb.metadata.widgets = {export.WIDGET_STATE: state}
+    return nb
+
+
+def fragments(page: str) -> tuple[list[dict], _Scripts]:
+    """Each widget's data on a page, with its module and style sheet put in ("esm", "css")."""
+    parsed = _Scripts(page)
+    shared = [json.loads(t) for a, t in parsed.scripts if a.get("id") == "cnnviz-modules"]
+    assert len(shared) == 1
+    out = []
+    for attrs, text in parsed.scripts:
+        if attrs.get("class") == "cnnviz-data":
+            data = json.loads(text)
+            data["esm"] = shared[0]["modules"][data["module"]]
+            data["css"] = shared[0]["styles"][data["style"]] if data["style"] else ""
+            out.append(data)
+    return out, parsed
+
+
+def test_saved_state_gives_what_page_data_gives(feature_maps):
+    entry = saved_state(feature_maps)["state"][feature_maps.model_id]
+    assert entry["buffers"]  # the PNGs and the statistics travel as base64 buffers
+    data = export.saved_widget_data(entry)
+    want = export.page_data(feature_maps)
+    assert data["name"] == want["name"] == "FeatureMaps"
+    assert (data["esm"], data["css"]) == (want["esm"], want["css"])
+    assert with_buffers(data) == with_buffers(want)
+    assert with_buffers(data)["atlas_png"] == feature_maps.atlas_png
+
+
+def test_saved_state_hex_buffers_base_traits_and_plain_widgets():
+    entry = {
+        "model_name": "AnyModel",
+        "state": {
+            "_esm": "export default {}",
+            "_anywidget_id": "pkg.mod.Thing",
+            "layout": "IPY_MODEL_x",
+            "items": [None, 3],
+        },
+        "buffers": [
+            {"path": ["blob"], "encoding": "hex", "data": "00ff10"},
+            {"path": ["items", 0], "encoding": "base64", "data": "eHk="},
+            {"path": ["_css"], "encoding": "base64", "data": "eA=="},  # a base trait's: dropped
+        ],
+    }
+    data = export.saved_widget_data(entry)
+    assert data["name"] == "Thing"
+    assert data["state"] == {"items": [None, 3]}  # ipywidgets' own traits stay out
+    assert with_buffers(data) == {"items": [b"xy", 3], "blob": b"\x00\xff\x10"}
+    slider = saved_state(ipywidgets.IntSlider(4))["state"]
+    assert all(export.saved_widget_data(e) is None for e in slider.values())
+    remote = {"state": {"_esm": "https://example.com/w.js"}}
+    with pytest.raises(ValueError, match="not offline"):
+        export.saved_widget_data(remote)
+
+
+def test_notebook_page(feature_maps, demo, tmp_path):
+    hostile = _Hostile()
+    slider = ipywidgets.IntSlider(7)
+    other = FeatureMaps(demo[0], demo[1][1][0], "conv1")
+    box = ipywidgets.HBox([other, ipywidgets.Dropdown(options=["a", "b"])])
+    state = saved_state(feature_maps, hostile, slider, box)
+    views = [feature_maps.model_id, hostile.model_id, slider.model_id, box.model_id, "gone"]
+    views.insert(1, feature_maps.model_id)  # the same widget shown twice
+    script = nbformat.v4.new_output(
+        "display_data", data={"application/javascript": "window.ranJs = 1", "text/plain": "js"}
+    )
+    nb = notebook_with(views, state, [script])
+    before = json.dumps(nb, sort_keys=True)
+    page = export.notebook_to_html(nb, tmp_path / "nb.html")
+    assert json.dumps(nb, sort_keys=True) == before  # the notebook is left as it was
+    assert (tmp_path / "nb.html").read_text(encoding="utf-8") == page
+
+    shown, parsed = fragments(page)
+    assert [d["name"] for d in shown] == ["FeatureMaps", "FeatureMaps", "_Hostile", "FeatureMaps"]
+    for data in shown[:2]:
+        assert with_buffers(data) == with_buffers(export.page_data(feature_maps))
+    assert with_buffers(shown[3])["atlas_png"] == other.atlas_png  # inside the HBox
+    assert shown[2]["state"]["names"] == [HOSTILE, "a & b <!-- c"]
+    # each distinct bundle and style sheet once
+    assert page.count(export.json_for_script(feature_maps._esm)[1:-1]) == 1
+    assert len({d["module"] for d in shown}) == 2
+    # nothing runs but the loader: no CDN script, no JavaScript output, no injected element
+    types = [a.get("type") for a, _ in parsed.scripts]
+    assert types.count("module") == 1
+    assert set(types) == {"application/json", "module", export.WIDGET_STATE}
+    assert not [a for a, _ in parsed.scripts if "src" in a]
+    assert "ranJs" not in page and "require" not in page.split("<body", 1)[0]
+    assert "img" not in parsed.tags
+    assert "<img" not in page.lower()
+    loader = next(text for attrs, text in parsed.scripts if attrs.get("type") == "module")
+    assert loader == export._LOADER
+    metas = re.findall(r"<meta [^>]*Content-Security-Policy[^>]*>", page)
+    assert len(metas) == 1  # to_html's policy: only the loader runs, nothing leaves the page
+    csp = html.unescape(re.search(r'content="([^"]*)"', metas[0]).group(1))
+    assert csp == export._csp(export._LOADER)
+    # the saved state is not repeated: one empty entry per view, for nbconvert's filter
+    stub = json.loads(next(t for a, t in parsed.scripts if a.get("type") == export.WIDGET_STATE))
+    assert all(v == {} for v in stub["state"].values())
+    placeholders = re.findall(r'class="cnnviz-export-placeholder[^"]*">([^<]*)<', page)
+    assert len(placeholders) == 4, placeholders
+    for word in ("IntSlider", "Dropdown", "not saved", "JavaScript"):
+        assert any(word in p for p in placeholders), word
+
+
+def test_exporter_is_registered_for_nbconvert():
+    from nbconvert.exporters import get_exporter
+
+    exporter = get_exporter("cnnviz-html")
+    assert exporter is export.OfflineHTMLExporter, "run `pip install -e .` to register it"
+    assert issubclass(exporter, __import__("nbconvert").HTMLExporter)
 
 
 # --- save_png --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -276,3 +277,128 @@ def test_explorer_page_renders_every_panel_offline(browser, demo, tmp_path):
     assert page.locator(f"{root} .cnnviz-x-kernel").inner_text().startswith("kernel of channel 3")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(root).screenshot(path=str(ARTIFACTS / "explorer_export.png"))
+
+
+# --- notebooks exported by nbconvert (--to cnnviz-html) ----------------------------------------
+
+NOTEBOOK_CELLS = [
+    "from cnnviz_widgets import FeatureMaps, OcclusionMap\n"
+    "from cnnviz_widgets.demo import load_demo\n"
+    "import ipywidgets\n"
+    "model, dataset, classes = load_demo('test')",
+    "fm = FeatureMaps(model, dataset[0][0], 'conv2')\nfm",
+    "fm1 = FeatureMaps(model, dataset[1][0], 'conv1')\nfm1",
+    "fm.sort_by = 'mean'  # a change after the view was shown: the saved state has it",
+    "index = next(i for i in range(len(dataset)) if dataset[i][1] == 0)\n"
+    f"om = OcclusionMap(model, dataset[index][0], classes=[{HOSTILE!r}, *classes[1:]])\n"
+    "om.wait()\nom",
+    "ipywidgets.IntSlider(value=7, description='k')",
+]
+
+
+@pytest.fixture(scope="module")
+def executed_notebook(tmp_path_factory):
+    """A small notebook run by nbclient with its widget state saved, as `jupyter nbconvert
+    --execute` or a notebook saved from JupyterLab would hold it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    folder = tmp_path_factory.mktemp("nb")
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Widgets offline")]
+        + [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    )
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    path = folder / "widgets.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def check_notebook_page(page, demo):
+    """Every widget of NOTEBOOK_CELLS shows its saved values; the slider is a short text."""
+    model, dataset, classes = demo
+    exported = page.evaluate(
+        "window.cnnvizExport.widgets.map(w => [w.name, w.root.dataset.cnnvizReady])"
+    )
+    assert exported == [[n, "true"] for n in ("FeatureMaps", "FeatureMaps", "OcclusionMap")]
+    assert page.evaluate("window.cnnvizExport.imports") == 2  # one per distinct bundle
+    assert page.locator("script[src]").count() == 0  # no require.js, widget manager, MathJax
+    assert page.locator("img").count() == 0  # the hostile class name stays text
+
+    # FeatureMaps conv2, sorted by mean in a later cell: the tiles as computed here
+    fm = FeatureMaps(model, dataset[0][0], "conv2")
+    means = fm.activations.mean(axis=(1, 2))
+    order = sorted(range(len(means)), key=lambda c: (-float(means[c]), c))
+    grids = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles")
+    assert grids.count() == 2
+    for k, (f, want_order) in enumerate(
+        [(fm, order), (FeatureMaps(model, dataset[1][0], "conv1"), None)]
+    ):
+        grid = f"(document.querySelectorAll('.cnnviz-feature-maps canvas.cnnviz-tiles')[{k}])"
+        page.wait_for_function(f"{grid}.dataset.drawCount >= 1")
+        attrs = page.evaluate(f"({{...{grid}.dataset}})")
+        assert int(attrs["nTiles"]) == f.n_tiles
+        pixels = render.decode_png(
+            base64.b64decode(page.evaluate(f"{grid}.toDataURL('image/png')").split(",", 1)[1])
+        )
+        shown = want_order or range(f.n_tiles)
+        assert attrs["order"] == ",".join(map(str, shown))
+        for p, t in enumerate(shown):
+            np.testing.assert_array_equal(tile_at(pixels, attrs, p), f.tile(t), err_msg=f"{k} {t}")
+    captions = page.locator(".cnnviz-feature-maps .cnnviz-caption").all_inner_texts()
+    assert captions[0] == fm.caption
+
+    # OcclusionMap: the heatmap as save_png draws it here, the hostile class name as text
+    index = next(i for i in range(len(dataset)) if dataset[i][1] == 0)
+    om = OcclusionMap(model, dataset[index][0], classes=[HOSTILE, *classes[1:]])
+    om.wait()
+    heatmap = ".cnnviz-occlusion canvas.cnnviz-heatmap"
+    page.wait_for_function(f"document.querySelector('{heatmap}')?.dataset.cells !== '0,0'")
+    shown = canvas_pixels(page, heatmap)[..., :3].astype(int)
+    expected = export.occlusion_image(om).astype(int)
+    assert shown.shape == expected.shape
+    assert np.abs(shown - expected).max() <= 2
+    assert shown.std() > 10  # not blank
+    assert HOSTILE in page.locator(".cnnviz-occlusion .cnnviz-caption").inner_text()
+
+    # the slider cannot render without ipywidgets' JavaScript: a short text says so
+    placeholders = page.locator(".cnnviz-export-placeholder").all_inner_texts()
+    assert len(placeholders) == 1 and "IntSlider" in placeholders[0], placeholders
+
+    # interaction stays in the page
+    page.select_option(".cnnviz-feature-maps select.cnnviz-sort >> nth=0", "index")
+    page.wait_for_function("window.cnnvizExport.widgets[0].model.get('sort_by') === 'index'")
+
+
+def test_nbconvert_notebook_renders_offline(browser, demo, executed_notebook, tmp_path):
+    """`notebook_to_html` (nbconvert's API) and `jupyter nbconvert --to cnnviz-html` (the entry
+    point) write pages whose anywidgets render from the saved state, offline."""
+    import subprocess
+    import sys
+
+    api = tmp_path / "api.html"
+    export.notebook_to_html(executed_notebook, api)
+    page, _ = browser(api)
+    check_notebook_page(page, demo)
+    assert page.title() == "widgets"
+
+    cli = tmp_path / "cli"
+    jupyter = pathlib.Path(sys.executable).with_name("jupyter")
+    command = ["nbconvert", "--to", "cnnviz-html", "--output-dir", str(cli), executed_notebook]
+    run = subprocess.run(
+        [str(jupyter), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, (
+        f"{run.stderr}\n(is the entry point registered? `pip install -e .` registers it)"
+    )
+    page, _ = browser(cli / "widgets.html")
+    check_notebook_page(page, demo)
