@@ -7,6 +7,12 @@ in-page model (get / set / on / off / save_changes) holding the widget's synced 
 traits travel base64-encoded and reach the module as DataView, as anywidget gives them.
 Interaction works locally (clicks set traits and the views redraw); nothing is recomputed.
 
+Notebooks: `jupyter nbconvert --to cnnviz-html notebook.ipynb` (`OfflineHTMLExporter`, an
+nbconvert entry point) or `notebook_to_html(path_or_nb, out)` write nbconvert's page with each
+anywidget view rendered the same way from the notebook's saved widget state: one loader per page,
+each distinct bundle embedded and imported once. Plain ipywidgets need the widget manager from a
+CDN; they become a short text.
+
 The `*_image` functions compose what a panel shows as a uint8 array (see `render`);
 the widgets' `save_png` methods write them with `write_png`.
 """
