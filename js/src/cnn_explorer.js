@@ -300,7 +300,17 @@ function render({ model, el }) {
   }
   root.addEventListener("keydown", onKey);
 
-  const unsubscribe = onChanges(model, FRAME_TRAITS, drawFrame);
+  // One message from the kernel changes several frame traits: draw once, after all of them.
+  let queued = false;
+  function scheduleFrame() {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      if (!disposed) drawFrame();
+    });
+  }
+  const unsubscribe = onChanges(model, FRAME_TRAITS, scheduleFrame);
   drawFrame();
 
   return () => {

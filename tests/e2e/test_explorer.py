@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -71,17 +72,25 @@ def screenshot(page) -> None:
     page.set_viewport_size(size)
 
 
-def check_views(page, index: int) -> None:
-    """Bars and feature maps in the browser equal the views recomputed for `index`."""
+def check_views(page, index: int, timeout: float = 15.0) -> None:
+    """Bars and feature maps in the browser equal the views recomputed for `index` (the views
+    decode their images asynchronously, so this waits up to `timeout` s for them to match)."""
     tiles, bars = expected_views(index)
-    names = page.locator(f"{X} .cnnviz-x-bar-name").all_inner_texts()
-    assert names == bars
-    maps = page.locator(MAPS)
-    assert maps.get_attribute("data-n-tiles") == str(len(tiles))
-    order = [int(c) for c in maps.get_attribute("data-order").split(",")]
     h, w = tiles.shape[1:3]
-    want = [int(tiles[order[p]][h // 2, w // 2]) for p in range(8)]
-    assert shown_tile_values(page, 8) == want
+    deadline = time.monotonic() + timeout
+    while True:
+        names = page.locator(f"{X} .cnnviz-x-bar-name").all_inner_texts()
+        maps = page.locator(MAPS)
+        n = maps.get_attribute("data-n-tiles")
+        order = [int(c) for c in maps.get_attribute("data-order").split(",")]
+        want = [int(tiles[order[p]][h // 2, w // 2]) for p in range(8)]
+        shown = shown_tile_values(page, 8)
+        if (names, n, shown) == (bars, str(len(tiles)), want) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert names == bars
+    assert n == str(len(tiles))
+    assert shown == want
 
 
 def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
