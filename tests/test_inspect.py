@@ -177,3 +177,30 @@ def test_capture_ignores_forwards_from_other_threads(demo):
         assert cap.outputs == {}
         got = cap(image)["conv2"]
     torch.testing.assert_close(got, capture(model, image, "conv2")["conv2"], rtol=0, atol=0)
+
+
+def test_overlapping_inference_blocks_restore_train_mode_once(demo):
+    # the explorer: feature maps on the main thread while the occlusion worker runs
+    import threading
+
+    from cnnviz_widgets.inspect import inference_state
+
+    model = demo[0]
+    model.train()
+    model.dropout.eval()  # a mixed state must come back exactly
+    inside, leave = threading.Event(), threading.Event()
+
+    def worker():
+        with inference_state(model):
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(10)
+    with inference_state(model):
+        leave.set()
+        t.join()  # the worker's block closes first, while this one is open
+        assert not model.training and not model.conv1.training
+    assert model.training and model.conv1.training and not model.dropout.training
+    model.eval()

@@ -38,19 +38,32 @@ def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
     raise ValueError(f"Unknown layer {layer!r};{hint} layers are: {', '.join(names)}")
 
 
+# Models inside an `inference_state` block: id -> (blocks open, training flags to restore).
+_OPEN: dict[int, tuple[int, list]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 @contextmanager
 def inference_state(model: nn.Module, device: str | torch.device | None = None) -> Iterator:
     """Eval mode and inference mode (optionally on `device`) for the block; restores after.
 
     Each submodule's training flag and the model's device are put back even on exceptions;
     the grad mode is restored by `torch.inference_mode` itself. Yields the device used.
+    Blocks may overlap (nested, or on two threads: a feature map computed while an occlusion
+    map runs in the background): the flags are saved when the first block opens and put back
+    when the last one closes, so no block sees the model in train mode.
     """
-    flags = [(m, m.training) for m in model.modules()]
     home = model_device(model)
     target = torch.device(device) if device is not None else home
     moved = target != home
+    key = id(model)
+    with _OPEN_LOCK:
+        count, flags = _OPEN.get(key, (0, []))
+        if count == 0:
+            flags = [(m, m.training) for m in model.modules()]
+            model.eval()
+        _OPEN[key] = (count + 1, flags)
     try:
-        model.eval()
         if moved:
             model.to(target)
         with torch.inference_mode():
@@ -58,8 +71,14 @@ def inference_state(model: nn.Module, device: str | torch.device | None = None) 
     finally:
         if moved:
             model.to(home)
-        for module, training in flags:
-            module.training = training
+        with _OPEN_LOCK:
+            count, flags = _OPEN[key]
+            if count == 1:
+                del _OPEN[key]
+                for module, training in flags:
+                    module.training = training
+            else:
+                _OPEN[key] = (count - 1, flags)
 
 
 def _map_tensors(output, fn):
