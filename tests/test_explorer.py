@@ -146,6 +146,8 @@ def test_fast_selections_end_on_the_last_one_with_bounded_memory(explorer, demo)
 
 def test_bad_input_is_refused(demo):
     model, dataset, classes = demo
+    with pytest.raises(TypeError, match="map-style dataset"):
+        CNNExplorer(model, torch.utils.data.DataLoader(dataset), classes, progress=False)
     with pytest.raises(ValueError, match="empty"):
         CNNExplorer(model, torch.utils.data.Subset(dataset, []), classes, progress=False)
     with pytest.raises(ValueError, match="out of range"):

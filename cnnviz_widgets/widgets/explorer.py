@@ -121,6 +121,11 @@ class CNNExplorer(PanelHost, _Host):
         self._model = model
         self._dataset = dataset
         self._device = device
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"CNNExplorer needs a map-style dataset (dataset[i] -> (image, label)), not a "
+                f"{type(dataset).__name__}; for a DataLoader pass its .dataset"
+            )
         if len(dataset) == 0:
             raise ValueError("The dataset is empty: there is nothing to explore")
         if not 0 <= selected_index < len(dataset):
