@@ -403,7 +403,8 @@ def _iterate(runner: _Runner, strides: list[Any]) -> Iterator[OcclusionResult]:
         with inference_state(runner.model, runner.device), _TF32(runner.device, runner.precision):
             if first:
                 t0 = time.perf_counter()
-                runner.start()
+                with FX_LOCK:  # the base forward: no tracing on another thread meanwhile
+                    runner.start()
                 base_s = time.perf_counter() - t0
             res = runner.compute(s)
             if first:

@@ -12,6 +12,7 @@ panel unchanged. One model, one comm and one copy of the JS bundle for the whole
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
@@ -108,12 +109,21 @@ def detached(cls: type) -> type:
 class PanelHost:
     """Mixin for the composite: attaches detached panels and mirrors their traits both ways."""
 
+    @contextmanager
+    def batch(self):
+        """Changes made inside reach the browser as one message. A lock, too: a panel's
+        background thread (the occlusion worker) pushes its changes between batches, never
+        into the middle of one (ipywidgets' pending-state set is not thread-safe)."""
+        lock = self.__dict__.setdefault("_cnnviz_lock", threading.RLock())
+        with lock, self.hold_sync():
+            yield
+
     def _attach(self, prefix: str, panel) -> None:
         keys = sorted(panel._panel_keys)
         self._panels = {**getattr(self, "_panels", {}), prefix: panel}
 
         def push(names: Iterable[str]) -> None:
-            with self.hold_sync():
+            with self.batch():
                 for name in names:
                     setattr(self, f"{prefix}{SEP}{name}", getattr(panel, name))
 

@@ -204,7 +204,7 @@ class CNNExplorer(PanelHost, _Host):
     def _on_index(self, change) -> None:
         i = change["new"]
         image = self._image(i)
-        with self.hold_sync():
+        with self.batch():
             self.embedding.selected_index = i
             self.feature_maps.image = image
             self.occlusion.image = image  # resets target to the predicted class, starts the run
