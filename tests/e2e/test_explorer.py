@@ -42,10 +42,36 @@ def expected_views(index: int, layer: str = "relu3"):
     return tiles, bars
 
 
+# Where point i is on screen, after scrolling every scrolled ancestor (JupyterLab may give a
+# tall output its own scroll box) so that the point is in view; null if something covers it.
+POINT_IN_VIEW = """i => {
+  const root = document.querySelector('.cnnviz-explorer .cnnviz-embedding');
+  const canvas = root.querySelector('canvas.cnnviz-scatter');
+  canvas.scrollIntoView({ block: 'center' });
+  let p = root.cnnvizPointToClient(i);
+  for (let el = canvas.parentElement; el; el = el.parentElement) {
+    const style = getComputedStyle(el).overflowY;
+    if (el.scrollHeight > el.clientHeight + 1 && style !== 'visible' && style !== 'hidden') {
+      const r = el.getBoundingClientRect();
+      el.scrollTop += p.y - (r.top + r.height / 2);
+      p = root.cnnvizPointToClient(i);
+    }
+  }
+  return document.elementFromPoint(p.x, p.y) === canvas ? p : null;
+}"""
+
+
 def click_point(page, index: int) -> None:
-    root = page.locator(f"{X} .cnnviz-embedding")
-    page.locator(SCATTER).scroll_into_view_if_needed()
-    where = root.evaluate(f"r => r.cnnvizPointToClient({index})")
+    """Click point `index` once it is in view and the page has stopped moving (JupyterLab
+    lays the notebook out again after a resize or a scroll)."""
+    where = None
+    for _ in range(40):
+        before = page.evaluate(POINT_IN_VIEW, index)
+        page.wait_for_timeout(50)
+        where = page.evaluate(POINT_IN_VIEW, index)
+        if where is not None and where == before:
+            break
+    assert where is not None, f"point {index} of the scatter cannot be brought into view"
     page.mouse.click(where["x"], where["y"])
 
 
@@ -70,6 +96,7 @@ def screenshot(page) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), clip=box)
     page.set_viewport_size(size)
+    page.wait_for_timeout(500)  # JupyterLab lays the notebook out again
 
 
 def check_views(page, index: int, timeout: float = 15.0) -> None:
