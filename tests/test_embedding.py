@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import cnnviz_widgets.inspect.dataset as dataset_module
 import cnnviz_widgets.inspect.embedding as embed_module
-import cnnviz_widgets.inspect.features as features_module
 from cnnviz_widgets.inspect.embedding import (
     embed,
     extract_features,
@@ -90,13 +90,13 @@ def test_cache_hit_is_instant_and_invalidated_by_new_weights(digits, monkeypatch
     _, dataset, images, _ = digits
     model = copy.deepcopy(digits[0])
     passes = []
-    real_pass = features_module.dataset_pass
+    real_pass = dataset_module.dataset_pass  # cached_pass runs it
 
     def counting(*args, **kwargs):
         passes.append(1)
         return real_pass(*args, **kwargs)
 
-    monkeypatch.setattr(features_module, "dataset_pass", counting)
+    monkeypatch.setattr(dataset_module, "dataset_pass", counting)
     first = extract_features(model, dataset, progress=False)
     again = extract_features(model, dataset, progress=False)
     assert again is first and len(passes) == 1

@@ -219,7 +219,6 @@ def test_a_torchvision_resnet_with_batchnorm_works_end_to_end():
 
 def test_one_dataset_pass_feeds_the_map_and_the_top_patches(demo, monkeypatch):
     import cnnviz_widgets.inspect.dataset as dataset_module
-    import cnnviz_widgets.inspect.features as features_module
     from cnnviz_widgets import top_activations
     from cnnviz_widgets.inspect.features import feature_pass
 
@@ -233,12 +232,10 @@ def test_one_dataset_pass_feeds_the_map_and_the_top_patches(demo, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dataset_module, "dataset_pass", counted)
-    monkeypatch.setattr(features_module, "dataset_pass", counted)
     x = CNNExplorer(model, subset, classes, progress=False)
     x.wait()
     assert passes == ["features + top activations"]
     monkeypatch.setattr(dataset_module, "dataset_pass", real)
-    monkeypatch.setattr(features_module, "dataset_pass", real)
     alone = feature_pass(model, subset, cache=False, progress=False)
     np.testing.assert_array_equal(x.embedding.features.features, alone.features)
     top = top_activations(model, subset, [x.layer], 9, cache=False, progress=False)[x.layer]

@@ -617,9 +617,59 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def top_key(model: nn.Module, fingerprint: str, consumer: TopKConsumer, dataset, n) -> tuple:
-    """What a top-k pass's result depends on (its cache key)."""
-    return (id(model), fingerprint, consumer.outputs, consumer.k, consumer.distinct, id(dataset), n)
+@dataclass
+class CachedJob:
+    """One consumer of a dataset pass, with where its result is cached (`cache=None`: not)."""
+
+    consumer: Consumer
+    cache: PassCache | None = None
+    key: tuple | None = None
+    finish: Callable[[Any], Any] = lambda result: result  # applied once, before caching
+
+
+def cached_pass(
+    model: nn.Module, data: Dataset | DataLoader, jobs: Sequence[CachedJob], **options
+) -> list[Any]:
+    """The results of `jobs`: cache hits as they are, every miss computed in ONE `dataset_pass`
+    (`options` are its keyword arguments) and cached."""
+    results = [j.cache.get(j.key, data) if j.cache is not None else None for j in jobs]
+    todo = [i for i, result in enumerate(results) if result is None]
+    if todo:
+        fresh = dataset_pass(model, data, [jobs[i].consumer for i in todo], **options)
+        for i, result in zip(todo, fresh, strict=True):
+            job = jobs[i]
+            results[i] = job.finish(result)
+            if job.cache is not None:
+                job.cache.put(job.key, data, results[i])
+    return results
+
+
+def top_job(
+    model: nn.Module,
+    dataset: Dataset | DataLoader,
+    layers: LayerRef | Sequence[LayerRef],
+    k: int = 9,
+    *,
+    distinct: bool = True,
+    display: Callable[[int], np.ndarray] | None = None,
+    cache: bool = True,
+    fingerprint: str | None = None,
+) -> CachedJob:
+    """The top-k pass of `top_activations` as a job of `cached_pass` (checked, keyed)."""
+    consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display)
+    n = dataset_length(dataset)
+    if n == 0:
+        raise ValueError("The dataset is empty: there are no activations to rank")
+    if distinct and n is not None and k > n:
+        raise ValueError(
+            f"k={k} is larger than the dataset ({n} images): each image counts once per "
+            f"channel, so choose k <= {n} (or distinct=False)"
+        )
+    if not cache:
+        return CachedJob(consumer)
+    fingerprint = fingerprint or weights_fingerprint(model)
+    key = (id(model), fingerprint, consumer.outputs, k, distinct, id(dataset), n)
+    return CachedJob(consumer, _CACHE, key)
 
 
 def top_activations(
@@ -641,31 +691,15 @@ def top_activations(
     Results are cached by (model weights, layers, k, distinct, dataset object and length);
     `display(i)` gives the uint8 image `patch()` crops (default: see `display_image`).
     """
-    consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display)
-    n = dataset_length(dataset)
-    if n == 0:
-        raise ValueError("The dataset is empty: there are no activations to rank")
-    if distinct and n is not None and k > n:
-        raise ValueError(
-            f"k={k} is larger than the dataset ({n} images): each image counts once per "
-            f"channel, so choose k <= {n} (or distinct=False)"
-        )
-    key = None
-    if cache:
-        key = top_key(model, weights_fingerprint(model), consumer, dataset, n)
-        hit = _CACHE.get(key, dataset)
-        if hit is not None:
-            return {name: replace(top, display=display) for name, top in hit.items()}
-    (result,) = dataset_pass(
+    job = top_job(model, dataset, layers, k, distinct=distinct, display=display, cache=cache)
+    (result,) = cached_pass(
         model,
         dataset,
-        [consumer],
+        [job],
         batch_size=batch_size,
         device=device,
         progress=progress,
         num_workers=num_workers,
         desc="top activations",
     )
-    if key is not None:
-        _CACHE.put(key, dataset, result)
-    return result
+    return {name: replace(top, display=display) for name, top in result.items()}

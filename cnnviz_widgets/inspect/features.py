@@ -18,16 +18,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import dataset as _dataset
 from .capture import LayerRef
 from .dataset import (
+    CachedJob,
     FeatureConsumer,
     Features,
     PassCache,
-    TopKConsumer,
+    cached_pass,
     dataset_length,
-    dataset_pass,
-    top_key,
+    top_job,
     weights_fingerprint,
 )
 
@@ -53,9 +52,25 @@ def _frozen(features: Features) -> Features:
     return features
 
 
-def _key(model: nn.Module, fingerprint: str, consumer: FeatureConsumer, dataset, n) -> tuple:
-    """What a feature pass's result depends on (its cache key)."""
-    return (id(model), fingerprint, consumer.layer, consumer.dtype.name, id(dataset), n)
+def feature_job(
+    model: nn.Module,
+    dataset: Dataset | DataLoader,
+    layer: LayerRef | None = None,
+    *,
+    dtype: Any = np.float32,
+    cache: bool = True,
+    fingerprint: str | None = None,
+) -> CachedJob:
+    """The pass of `feature_pass` as a job of `cached_pass` (checked, keyed)."""
+    consumer = FeatureConsumer(model, layer, dtype=_check_dtype(dtype))
+    n = dataset_length(dataset)
+    if n == 0:
+        raise ValueError("The dataset is empty: there are no features to extract")
+    if not cache:
+        return CachedJob(consumer, finish=_frozen)
+    fingerprint = fingerprint or weights_fingerprint(model)
+    key = (id(model), fingerprint, consumer.layer, consumer.dtype.name, id(dataset), n)
+    return CachedJob(consumer, _CACHE, key, _frozen)
 
 
 def feature_pass(
@@ -77,30 +92,17 @@ def feature_pass(
     halves the host memory for large datasets. Arrays of a result are read-only (they are
     shared with the cache).
     """
-    dt = _check_dtype(dtype)
-    consumer = FeatureConsumer(model, layer, dtype=dt)
-    n = dataset_length(dataset)
-    if n == 0:
-        raise ValueError("The dataset is empty: there are no features to extract")
-    key = None
-    if cache:
-        key = _key(model, weights_fingerprint(model), consumer, dataset, n)
-        hit = _CACHE.get(key, dataset)
-        if hit is not None:
-            return hit
-    (result,) = dataset_pass(
+    job = feature_job(model, dataset, layer, dtype=dtype, cache=cache)
+    (result,) = cached_pass(
         model,
         dataset,
-        [consumer],
+        [job],
         batch_size=batch_size,
         device=device,
         progress=progress,
         num_workers=num_workers,
         desc="features",
     )
-    result = _frozen(result)
-    if key is not None:
-        _CACHE.put(key, dataset, result)
     return result
 
 
@@ -155,31 +157,21 @@ def shared_pass(
     computed again; later `feature_pass` / `top_activations` calls with the same arguments are
     cache hits.
     """
-    features = FeatureConsumer(model, feature_layer)
-    top = TopKConsumer(model, top_layers, k, display=display)
-    n = dataset_length(dataset)
-    if n == 0:
-        raise ValueError("The dataset is empty: there is nothing to pass through the model")
     fingerprint = weights_fingerprint(model)
-    jobs = [
-        (_CACHE, _key(model, fingerprint, features, dataset, n), features),
-        (_dataset._CACHE, top_key(model, fingerprint, top, dataset, n), top),
-    ]
-    todo = [job for job in jobs if job[0].get(job[1], dataset) is None]
-    if todo:
-        results = dataset_pass(
-            model,
-            dataset,
-            [consumer for *_, consumer in todo],
-            batch_size=batch_size,
-            device=device,
-            progress=progress,
-            num_workers=num_workers,
-            desc="features + top activations",
-        )
-        for (cache, key, consumer), result in zip(todo, results, strict=True):
-            cache.put(key, dataset, _frozen(result) if consumer is features else result)
-    return tuple(cache.get(key, dataset) for cache, key, _ in jobs)
+    features, top = cached_pass(
+        model,
+        dataset,
+        [
+            feature_job(model, dataset, feature_layer, fingerprint=fingerprint),
+            top_job(model, dataset, top_layers, k, display=display, fingerprint=fingerprint),
+        ],
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        num_workers=num_workers,
+        desc="features + top activations",
+    )
+    return features, top
 
 
 def clear_feature_cache() -> None:
