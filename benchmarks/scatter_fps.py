@@ -42,14 +42,10 @@ from playwright.sync_api import sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "cnnviz_widgets" / "static" / "embedding_explorer.js"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--headless",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
+
 WIDTH, HEIGHT = 900, 480
 
 PAGE = """<!doctype html>
@@ -182,7 +178,7 @@ def main() -> int:
     html = PAGE % {"width": WIDTH, "height": HEIGHT}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
             for n in [n for n in args.points for _ in range(args.repeat)]:
                 ctx = browser.new_context(
                     device_scale_factor=1, viewport={"width": WIDTH + 100, "height": 800}

@@ -359,8 +359,8 @@ def _op_name(target: Any) -> str:
     return target if isinstance(target, str) else getattr(target, "__name__", repr(target))
 
 
-def _combine(name: str, geos: list, value: Any) -> Any:
-    """Pointwise or elementwise: the union of the inputs' fields."""
+def _no_field(name: str, geos: list, value: Any) -> Any:
+    """Why `value` has no field: an input without one, or not a (C, H, W) map; else None."""
     problems = [g for g in geos if isinstance(g, _NoField)]
     if problems:
         return problems[0]
@@ -368,7 +368,12 @@ def _combine(name: str, geos: list, value: Any) -> Any:
         return _NoField(
             f"{name} gives shape {_shape(value)}, not a (C, H, W) feature map", global_=True
         )
-    return _union(geos, repr(name))
+    return None
+
+
+def _combine(name: str, geos: list, value: Any) -> Any:
+    """Pointwise or elementwise: the union of the inputs' fields."""
+    return _no_field(name, geos, value) or _union(geos, repr(name))
 
 
 def _tensor_result(value: Any) -> bool:
@@ -409,13 +414,9 @@ def _method_field(method: str, args, kwargs, gargs, gkwargs, value) -> Any:
 
 
 def _unsupported(name: str, geos: list, value: Any, args: tuple) -> Any:
-    problems = [g for g in geos if isinstance(g, _NoField)]
-    if problems:
-        return problems[0]
-    if not _is_map(value):
-        return _NoField(
-            f"{name} gives shape {_shape(value)}, not a (C, H, W) feature map", global_=True
-        )
+    why = _no_field(name, geos, value)
+    if why is not None:
+        return why
     x = next((a for a in args if _is_map(a)), None)
     if x is not None and tuple(value.shape[-2:]) == (1, 1) and tuple(x.shape[-2:]) != (1, 1):
         return _NoField(f"{name} pools the whole map into one position", global_=True)
