@@ -167,6 +167,21 @@ def feature_tiles(
     return apply_colormap(unit_range(maps, axes), colormap)
 
 
+def kernel_sheet(
+    weight: np.ndarray, *, max_channels: int = 64, px: int = 12, cols: int = 8
+) -> tuple[np.ndarray, tuple[int, int], int]:
+    """One filter's kernels (1, I, kh, kw) as a uint8 sheet: each tile (`kernel_tiles`) drawn
+    about `px` pixels wide (nearest), 1 white pixel apart, `cols` per row. Returns (sheet,
+    (rows, cols), number of tiles)."""
+    tiles = kernel_tiles(weight, max_channels=max_channels)
+    scale = max(1, px // max(tiles.shape[1:3]))
+    extra = [1] * (tiles.ndim - 3)  # the colour axis of RGB tiles
+    big = np.kron(tiles, np.ones((1, scale, scale, *extra), tiles.dtype))
+    pad = [(0, 0), (0, 1), (0, 1)] + [(0, 0)] * len(extra)
+    sheet, grid = pack_tiles(np.pad(big, pad, constant_values=255), min(len(tiles), cols))
+    return sheet, grid, len(tiles)
+
+
 def display_image(chw: np.ndarray) -> np.ndarray:
     """A model input (C, H, W) as a viewable uint8 image, min-max scaled per channel."""
     u = unit_range(chw, (1, 2))

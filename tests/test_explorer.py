@@ -14,8 +14,9 @@ from torch import nn
 from cnnviz_widgets import CNNExplorer, render
 from cnnviz_widgets.demo import load_demo
 from cnnviz_widgets.inspect import capture, class_probabilities
+from cnnviz_widgets.inspect.layers import default_layer, kernel_of
 from cnnviz_widgets.widgets._panels import SEP, panel_keys
-from cnnviz_widgets.widgets.explorer import PANELS, default_layer, kernel_of
+from cnnviz_widgets.widgets.explorer import PANELS
 from cnnviz_widgets.widgets.patches import layer_choices
 
 

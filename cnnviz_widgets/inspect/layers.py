@@ -118,3 +118,39 @@ def spatial_layer(
             f"{', '.join(spatial_layers(catalogue))}"
         )
     return name, info
+
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def default_layer(model: nn.Module, choices: list[dict]) -> str:
+    """The deepest feature map before pooling: AlexNet's conv5 ReLU, ResNet's layer4."""
+    modules = dict(model.named_modules())
+    names = [c["name"] for c in choices]
+    for i in range(len(names) - 1, -1, -1):
+        module = modules.get(names[i])
+        if isinstance(module, _POOLS):
+            continue
+        # a container whose last step is a pooling layer (AlexNet's `features`)
+        if (
+            i
+            and any(True for _ in module.children())
+            and isinstance(modules.get(names[i - 1]), _POOLS)
+        ):
+            continue
+        return names[i]
+    raise ValueError("The model has no layer with a (C, H, W) output to show")
+
+
+def kernel_of(model: nn.Module, layer: str, channels: int) -> tuple[str, nn.Conv2d] | None:
+    """The Conv2d that made `layer`'s channels: the layer itself, or the last conv with as many
+    output channels at or before it in module order (the conv before a ReLU, pool or block)."""
+    found, inside = None, False
+    for name, module in model.named_modules():
+        within = name == layer or name.startswith(f"{layer}.")  # the layer and its submodules
+        if inside and not within:
+            break
+        inside = inside or within
+        if isinstance(module, nn.Conv2d) and module.out_channels == channels:
+            found = (name, module)
+    return found

@@ -12,6 +12,7 @@ from torch import nn
 from .. import export, render
 from ..inspect import first_conv, resolve_layer
 from ..inspect.features import shared_pass
+from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
 from ._panels import PanelHost, detached, host_traits
 from ._tiles import bundle
@@ -29,42 +30,7 @@ PANELS = {
     "fg": FilterGrid,
 }
 
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
 _Host = type("_ExplorerPanels", (anywidget.AnyWidget,), host_traits(PANELS))
-
-
-def default_layer(model: nn.Module, choices: list[dict]) -> str:
-    """The deepest feature map before pooling: AlexNet's conv5 ReLU, ResNet's layer4."""
-    modules = dict(model.named_modules())
-    names = [c["name"] for c in choices]
-    for i in range(len(names) - 1, -1, -1):
-        module = modules.get(names[i])
-        if isinstance(module, _POOLS):
-            continue
-        # a container whose last step is a pooling layer (AlexNet's `features`)
-        if (
-            i
-            and any(True for _ in module.children())
-            and isinstance(modules.get(names[i - 1]), _POOLS)
-        ):
-            continue
-        return names[i]
-    raise ValueError("The model has no layer with a (C, H, W) output to show")
-
-
-def kernel_of(model: nn.Module, layer: str, channels: int) -> tuple[str, nn.Conv2d] | None:
-    """The Conv2d that made `layer`'s channels: the layer itself, or the last conv with as many
-    output channels at or before it in module order (the conv before a ReLU, pool or block)."""
-    found, inside = None, False
-    for name, module in model.named_modules():
-        within = name == layer or name.startswith(f"{layer}.")  # the layer and its submodules
-        if inside and not within:
-            break
-        inside = inside or within
-        if isinstance(module, nn.Conv2d) and module.out_channels == channels:
-            found = (name, module)
-    return found
 
 
 class CNNExplorer(PanelHost, _Host):
@@ -242,14 +208,10 @@ class CNNExplorer(PanelHost, _Host):
             return
         conv_name, conv = found
         weight = conv.weight.detach().float().cpu().numpy()[c : c + 1]
-        tiles = render.kernel_tiles(weight, max_channels=64)
-        scale = max(1, 12 // max(tiles.shape[1:3]))  # 3x3 kernels: 12x12 tiles, 1 px apart
-        big = np.kron(tiles, np.ones((1, scale, scale, *([1] * (tiles.ndim - 3))), tiles.dtype))
-        pad = [(0, 0), (0, 1), (0, 1)] + [(0, 0)] * (tiles.ndim - 3)
-        atlas, grid = render.pack_tiles(np.pad(big, pad, constant_values=255), min(len(tiles), 8))
+        atlas, grid, n = render.kernel_sheet(weight, max_channels=64)
         _, i, kh, kw = conv.weight.shape
         via = "" if conv_name == self.layer else f" (made by {conv_name})"
-        shown = "" if len(tiles) >= i or i == 3 else f", first {len(tiles)} input channels"
+        shown = "" if n >= i or i == 3 else f", first {n} input channels"
         with self.hold_sync():
             self.kernel_png = render.png_bytes(atlas)
             self.kernel_grid = list(grid)
