@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import alexnet, resnet18
 from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -204,3 +205,34 @@ def test_overlapping_inference_blocks_restore_train_mode_once(demo):
         assert not model.training and not model.conv1.training
     assert model.training and model.conv1.training and not model.dropout.training
     model.eval()
+
+
+def test_a_trace_leaves_other_threads_modules_alone():
+    # torch.fx patches nn.Module.__call__ for the whole process while it traces: the occlusion
+    # worker's forward must still get real tensors while the main thread traces
+    import threading
+
+    from cnnviz_widgets.inspect.incremental import trace
+
+    started, go = threading.Event(), threading.Event()
+
+    class Gate(nn.Module):
+        def forward(self, x):
+            started.set()
+            go.wait(10)  # the trace is in progress until the other thread has run
+            return x
+
+    model = nn.Sequential(Gate(), nn.Conv2d(1, 2, 3))
+    tracer = threading.Thread(target=lambda: trace(model))
+    tracer.start()
+    assert started.wait(10)
+    other = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    x = torch.randn(1, 1, 8, 8)
+    try:
+        out = other(x)
+        weight = other[0].weight
+    finally:
+        go.set()
+        tracer.join()
+    assert isinstance(out, torch.Tensor) and isinstance(weight, torch.Tensor)
+    torch.testing.assert_close(out, torch.relu(F.conv2d(x, weight, other[0].bias)))

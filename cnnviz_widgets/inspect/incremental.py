@@ -47,7 +47,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ._locks import FX_LOCK
+from ._locks import ThreadTracer
 
 __all__ = [
     "DEFAULT_FULL_THRESHOLD",
@@ -366,8 +366,9 @@ _FULL = "f"
 def trace(model: nn.Module) -> fx.GraphModule:
     """The fx graph the engine runs. Tracing patches `nn.Module.__call__` process-wide, so a
     background thread should get a graph traced beforehand on the main thread (`traced=`)."""
-    with FX_LOCK:
-        return fx.symbolic_trace(model)
+    tracer = ThreadTracer()
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
 class IncrementalEngine:

@@ -26,7 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ._locks import FX_LOCK
+from ._locks import ThreadTracer
 from .capture import LayerRef, inference_state, resolve_layer
 from .inputs import model_device
 from .layers import example_input
@@ -196,7 +196,7 @@ def _shape(value: Any) -> tuple[int, ...] | None:
     return tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
 
 
-class _LayerTracer(fx.Tracer):
+class _LayerTracer(ThreadTracer):
     """Every submodule stays a leaf: each is then traced (or ruled) on its own."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -251,8 +251,7 @@ class _FieldRun:
         key = id(module)
         if key not in self._graphs:
             try:
-                with FX_LOCK:
-                    self._graphs[key] = _LayerTracer().trace(module)
+                self._graphs[key] = _LayerTracer().trace(module)
             except Exception as err:  # an untraceable module: its inner layers get no field
                 self._graphs[key] = err
         return self._graphs[key]
