@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from .inputs import input_channels, model_device, to_batch
+from .inputs import model_batch, model_device
 
 LayerRef = str | nn.Module
 
@@ -154,7 +154,7 @@ class ActivationCapture:
         """Run the model on `image` and return the captured outputs by layer name."""
         if self._stack is None:
             raise RuntimeError("Use ActivationCapture inside a `with` block")
-        batch = to_batch(image, channels=input_channels(self.model), transform=self._transform)
+        batch = model_batch(self.model, image, self._transform)
         self.outputs = {}
         self.logits = _map_tensors(self.model(batch.to(self.device)), torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]

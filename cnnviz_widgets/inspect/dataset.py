@@ -425,6 +425,59 @@ def check_item(item: Any, where: str) -> None:
     raise ValueError(f"Dataset items must be {ITEMS}; {where} is {_describe(item)}.{hint}")
 
 
+def check_dataset(dataset: Any, who: str) -> None:
+    """Raise unless `dataset` is a non-empty map-style dataset of (image, label) items, before
+    any work: a TypeError for a DataLoader or an iterable dataset, a ValueError otherwise."""
+    if isinstance(dataset, DataLoader):
+        raise TypeError(
+            f"{who} needs a map-style dataset (dataset[i] -> (image, label)), not a DataLoader; "
+            f"pass its .dataset (and its batch size as {who}(..., batch_size=...))"
+        )
+    if isinstance(dataset, IterableDataset) or not (
+        hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+    ):
+        raise TypeError(
+            f"{who} needs a map-style dataset (dataset[i] -> (image, label)), not a "
+            f"{type(dataset).__name__}: it shows images by index"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"The dataset is empty: there is nothing for {who} to show")
+    check_item(dataset[0], "dataset[0]")
+
+
+def check_labels(labels: Any, n_classes: int, indices: Any = None) -> None:
+    """Raise a ValueError naming the first label outside 0..n_classes - 1 (-1, "no integer
+    label", passes) and its dataset index (`indices[i]`, or i)."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind not in "iu":
+        return  # not integer labels: nothing to check against class names
+    bad = np.flatnonzero((labels < -1) | (labels >= n_classes))
+    if len(bad) == 0:
+        return
+    first = int(bad[0])
+    index = int(np.asarray(indices).reshape(-1)[first]) if indices is not None else first
+    raise ValueError(
+        f"dataset[{index}] has label {int(labels[first])}, but there are {n_classes} class "
+        f"names (valid labels: 0..{n_classes - 1}); {len(bad)} of {len(labels)} labels checked "
+        "are outside. Pass classes= with a name for every label"
+    )
+
+
+def known_labels(dataset: Any) -> np.ndarray | None:
+    """`dataset.targets` (torchvision's datasets, ImageFolder) as integers, when it has them
+    for every item: labels known without reading the images."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        return None
+    try:
+        array = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "iu" or len(array) != len(dataset):
+        return None
+    return array
+
+
 def _loader(data, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
     """A sequential DataLoader over `data` (which may already be one)."""
     if isinstance(data, DataLoader):

@@ -12,12 +12,11 @@ from .. import export, render
 from ..inspect import (
     capture,
     first_conv,
-    input_channels,
     layer_catalogue,
-    one_image,
     spatial_layer,
     spatial_layers,
 )
+from ..inspect.inputs import model_image
 from ._tiles import TileGridWidget, bundle
 
 
@@ -73,7 +72,7 @@ class FeatureMaps(TileGridWidget):
         return spatial_layers(self._catalogue)
 
     def _batch(self, image):
-        return one_image(image, channels=input_channels(self._model), transform=self._transform)
+        return model_image(self._model, image, self._transform)
 
     @traitlets.validate("layer")
     def _valid_layer(self, proposal):

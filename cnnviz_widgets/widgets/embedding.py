@@ -10,9 +10,10 @@ import traitlets
 from torch import nn
 
 from .. import export, render
-from ..inspect.dataset import display_image
-from ..inspect.embedding import embed, grid_layout, neighbours
+from ..inspect.dataset import check_dataset, display_image
+from ..inspect.embedding import METRICS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
+from ..inspect.inputs import check_positive
 from ._tiles import bundle
 
 
@@ -79,6 +80,11 @@ class EmbeddingExplorer(anywidget.AnyWidget):
         progress: bool = True,
         **kwargs,
     ):
+        check_dataset(dataset, "EmbeddingExplorer")
+        check_positive("k", k)
+        check_positive("thumb_px", thumb_px)
+        if metric not in METRICS:
+            raise ValueError(f"Unknown metric {metric!r}; metrics are: {', '.join(METRICS)}")
         self._dataset = dataset
         self._display = display
         self.k = k

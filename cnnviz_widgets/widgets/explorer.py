@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import export, render
 from ..inspect import first_conv, resolve_layer
+from ..inspect.dataset import check_dataset
 from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
@@ -87,13 +88,7 @@ class CNNExplorer(PanelHost, _Host):
         self._model = model
         self._dataset = dataset
         self._device = device
-        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(
-                f"CNNExplorer needs a map-style dataset (dataset[i] -> (image, label)), not a "
-                f"{type(dataset).__name__}; for a DataLoader pass its .dataset"
-            )
-        if len(dataset) == 0:
-            raise ValueError("The dataset is empty: there is nothing to explore")
+        check_dataset(dataset, "CNNExplorer")
         if not 0 <= selected_index < len(dataset):
             raise ValueError(
                 f"selected_index {selected_index} is out of range 0..{len(dataset) - 1}"

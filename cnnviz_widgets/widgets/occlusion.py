@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -11,8 +12,8 @@ import traitlets
 from torch import nn
 
 from .. import export, render
-from ..inspect import input_channels, one_image
 from ..inspect.incremental import trace
+from ..inspect.inputs import check_positive, model_image
 from ..inspect.occlusion import OcclusionResult, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ._tiles import bundle
@@ -30,6 +31,24 @@ def coarse_to_fine(stride: int, patch: int) -> list[int]:
 def default_patch(height: int, width: int) -> int:
     """A patch about a quarter of the shorter side (8 px at 32×32, 32 px at 224×224)."""
     return int(min(32, max(1, min(height, width) // 4)))
+
+
+def check_strides(strides) -> list[int] | None:
+    """The coarse-to-fine schedule given as `strides`: None, or a non-empty list of positive
+    ints; else a ValueError naming the bad entry."""
+    if strides is None:
+        return None
+    if isinstance(strides, (str, bytes)) or not isinstance(strides, Sequence):
+        raise ValueError(
+            f"strides must be a list of ints, coarsest first (e.g. [8, 4, 2]); got {strides!r}"
+            " (for one map, pass stride=... instead)"
+        )
+    if not strides:
+        raise ValueError(
+            "strides is empty; give at least one stride, coarsest first (e.g. [8, 4, 2]), or "
+            "leave it None for the default schedule"
+        )
+    return [check_positive(f"strides[{i}] =", s) for i, s in enumerate(strides)]
 
 
 class OcclusionMap(anywidget.AnyWidget):
@@ -92,13 +111,17 @@ class OcclusionMap(anywidget.AnyWidget):
         self._transform = transform
         self._device = device
         self._method = method
-        self._strides = list(strides) if strides is not None else None
+        self._strides = check_strides(strides)
         self._traced = None
-        self._worker = LatestWorker("cnnviz-occlusion")
-        self.results: list[OcclusionResult] = []
         batch = self._batch(image)
         h, w = batch.shape[-2:]
-        patch = patch_size or default_patch(h, w)
+        patch = default_patch(h, w) if patch_size is None else patch_size
+        patch = check_positive("patch_size", patch, min(h, w))
+        stride = max(1, patch // 4) if stride is None else check_positive("stride", stride)
+        if not math.isfinite(baseline):
+            raise ValueError(f"baseline must be a finite number; got {baseline!r}")
+        self._worker = LatestWorker("cnnviz-occlusion")
+        self.results: list[OcclusionResult] = []
         probs = class_probabilities(model, batch, device=device)
         names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
         if len(names) != len(probs):
@@ -107,7 +130,7 @@ class OcclusionMap(anywidget.AnyWidget):
             image=image,
             class_names=names,
             patch_size=patch,
-            stride=stride or max(1, patch // 4),
+            stride=stride,
             baseline=baseline,
             output=output,
             target=int(np.argmax(probs)) if target is None else target,
@@ -121,11 +144,16 @@ class OcclusionMap(anywidget.AnyWidget):
         self.observe(self._on_colormap, names=["colormap"])
 
     def _batch(self, image):
-        return one_image(image, channels=input_channels(self._model), transform=self._transform)
+        return model_image(self._model, image, self._transform)
 
     @traitlets.validate("image")
     def _valid_image(self, proposal):
-        self._batch(proposal["value"])
+        h, w = self._batch(proposal["value"]).shape[-2:]
+        if self.image_shape[0] and self.patch_size > min(h, w):
+            raise ValueError(
+                f"patch_size {self.patch_size} is larger than the new image ({h}×{w}); set "
+                f"patch_size to at most {min(h, w)} first"
+            )
         return proposal["value"]
 
     @traitlets.validate("target")
@@ -138,11 +166,17 @@ class OcclusionMap(anywidget.AnyWidget):
     @traitlets.validate("patch_size", "stride")
     def _valid_geometry(self, proposal):
         value, name = proposal["value"], proposal["trait"].name
-        h, w = self.image_shape if self.image_shape[0] else (None, None)
-        if value < 1 or (name == "patch_size" and h is not None and value > min(h, w)):
-            upper = f"..{min(h, w)}" if name == "patch_size" and h else " or more"
-            raise traitlets.TraitError(f"{name} {value} is out of range 1{upper}")
-        return value
+        upper = min(self.image_shape) if name == "patch_size" and self.image_shape[0] else None
+        try:
+            return check_positive(name, value, upper)
+        except ValueError as err:
+            raise traitlets.TraitError(str(err)) from err
+
+    @traitlets.validate("baseline")
+    def _valid_baseline(self, proposal):
+        if not math.isfinite(proposal["value"]):
+            raise traitlets.TraitError(f"baseline must be a finite number; got {proposal['value']}")
+        return proposal["value"]
 
     def _show_image(self, batch, probs) -> None:
         h, w = batch.shape[-2:]

@@ -10,7 +10,14 @@ from torch import nn
 
 from .. import export, render
 from ..inspect import layer_catalogue, resolve_layer
-from ..inspect.dataset import TopActivations, top_activations
+from ..inspect.dataset import (
+    TopActivations,
+    check_dataset,
+    check_labels,
+    known_labels,
+    top_activations,
+)
+from ..inspect.inputs import check_positive
 from ..inspect.receptive import receptive_fields
 from ._tiles import TileGridWidget, bundle
 
@@ -78,6 +85,13 @@ class TopPatches(TileGridWidget):
         tile_px: int = 48,
         **kwargs,
     ):
+        check_dataset(dataset, "TopPatches")
+        check_positive("channels_per_page", channels_per_page)
+        check_positive("max_patch_px", max_patch_px)
+        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
+        targets = known_labels(dataset)
+        if names and targets is not None:
+            check_labels(targets, len(names))  # before the pass, from dataset.targets
         self._model = model
         self._dataset = dataset
         self._options = {
@@ -90,7 +104,6 @@ class TopPatches(TileGridWidget):
         self.top: TopActivations | None = None
         example = dataset[0][0]
         name = resolve_layer(model, layer)[0]
-        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
         super().__init__(
             layer=name,
             k=k,
@@ -109,6 +122,17 @@ class TopPatches(TileGridWidget):
     def _valid_layer(self, proposal):
         return resolve_layer(self._model, proposal["value"])[0]
 
+    @traitlets.validate("k", "channels_per_page")
+    def _valid_count(self, proposal):
+        name, value = proposal["trait"].name, proposal["value"]
+        if self.top is None:  # being built: the pass checks k (and its type) before any work
+            return value
+        n = len(self._dataset) if name == "k" else None  # each image counts once per channel
+        try:
+            return check_positive(name, value, n)
+        except ValueError as err:
+            raise traitlets.TraitError(str(err)) from err
+
     def _rank(self, page: int | None = None) -> None:
         """The dataset pass for the current layer (cached), then `page` (default: the same)."""
         with self.hold_sync():
@@ -117,6 +141,8 @@ class TopPatches(TileGridWidget):
             top = top_activations(self._model, self._dataset, [self.layer], self.k, **self._options)
         finally:
             self.running = False
+        if self.class_names:  # the labels shown, read in the pass: no second one
+            check_labels(top[self.layer].labels, len(self.class_names), top[self.layer].indices)
         self.top = top[self.layer]
         with self.hold_sync():
             self.progress = 1.0
