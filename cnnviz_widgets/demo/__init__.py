@@ -1,6 +1,8 @@
-"""Embedded offline demo: a small CNN trained on scikit-learn's handwritten digits.
+"""Embedded offline demos.
 
->>> model, dataset, classes = load_demo(split="test")
+>>> model, dataset, classes = load_demo(split="test")  # a small CNN on handwritten digits
+>>> model, dataset, classes = load_photos()  # EfficientNet-Lite0 (ImageNet) on real photos
+>>> model, dataset, classes = load_gabor_cnn()  # 7x7 colour filters, trained on gratings
 """
 
 from __future__ import annotations
@@ -10,15 +12,32 @@ from pathlib import Path
 import torch
 
 from cnnviz_widgets.demo.data import CLASSES, DigitsDataset, check_split
+from cnnviz_widgets.demo.gabor import (
+    GABOR_CLASSES,
+    GaborCNN,
+    GaborDataset,
+    load_gabor_cnn,
+    orientation_selectivity,
+)
 from cnnviz_widgets.demo.images import input_view, substitute_image_folder
 from cnnviz_widgets.demo.model import DigitsCNN
+from cnnviz_widgets.demo.photos import UNLABELLED, PhotoDataset, load_lite0, load_photos
 
 __all__ = [
+    "GABOR_CLASSES",
+    "UNLABELLED",
     "WEIGHTS_PATH",
     "DigitsCNN",
     "DigitsDataset",
+    "GaborCNN",
+    "GaborDataset",
+    "PhotoDataset",
     "input_view",
     "load_demo",
+    "load_gabor_cnn",
+    "load_lite0",
+    "load_photos",
+    "orientation_selectivity",
     "substitute_image_folder",
 ]
 
