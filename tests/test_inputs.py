@@ -291,3 +291,17 @@ def test_top_patches_labels_outside_the_classes_are_named(demo):
     with pytest.raises(traitlets.TraitError, match="channels_per_page 0 is out of range"):
         fine.channels_per_page = 0
     assert fine.k == 3
+
+
+def test_numpy_and_torch_integers_are_taken_as_indices(demo):
+    model, dataset, classes = demo
+    x = dataset[0][0]
+    for target in (np.int64(3), torch.tensor(3), torch.tensor([3])):
+        view = OcclusionMap(model, x, target, patch_size=8, stride=8, method="full")
+        assert view.target == 3
+        view.wait()
+    with pytest.raises(ValueError, match=r"target must be an int; got 2\.5"):
+        OcclusionMap(model, x, 2.5)
+    small = Relabelled(dataset, [i % 10 for i in range(40)], with_targets=False)
+    top = TopPatches(model, small, "conv1", np.int64(2), classes=classes, progress=False)
+    assert top.k == 2 and top.top.k == 2

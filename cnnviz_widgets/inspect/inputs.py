@@ -66,6 +66,16 @@ def check_positive(name: str, value, upper: int | None = None) -> int:
     return int(value)
 
 
+def as_index(name: str, value) -> int:
+    """An int given as a Python, NumPy or one-element torch integer (`np.argmax(p)`,
+    `logits.argmax()`), else a ValueError naming it."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int; got {value!r}")
+    return int(value)
+
+
 def _high_bit(image: Image.Image) -> np.ndarray:
     """A single-band "I;16*", "I" or "F" image as float32 (H, W), by its mode's range."""
     array = np.asarray(image)

@@ -23,7 +23,8 @@ from ._tiles import TileGridWidget, bundle
 class FeatureMaps(TileGridWidget):
     """All channels of one layer's output for one image, as a grid of tiles.
 
-    `image`: a PIL image (with `transform`), or a CHW/NCHW tensor in the model's input space.
+    `image`: a PIL image (with `transform`; without one it is read into [0, 1] by its mode, see
+    `cnnviz_widgets.inspect.inputs`), or a CHW/NCHW tensor in the model's input space.
     `layer`: a module or its name (default: the first Conv2d). `normalize` is "layer" (one
     scale for all tiles, so strong and weak channels compare) or "channel". `layer`, `image`,
     `colormap` and `normalize` can be changed after creation; a click on a tile sets

@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import export, render
 from ..inspect.incremental import trace
-from ..inspect.inputs import check_positive, model_image
+from ..inspect.inputs import as_index, check_positive, model_image
 from ..inspect.occlusion import OcclusionResult, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ._tiles import bundle
@@ -133,7 +133,7 @@ class OcclusionMap(anywidget.AnyWidget):
             stride=stride,
             baseline=baseline,
             output=output,
-            target=int(np.argmax(probs)) if target is None else target,
+            target=int(np.argmax(probs)) if target is None else as_index("target", target),
             **kwargs,
         )
         self.colormap_lut = render.colormap_lut(self.colormap).tobytes()

@@ -17,7 +17,7 @@ from ..inspect.dataset import (
     known_labels,
     top_activations,
 )
-from ..inspect.inputs import check_positive
+from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
 from ._tiles import TileGridWidget, bundle
 
@@ -106,7 +106,7 @@ class TopPatches(TileGridWidget):
         name = resolve_layer(model, layer)[0]
         super().__init__(
             layer=name,
-            k=k,
+            k=as_index("k", k),
             class_names=[str(c) for c in names],
             channels_per_page=channels_per_page,
             tile_px=tile_px,
