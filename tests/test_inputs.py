@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from cnnviz_widgets import EmbeddingExplorer, FeatureMaps, OcclusionMap, TopPatches
-from cnnviz_widgets.inspect import capture
+from cnnviz_widgets.inspect import capture, top_activations
 from cnnviz_widgets.inspect.inputs import model_image, pil_to_float, to_batch
 
 
@@ -207,6 +207,14 @@ def test_non_finite_pixels_are_counted_and_located(demo):
         ValueError, match=r"1 non-finite.*-inf at channel 0, row 2, column 3 of image 1"
     ):
         to_batch(batch)
+    with pytest.raises(ValueError, match=r"column 3 of dataset\[33\]\. Replace them"):
+        to_batch(batch, first_index=32)
+    items = [(x.nan_to_num() * (i != 37), 0) for i in range(60)]
+    items[37] = (x, 0)
+    with pytest.raises(
+        ValueError, match=r"A batch of 28 .* 2 non-finite.*row 3, column 4 of dataset\[37\]"
+    ):
+        top_activations(model, items, ["conv1"], 3, batch_size=32, progress=False, cache=False)
 
 
 def test_float64_and_float16_images_take_the_models_dtype(demo):

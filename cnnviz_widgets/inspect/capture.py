@@ -150,11 +150,14 @@ class ActivationCapture:
 
         return hook
 
-    def __call__(self, image) -> dict[str, torch.Tensor]:
-        """Run the model on `image` and return the captured outputs by layer name."""
+    def __call__(self, image, first_index: int | None = None) -> dict[str, torch.Tensor]:
+        """Run the model on `image` and return the captured outputs by layer name.
+
+        `first_index`: the dataset index of a batch's first image, for the input errors.
+        """
         if self._stack is None:
             raise RuntimeError("Use ActivationCapture inside a `with` block")
-        batch = model_batch(self.model, image, self._transform)
+        batch = model_batch(self.model, image, self._transform, first_index)
         self.outputs = {}
         self.logits = _map_tensors(self.model(batch.to(self.device)), torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]

@@ -588,7 +588,7 @@ def dataset_pass(
                     f"{start}; give the dataset a transform that makes them one size"
                 )
             inputs.clear()
-            outs = cap(images.to(target, non_blocking=True))
+            outs = cap(images.to(target, non_blocking=True), first_index=start)
             b = images.shape[0]
             batch = Batch(
                 start=start,

@@ -191,16 +191,20 @@ def _dtype_error(shape: tuple, dtype, from_numpy: bool) -> ValueError:
     )
 
 
-def check_finite(batch: torch.Tensor) -> None:
+def check_finite(batch: torch.Tensor, first_index: int | None = None) -> None:
     """Raise a ValueError naming how many values of `batch` (N, C, H, W) are NaN or inf and
-    where the first one is."""
+    where the first one is (in dataset[first_index + n] when the batch comes from a dataset)."""
     if bool(torch.isfinite(batch).all()):
         return
     bad = ~torch.isfinite(batch)
     n, c, y, x = (int(i) for i in bad.nonzero()[0])
-    of = f" of image {n} in the batch" if batch.shape[0] > 1 else ""
+    if first_index is not None:
+        of = f" of dataset[{first_index + n}]"
+    else:
+        of = f" of image {n} in the batch" if batch.shape[0] > 1 else ""
     raise ValueError(
-        f"The image has {int(bad.sum())} non-finite value(s) (NaN or inf) among its "
+        f"{'The image' if len(batch) == 1 else f'A batch of {len(batch)} images'} has "
+        f"{int(bad.sum())} non-finite value(s) (NaN or inf) among its "
         f"{batch.numel()}; the first is {batch[n, c, y, x].item()} at channel {c}, row {y}, "
         f"column {x}{of}. Replace them (e.g. torch.nan_to_num(x)) or fix where they come from"
     )
@@ -212,11 +216,13 @@ def to_batch(
     channels: int | None = None,
     transform: Callable | None = None,
     dtype: torch.dtype | None = None,
+    first_index: int | None = None,
 ) -> torch.Tensor:
     """Return `image` as a finite float NCHW tensor, detached; cast to `dtype` when given.
 
     A PIL image goes through `transform` when given, else `pil_to_float`. Raises ValueError
-    naming the shape, dtype, channels or non-finite values it got and what to do.
+    naming the shape, dtype, channels or non-finite values it got and what to do (for a
+    batch of dataset items from `first_index` on, naming the item).
     """
     from_transform = from_numpy = False
     if isinstance(image, Image.Image):
@@ -250,7 +256,7 @@ def to_batch(
         raise _channel_error(shape, image.shape[1], channels, from_transform)
     if dtype is not None and image.dtype != dtype:
         image = image.to(dtype)
-    check_finite(image)
+    check_finite(image, first_index)
     return image
 
 
@@ -271,10 +277,16 @@ def one_image(
     return batch
 
 
-def model_batch(model: nn.Module, image, transform: Callable | None = None) -> torch.Tensor:
+def model_batch(
+    model: nn.Module, image, transform: Callable | None = None, first_index: int | None = None
+) -> torch.Tensor:
     """`image` as `model` takes it: `to_batch` with the model's input channels and dtype."""
     return to_batch(
-        image, channels=input_channels(model), transform=transform, dtype=param_dtype(model)
+        image,
+        channels=input_channels(model),
+        transform=transform,
+        dtype=param_dtype(model),
+        first_index=first_index,
     )
 
 
