@@ -502,7 +502,7 @@ def _signatures(fn: Any) -> list[inspect.Signature] | None:
     if key not in _SIGNATURES:
         sigs = None
         try:
-            sigs = [inspect.signature(fn)]
+            sigs = [inspect.signature(_undispatched(fn))]
         except (TypeError, ValueError):
             try:
                 sigs = get_signature_for_torch_op(fn)
@@ -510,6 +510,14 @@ def _signatures(fn: Any) -> list[inspect.Signature] | None:
                 sigs = None
         _SIGNATURES[key] = sigs
     return _SIGNATURES[key]
+
+
+def _undispatched(fn: Any) -> Any:
+    """The plain function behind a `boolean_dispatch` wrapper such as `F.max_pool2d`, whose own
+    signature is (*args, **kwargs): `F._max_pool2d`; else `fn`."""
+    name = getattr(fn, "__name__", "")
+    plain = getattr(F, f"_{name}", None) if getattr(F, name, None) is fn else None
+    return plain if callable(plain) else fn
 
 
 def _bind_names(names: tuple[str, ...], args: Sequence, kwargs: dict) -> dict[str, Any]:

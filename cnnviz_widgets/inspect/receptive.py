@@ -3,40 +3,63 @@
 Unit (i, j) of a layer sees input rows ``[i*stride_h + offset_h, i*stride_h + offset_h + size_h)``
 and likewise columns; the offset is negative where the field starts in the zero padding.
 
-The model is traced module by module with ``torch.fx`` (every submodule a leaf, then traced in
-turn), and one zero image of ``input_size`` runs through the graph so that every node has its
-real shape. Per axis, a window op (kernel k, stride s, padding p, dilation d) maps the field
-``(size S, stride J, offset O)`` of its input to ``(S + d(k-1)J, sJ, O - pJ)``; pointwise ops keep
-it; a residual add or a channel concatenation takes the union (the hull) of its inputs' fields,
-after checking that their strides agree. An op that mixes the whole map (global pooling,
-flatten, linear) leaves no spatial field. Normalisations that pool statistics over the map
-(GroupNorm, InstanceNorm) are treated as pointwise: the rest of the image reaches a unit only
-through a few statistics. Reflect/replicate/circular padding is treated as if it were zeros.
+This is the geometric field of the convolutional path. The model is traced module by module
+with ``torch.fx`` (every submodule a leaf, then traced in turn, with its None/bool/number
+arguments as constants), and one zero image of ``input_size`` runs through the graph so that
+every node has its real shape. What each op does to the grid comes from `geometry.py`. Per
+axis, a window op (kernel k, stride s, padding p before, dilation d; TF-"same" and ceil mode
+included) maps the field ``(size S, stride J, offset O)`` of its input to
+``(S + d(k-1)J, sJ, O - pJ)``; pointwise ops keep it; a residual add or a channel
+concatenation takes the union (the hull) of its inputs' fields, after checking that their
+strides agree. Every value carries its layout (which dim is N, C, H, W), so a permute to
+channels-last and back, with Linear / LayerNorm / softmax on the channel dim in between (as in
+ConvNeXt), is pointwise; channel reshapes (ShuffleNet's shuffle), channel slices, chunks and
+reductions over channels keep the grid.
+
+A channel gate computed from a global pool (squeeze-excite: the map times a (N, C, 1, 1)
+tensor derived from a mean over the map) scales channels and does not widen the crop: the
+field is that of the map, marked ``gated`` ("+ global gate"). Normalisations that pool
+statistics over the map (GroupNorm, InstanceNorm) are treated as pointwise: the rest of the
+image reaches a unit only through a few statistics. Reflect/replicate/circular padding is
+treated as if it were zeros. An op that mixes the whole map (global pooling, flatten, linear
+over a spatial dim) leaves no spatial field; so does upsampling (see `_upsampled`), whose
+units' fields are not one (size, stride, offset) family; every such value says why.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
+from . import geometry as G
 from ._locks import ThreadTracer
 from .capture import LayerRef, inference_state, resolve_layer
+from .geometry import OpKind as K
+from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
 
-Pair = tuple[int, int]
+NCHW = ("N", "C", "H", "W")
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Where each unit of `layer` looks in an input of `input_size`, per axis (rows, columns)."""
+    """Where each unit of `layer` looks in an input of `input_size`, per axis (rows, columns).
+
+    `gated`: a channel gate computed from the whole map (squeeze-excite) scales the layer's
+    units, so they also depend on the rest of the image through a few global statistics;
+    the crop is still the geometric field. `layout` is "CHW", or "HWC" for a channels-last
+    map (ConvNeXt's blocks between their permutes; only given on request, see
+    `FieldAnalysis.field`), whose `output_shape` is then (H, W, C).
+    """
 
     layer: str
     size: Pair
@@ -44,6 +67,8 @@ class ReceptiveField:
     offset: Pair
     output_shape: tuple[int, int, int]
     input_size: Pair
+    gated: bool = False
+    layout: str = "CHW"
 
     def box(self, i, j) -> tuple[Any, Any, Any, Any]:
         """(y0, y1, x0, x1) seen by unit (i, j), half-open and unclipped; works on arrays too."""
@@ -61,28 +86,42 @@ class ReceptiveField:
         return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
 
     def describe(self) -> str:
-        """A short label such as `196×196, stride 16`."""
+        """A short label such as `196×196, stride 16` (`… + global gate` when gated)."""
         stride = (
             self.stride[0] if self.stride[0] == self.stride[1] else "×".join(map(str, self.stride))
         )
-        return f"{self.size[0]}×{self.size[1]}, stride {stride}"
+        gate = " + global gate" if self.gated else ""
+        return f"{self.size[0]}×{self.size[1]}, stride {stride}{gate}"
 
 
 @dataclass(frozen=True)
 class _Geo:
-    """A spatial field, per axis: size, stride (jump) and offset in input pixels."""
+    """A spatial field, per axis: size, stride (jump) and offset in input pixels.
+
+    `dims` labels the value's dims (N, C, H, W; several C where channels are split);
+    `gated` marks a field that a global channel gate scaled on the way."""
 
     size: Pair
     stride: Pair
     offset: Pair
+    dims: tuple[str, ...] = NCHW
+    gated: bool = False
 
-    def window(self, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> _Geo:
+    def window(self, w: G.Window) -> _Geo:
         """The field after a sliding window op (convolution or pooling)."""
-        return _Geo(
-            size=_per_axis(lambda a: self.size[a] + dilation[a] * (kernel[a] - 1) * self.stride[a]),
-            stride=_per_axis(lambda a: self.stride[a] * stride[a]),
-            offset=_per_axis(lambda a: self.offset[a] - padding[a] * self.stride[a]),
+        return replace(
+            self,
+            size=_per_axis(
+                lambda a: self.size[a] + w.dilation[a] * (w.kernel[a] - 1) * self.stride[a]
+            ),
+            stride=_per_axis(lambda a: self.stride[a] * w.stride[a]),
+            offset=_per_axis(lambda a: self.offset[a] - w.padding[a] * self.stride[a]),
         )
+
+    @property
+    def channels_first(self) -> bool:
+        """H and W are the last two dims (a (N, C, H, W)-like map)."""
+        return self.dims[-2:] == ("H", "W")
 
 
 @dataclass(frozen=True)
@@ -100,84 +139,28 @@ def _per_axis(fn) -> Pair:
     return fn(0), fn(1)
 
 
-def _pair(v: Any) -> Pair:
-    if isinstance(v, (tuple, list)):
-        return (int(v[0]), int(v[-1])) if len(v) else (0, 0)
-    return int(v), int(v)
-
-
 def _union(geos: list[_Geo], what: str) -> _Geo | _NoField:
-    """The hull of several fields over the same grid; strides must agree."""
+    """The hull of several fields over the same grid; strides and layouts must agree."""
     first = geos[0]
     for g in geos[1:]:
         if g.stride != first.stride:
             return _NoField(f"{what} combines maps with strides {first.stride} and {g.stride}")
+        if _spatial_dims(g.dims) != _spatial_dims(first.dims):
+            return _NoField(f"{what} combines maps of layouts {first.dims} and {g.dims}")
     start = _per_axis(lambda a: min(g.offset[a] for g in geos))
     end = _per_axis(lambda a: max(g.offset[a] + g.size[a] for g in geos))
-    return _Geo(size=(end[0] - start[0], end[1] - start[1]), stride=first.stride, offset=start)
+    return _Geo(
+        size=(end[0] - start[0], end[1] - start[1]),
+        stride=first.stride,
+        offset=start,
+        dims=max((g.dims for g in geos), key=len),
+        gated=any(g.gated for g in geos),
+    )
 
 
-def _conv_padding(padding: Any, kernel: Pair, dilation: Pair) -> Pair:
-    """Padding before the first row/column; 'same' pads total//2 there, as PyTorch does."""
-    if padding == "valid":
-        return 0, 0
-    if padding == "same":
-        return _per_axis(lambda a: dilation[a] * (kernel[a] - 1) // 2)
-    return _pair(padding)
-
-
-def _window_module(module: nn.Module) -> tuple[Pair, Pair, Pair, Pair] | None:
-    """(kernel, stride, padding, dilation) of a Conv2d / MaxPool2d / AvgPool2d, else None."""
-    if isinstance(module, nn.Conv2d):
-        kernel, dilation = _pair(module.kernel_size), _pair(module.dilation)
-        return (
-            kernel,
-            _pair(module.stride),
-            _conv_padding(module.padding, kernel, dilation),
-            dilation,
-        )
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        kernel = _pair(module.kernel_size)
-        stride = _pair(module.stride) if module.stride else kernel
-        dilation = _pair(getattr(module, "dilation", 1))
-        return kernel, stride, _pair(module.padding), dilation
-    return None
-
-
-POINTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
-    nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.BatchNorm2d, nn.SyncBatchNorm,
-    nn.GroupNorm, nn.InstanceNorm2d, nn.LocalResponseNorm,
-)  # fmt: skip
-
-POINTWISE_FUNCTIONS = {
-    F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
-    F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid, F.tanh, F.softplus, F.dropout,
-    F.dropout2d, F.batch_norm, F.group_norm, F.instance_norm, F.local_response_norm,
-    torch.relu, torch.relu_, torch.sigmoid, torch.tanh, torch.add, torch.sub, torch.mul,
-    torch.div, torch.clamp, torch.maximum, torch.minimum, torch.neg, torch.abs, torch.exp,
-    torch.sqrt, torch.square, torch.pow,
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pow,
-    operator.iadd, operator.isub, operator.imul, operator.itruediv,
-}  # fmt: skip
-
-POINTWISE_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "add", "add_", "sub", "sub_",
-    "mul", "mul_", "div", "div_", "clamp", "clamp_", "clamp_min", "clamp_min_", "neg", "abs",
-    "exp", "sqrt", "pow", "contiguous", "float", "double", "half", "bfloat16", "to", "type_as",
-    "clone", "detach",
-}  # fmt: skip
-
-PAD_MODULES = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
-
-CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
-
-
-def _arg(args: Sequence, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
+def _spatial_dims(dims: tuple[str, ...]) -> tuple[int, int]:
+    """Positions of H and W counted from the end (broadcasting aligns trailing dims)."""
+    return dims.index("H") - len(dims), dims.index("W") - len(dims)
 
 
 def _flat_geos(geo: Any) -> list:
@@ -185,15 +168,33 @@ def _flat_geos(geo: Any) -> list:
         return [g for sub in geo for g in _flat_geos(sub)]
     if isinstance(geo, dict):
         return [g for sub in geo.values() for g in _flat_geos(sub)]
-    return [] if geo is None else [geo]
+    return [g for g in [geo] if isinstance(g, (_Geo, _NoField))]
 
 
-def _is_map(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim == 4
+def _is_map(value: Any, geo: Any = None) -> bool:
+    """A tensor with a grid: (N, C, H, W), or the dims `geo` labels."""
+    if not isinstance(value, torch.Tensor):
+        return False
+    if isinstance(geo, _Geo):
+        return value.ndim == len(geo.dims)
+    return value.ndim == 4
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:
     return tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
+
+
+def _materialize(value: Any, lookup) -> Any:
+    """fx args with Nodes replaced by `lookup(node)`, as plain (mutable) lists and dicts."""
+    if isinstance(value, fx.Node):
+        return lookup(value)
+    if isinstance(value, tuple):
+        return tuple(_materialize(v, lookup) for v in value)
+    if isinstance(value, list):
+        return [_materialize(v, lookup) for v in value]
+    if isinstance(value, dict):
+        return {k: _materialize(v, lookup) for k, v in value.items()}
+    return value
 
 
 class _LayerTracer(ThreadTracer):
@@ -201,6 +202,22 @@ class _LayerTracer(ThreadTracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
+
+
+_CONSTANT = (type(None), bool, int, float, str)
+
+
+def _forward_arguments(module: nn.Module, args: tuple, kwargs: dict):
+    """The call's arguments bound to `forward`'s parameters (defaults filled), or None."""
+    try:
+        sig = inspect.signature(module.forward)
+        bound = sig.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in sig.parameters.values()):
+        return None
+    bound.apply_defaults()
+    return bound.arguments
 
 
 class _FieldRun:
@@ -211,7 +228,7 @@ class _FieldRun:
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.types: dict[str, str] = {}
         self.untraceable: dict[str, str] = {}
-        self._graphs: dict[int, fx.Graph | Exception] = {}
+        self._graphs: dict[Any, fx.Graph | Exception] = {}
 
     def module(self, module: nn.Module, name: str, args: tuple, kwargs: dict, geos: tuple, gkw):
         """Call `module` (recording its field under `name`); returns (value, field).
@@ -220,38 +237,44 @@ class _FieldRun:
         """
         value, geo = self._module(module, name, args, kwargs, geos, gkw)
         if name:
-            self.fields[name] = geo if _is_map(value) else _no_map(name, module, value, geo)
+            self.fields[name] = geo if _is_map(value, geo) else _no_map(name, module, value, geo)
             self.shapes[name] = _shape(value)
             self.types[name] = type(module).__name__
         return value, geo
 
     def _module(self, module, name, args, kwargs, geos, gkw):
-        geo_in = geos[0] if geos else next(iter(gkw.values()), None)
-        window = _window_module(module)
-        if window is not None or isinstance(module, POINTWISE_MODULES):
+        kind = G.classify("call_module", None, module)
+        if kind is not K.UNKNOWN:
             value = module(*args, **kwargs)
-            if not isinstance(geo_in, _Geo):
-                return value, geo_in
-            return value, geo_in.window(*window) if window else geo_in
-        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            value = module(*args, **kwargs)
-            return value, _adaptive(name, module, args[0], value, geo_in)
-        if isinstance(module, PAD_MODULES):
-            value = module(*args, **kwargs)
-            return value, _padded(geo_in, module.padding)
-        graph = self._graph(module)
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            geo_in = geos[0] if geos else next(iter(gkw.values()), None)
+            what = f"{name!r} ({type(module).__name__})"
+            return value, _module_field(kind, what, module, x, geo_in, value)
+        return self._traced(module, name, args, kwargs, geos, gkw)
+
+    def _traced(self, module, name, args, kwargs, geos, gkw):
+        arguments = _forward_arguments(module, args, kwargs)
+        concrete = None
+        if arguments is not None:
+            concrete = {k: v for k, v in arguments.items() if isinstance(v, _CONSTANT)}
+        graph = self._graph(module, concrete)
         if isinstance(graph, Exception):
             value = module(*args, **kwargs)
             self.untraceable[name] = f"{type(graph).__name__}: {graph}"
             why = f"torch.fx could not trace {name or 'the model'!r} ({type(module).__name__})"
             return value, _NoField(why)
+        if arguments is not None:  # placeholders follow forward's parameters in order
+            gbound = inspect.signature(module.forward).bind_partial(*geos, **gkw).arguments
+            values = list(arguments.values())
+            fields = [gbound.get(k) for k in arguments]
+            return self._run_graph(module, graph, name, tuple(values), {}, tuple(fields), {})
         return self._run_graph(module, graph, name, args, kwargs, geos, gkw)
 
-    def _graph(self, module: nn.Module) -> fx.Graph | Exception:
-        key = id(module)
+    def _graph(self, module: nn.Module, concrete: dict | None) -> fx.Graph | Exception:
+        key = (id(module), tuple(sorted((k, repr(v)) for k, v in (concrete or {}).items())))
         if key not in self._graphs:
             try:
-                self._graphs[key] = _LayerTracer().trace(module)
+                self._graphs[key] = _LayerTracer().trace(module, concrete_args=concrete or None)
             except Exception as err:  # an untraceable module: its inner layers get no field
                 self._graphs[key] = err
         return self._graphs[key]
@@ -267,32 +290,25 @@ class _FieldRun:
                 continue
             if node.op == "output":
                 out = node.args[0]
-                return (
-                    fx.graph.map_arg(out, env.__getitem__),
-                    fx.node.map_aggregate(out, lambda v: genv.get(v) if _node(v) else None),
-                )
+                return _materialize(out, env.__getitem__), _materialize(out, genv.get)
             if node.op == "get_attr":
                 env[node], genv[node] = _fetch_attr(root, node.target), None
                 continue
-            a = fx.graph.map_arg(node.args, env.__getitem__)
-            kw = fx.graph.map_arg(node.kwargs, env.__getitem__)
-            ga = fx.node.map_aggregate(node.args, lambda v: genv.get(v) if _node(v) else None)
-            gk = fx.node.map_aggregate(node.kwargs, lambda v: genv.get(v) if _node(v) else None)
+            a = _materialize(node.args, env.__getitem__)
+            kw = _materialize(node.kwargs, env.__getitem__)
+            ga = _materialize(node.args, genv.get)
+            gk = _materialize(node.kwargs, genv.get)
             if node.op == "call_module":
                 child = root.get_submodule(node.target)
                 name = f"{prefix}.{node.target}" if prefix else node.target
                 env[node], genv[node] = self.module(child, name, a, kw, tuple(ga), gk)
             elif node.op == "call_function":
                 env[node] = node.target(*a, **kw)
-                genv[node] = _function_field(node.target, a, kw, ga, gk, env[node])
+                genv[node] = _call_field("call_function", node.target, a, kw, ga, gk, env[node])
             else:  # call_method
                 env[node] = getattr(a[0], node.target)(*a[1:], **kw)
-                genv[node] = _method_field(node.target, a, kw, ga, gk, env[node])
+                genv[node] = _call_field("call_method", node.target, a, kw, ga, gk, env[node])
         raise RuntimeError("traced graph has no output node")  # pragma: no cover
-
-
-def _node(value: Any) -> bool:
-    return isinstance(value, fx.Node)
 
 
 def _bind(node: fx.Node, position: int, args: tuple, kwargs: dict, geos: tuple, gkw: dict):
@@ -313,66 +329,19 @@ def _fetch_attr(root: nn.Module, target: str) -> Any:
 
 
 def _no_map(name: str, module: nn.Module, value: Any, geo: Any) -> _NoField:
-    """Why a module whose output is not a (N, C, H, W) map has no field."""
+    """Why a module whose output is not a map with a field has none."""
     if isinstance(geo, _NoField):
-        return _NoField(geo.reason, global_=True)
+        return geo
     shape = _shape(value)
     what = f"output shape {shape}" if shape is not None else f"output {type(value).__name__}"
     kind = type(module).__name__
     return _NoField(f"{name!r} ({kind}) has {what}, not a (C, H, W) feature map", global_=True)
 
 
-def _adaptive(name: str, module: nn.Module, x: Any, value: Any, geo: Any) -> Any:
-    """Adaptive pooling is a plain pooling when the sizes divide; to 1x1 it is global."""
-    if not isinstance(geo, _Geo) or not _is_map(x) or not _is_map(value):
-        return geo
-    (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
-    if (oh, ow) == (1, 1) and (h, w) != (1, 1):
-        return _NoField(
-            f"{name!r} ({type(module).__name__}) pools the whole map into one position",
-            global_=True,
-        )
-    if h % oh or w % ow:
-        return _NoField(
-            f"{name!r} ({type(module).__name__}) pools {h}x{w} into {oh}x{ow}: windows of "
-            "uneven size have no single receptive field (use an input size that divides evenly)"
-        )
-    kernel = (h // oh, w // ow)
-    return geo.window(kernel, kernel, (0, 0), (1, 1))
-
-
-def _padded(geo: Any, pad: Any) -> Any:
-    """Explicit padding (left, right, top, bottom) shifts the offset back by the pad before."""
-    if not isinstance(geo, _Geo):
-        return geo
-    pad = tuple(pad) if isinstance(pad, (tuple, list)) else (pad,) * 4
-    left, top = int(pad[0]), int(pad[2]) if len(pad) > 2 else 0
-    return _Geo(
-        size=geo.size,
-        stride=geo.stride,
-        offset=(geo.offset[0] - top * geo.stride[0], geo.offset[1] - left * geo.stride[1]),
-    )
-
-
-def _op_name(target: Any) -> str:
-    return target if isinstance(target, str) else getattr(target, "__name__", repr(target))
-
-
-def _no_field(name: str, geos: list, value: Any) -> Any:
-    """Why `value` has no field: an input without one, or not a (C, H, W) map; else None."""
-    problems = [g for g in geos if isinstance(g, _NoField)]
-    if problems:
-        return problems[0]
-    if not _is_map(value):
-        return _NoField(
-            f"{name} gives shape {_shape(value)}, not a (C, H, W) feature map", global_=True
-        )
-    return None
-
-
-def _combine(name: str, geos: list, value: Any) -> Any:
-    """Pointwise or elementwise: the union of the inputs' fields."""
-    return _no_field(name, geos, value) or _union(geos, repr(name))
+def _what(op: str, target: Any) -> str:
+    if op == "call_method":
+        return f"Tensor.{target}"
+    return getattr(target, "__name__", repr(target))
 
 
 def _tensor_result(value: Any) -> bool:
@@ -381,35 +350,313 @@ def _tensor_result(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value)
 
 
-def _function_field(target, args, kwargs, gargs, gkwargs, value) -> Any:
-    """The field of a call_function node's value, or a _NoField saying why there is none."""
-    geos = _flat_geos(gargs) + _flat_geos(gkwargs)
-    name = _op_name(target)
-    if target is operator.getitem:
+def _module_field(kind: K, what: str, module: nn.Module, x: Any, geo: Any, value: Any) -> Any:
+    """The field of a module's output from the table in `geometry.py`."""
+    if not isinstance(geo, _Geo):
+        return geo  # None (a constant) or a _NoField: nothing to add
+    if kind in (K.POINTWISE, K.POINTWISE_GEOMETRIC):
+        return geo
+    if kind is K.WINDOW:
+        window = G.window_of_module(module, tuple(x.shape[-2:]))
+        return _windowed(geo, window, what)
+    if kind is K.PAD:
+        return _padded(geo, G.pad_of_module(module), what)
+    if kind is K.ADAPTIVE_POOL:
+        return _adaptive(what, x, value, geo)
+    if kind is K.LAST_DIM:
+        n = len(module.normalized_shape) if isinstance(module, nn.LayerNorm) else 1
+        return _last_dims(geo, n, what)
+    if kind is K.ALONG_DIM:
+        dim = module.dim if module.dim is not None else (0 if x.ndim in (0, 1, 3) else 1)
+        return _along(geo, dim, what)
+    if kind is K.PERMUTE:
+        return _permuted(geo, list(module.dims))
+    if kind is K.RESHAPE:
+        return _reshaped(geo, x, value, what)
+    if kind is K.UPSAMPLE:
+        return _upsampled(what, x, value)
+    return _NoField(f"the receptive field of {what} is not known (unsupported operation)")
+
+
+def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> Any:
+    """The field of a call_function / call_method node's value, or a _NoField saying why."""
+    if op == "call_function" and target is operator.setitem:
+        _setitem(args, gargs)  # hrnet: x[i] = branch(x[i]) on a list of maps
+        return None
+    if op == "call_function" and target is operator.getitem:
         return _getitem_field(args, gargs, value)
+    geos = _flat_geos(gargs) + _flat_geos(gkwargs)
     if not geos or not _tensor_result(value):
         return None  # a constant, or a shape/size read: nothing in it varies with the pixels
-    if target in POINTWISE_FUNCTIONS:
-        return _combine(name, geos, value)
-    if target in CAT_FUNCTIONS:
-        dim = _arg(args, kwargs, 1, "dim", 0)
-        if _is_map(value) and dim in (1, -3):
-            return _combine(name, geos, value)
-    if target in (F.conv2d, F.max_pool2d, torch.max_pool2d, F.avg_pool2d, F.pad):
-        return _functional_window(target, args, kwargs, geos, value)
-    if target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-        return _adaptive(name, nn.AdaptiveAvgPool2d(1), args[0], value, geos[0])
-    return _unsupported(name, geos, value, args)
+    what = _what(op, target)
+    try:
+        bound = G.bind(op, target, args, kwargs)
+        gbound = G.bind(op, target, gargs, gkwargs)
+    except TypeError:
+        bound = gbound = None
+    kind = G.classify(op, target, bound=bound)
+    if bound is None or kind is K.UNKNOWN:
+        return _unsupported(what, geos, value, args)
+    if kind is K.BINARY:
+        return _binary(op, target, what, bound, gbound, value)
+    if kind is K.CAT:
+        return _cat(what, bound, gbound, value)
+    x, geo = _main_operand(bound, gbound)
+    if not isinstance(geo, _Geo):
+        return geo if geo is not None else _first_problem(geos)
+    if kind in (K.POINTWISE, K.POINTWISE_GEOMETRIC):
+        return _combine(what, geos, value)
+    if kind is K.WINDOW:
+        return _windowed(geo, G.window_of_call(target, args, kwargs), what)
+    if kind is K.PAD:
+        return _padded(geo, G.pad_of_call(target, args, kwargs), what)
+    if kind is K.ADAPTIVE_POOL:
+        return _adaptive(what, x, value, geo)
+    if kind is K.LAST_DIM:
+        shape = bound.get("normalized_shape")
+        return _last_dims(geo, len(shape) if shape is not None else 1, what)
+    if kind is K.ALONG_DIM:
+        return _along(geo, bound.get("dim"), what)
+    if kind is K.REDUCE:
+        return _reduced(geo, bound.get("dim"), bool(bound.get("keepdim", False)), what)
+    if kind is K.PERMUTE:
+        return _permute_call(geo, target, bound)
+    if kind is K.RESHAPE:
+        return _reshaped(geo, x, value, what)
+    if kind is K.SPLIT:
+        return _split(geo, bound.get("dim", 0), value, what)
+    if kind is K.UPSAMPLE:
+        return _upsampled(what, x, value)
+    if kind is K.GLOBAL:
+        return _NoField(f"{what} mixes the whole map", global_=True)
+    return _unsupported(what, geos, value, args)
 
 
-def _method_field(method: str, args, kwargs, gargs, gkwargs, value) -> Any:
-    """The field of a call_method node's value."""
-    geos = _flat_geos(gargs) + _flat_geos(gkwargs)
-    if not geos or not _tensor_result(value):
-        return None
-    if method in POINTWISE_METHODS:
-        return _combine(f"Tensor.{method}", geos, value)
-    return _unsupported(f"Tensor.{method}", geos, value, args)
+def _main_operand(bound: dict, gbound: dict) -> tuple[Any, Any]:
+    """The first tensor argument and its field."""
+    for name, value in G.tensor_operands(bound):
+        if "[" not in name:
+            return value, gbound.get(name)
+    return None, None
+
+
+def _first_problem(geos: list) -> Any:
+    return next((g for g in geos if isinstance(g, _NoField)), None)
+
+
+def _setitem(args: Sequence, gargs: Sequence) -> None:
+    container, index = args[0], args[1]
+    geo_container = gargs[0]
+    if isinstance(container, list) and isinstance(geo_container, list):
+        geo_container[index] = gargs[2]
+
+
+def _no_field(name: str, geos: list, value: Any) -> Any:
+    """Why `value` has no field: an input without one, or not a map; else None."""
+    problem = _first_problem(geos)
+    if problem is not None:
+        return problem
+    maps = [g for g in geos if isinstance(g, _Geo)]
+    if not maps or not _is_map(value, maps[0]):
+        return _NoField(
+            f"{name} gives shape {_shape(value)}, not a (C, H, W) feature map", global_=True
+        )
+    return None
+
+
+def _combine(name: str, geos: list, value: Any) -> Any:
+    """Pointwise or elementwise: the union of the inputs' fields."""
+    maps = [g for g in geos if isinstance(g, _Geo)]
+    return _no_field(name, geos, value) or _union(maps, repr(name))
+
+
+def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: Any) -> Any:
+    """Elementwise with broadcasting; a map times a global (…, 1, 1) factor is a gate."""
+    operands = [(v, _flat_geos(gbound.get(n.split("[")[0]))) for n, v in G.tensor_operands(bound)]
+    maps = [g for _, gs in operands for g in gs if isinstance(g, _Geo)]
+    others = [(v, g) for v, gs in operands for g in gs if isinstance(g, _NoField)]
+    if not others:
+        return _combine(what, maps, value)
+    if not maps:
+        return others[0][1]
+    nonglobal = [g for _, g in others if not g.global_]
+    if nonglobal:
+        return nonglobal[0]
+    union = _union(maps, repr(what))
+    if not isinstance(union, _Geo) or not _is_map(value, union):
+        return union if isinstance(union, _NoField) else _no_field(what, maps, value)
+    h, w = _spatial_dims(union.dims)
+    flat = all(v.ndim < -h or (v.shape[h] == 1 and v.shape[w] == 1) for v, _ in others)
+    if G.is_gate(op, target) and flat:
+        return replace(union, gated=True)
+    reason = others[0][1].reason
+    return _NoField(
+        f"{what} combines the map with a value computed from the whole map ({reason}); only a "
+        "multiplying gate (squeeze-excite) keeps the geometric field"
+    )
+
+
+def _cat(what: str, bound: dict, gbound: dict, value: Any) -> Any:
+    geos = _flat_geos(gbound.get("tensors"))
+    maps = [g for g in geos if isinstance(g, _Geo)]
+    problem = _no_field(what, geos, value)
+    if problem is not None:
+        return problem
+    dims = maps[0].dims
+    dim = bound.get("dim", 0)
+    if _label(dims, dim) == "C":
+        return _union(maps, repr(what))
+    return _NoField(f"{what} joins maps along dim {dim} ({_label(dims, dim)}), not channels")
+
+
+def _label(dims: tuple[str, ...], dim: Any) -> str:
+    try:
+        return dims[int(dim)]
+    except (IndexError, TypeError, ValueError):
+        return "?"
+
+
+def _windowed(geo: _Geo, window: G.Window | None, what: str) -> Any:
+    if window is None:
+        return _NoField(f"the window of {what} is not known")
+    if not geo.channels_first:
+        return _NoField(f"{what} slides over dims that are not the map's rows and columns")
+    return geo.window(window)
+
+
+def _padded(geo: _Geo, pad: G.Pad | None, what: str) -> Any:
+    """Explicit padding shifts the offset back by the pad before (top / left)."""
+    if pad is None:
+        return _NoField(f"the padding of {what} is not known")
+    if not geo.channels_first:
+        return _NoField(f"{what} pads dims that are not the map's rows and columns")
+    return replace(
+        geo,
+        offset=(geo.offset[0] - pad.top * geo.stride[0], geo.offset[1] - pad.left * geo.stride[1]),
+    )
+
+
+def _adaptive(what: str, x: Any, value: Any, geo: Any) -> Any:
+    """Adaptive pooling is a plain pooling when the sizes divide; to 1x1 it is global."""
+    if not isinstance(geo, _Geo) or not _is_map(x) or not _is_map(value):
+        return geo
+    (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
+    if (oh, ow) == (1, 1) and (h, w) != (1, 1):
+        return _NoField(f"{what} pools the whole map into one position", global_=True)
+    if h % oh or w % ow:
+        return _NoField(
+            f"{what} pools {h}x{w} into {oh}x{ow}: windows of uneven size have no single "
+            "receptive field (use an input size that divides evenly)"
+        )
+    kernel = (h // oh, w // ow)
+    return geo.window(G.Window(kernel, kernel, (0, 0)))
+
+
+def _last_dims(geo: _Geo, n: int, what: str) -> Any:
+    """Linear / LayerNorm on the last `n` dims: pointwise unless they include H or W."""
+    covered = geo.dims[-n:] if n else ()
+    if "H" in covered or "W" in covered:
+        return _NoField(
+            f"{what} mixes the map's rows or columns (it acts on dims {covered} of a "
+            f"{'x'.join(geo.dims)} value)",
+            global_=True,
+        )
+    return geo
+
+
+def _along(geo: _Geo, dim: Any, what: str) -> Any:
+    if _label(geo.dims, dim) in ("H", "W", "?"):
+        return _NoField(f"{what} along dim {dim} mixes the map's rows or columns", global_=True)
+    return geo
+
+
+def _reduced(geo: _Geo, dim: Any, keepdim: bool, what: str) -> Any:
+    """A reduction over channels keeps the grid (CBAM); over H or W it is global."""
+    n = len(geo.dims)
+    dims = (
+        range(n) if dim is None or dim == () else (dim if isinstance(dim, (tuple, list)) else [dim])
+    )
+    dims = {int(d) % n for d in dims}
+    if any(geo.dims[d] in ("H", "W") for d in dims):
+        return _NoField(f"{what} reduces over the map's rows or columns", global_=True)
+    if keepdim:
+        return geo
+    return replace(geo, dims=tuple(lab for d, lab in enumerate(geo.dims) if d not in dims))
+
+
+def _permuted(geo: _Geo, perm: Sequence[int]) -> _Geo:
+    n = len(geo.dims)
+    return replace(geo, dims=tuple(geo.dims[int(p) % n] for p in perm))
+
+
+def _permute_call(geo: _Geo, target: Any, bound: dict) -> _Geo:
+    n = len(geo.dims)
+    name = target if isinstance(target, str) else target.__name__
+    if name == "permute":
+        return _permuted(geo, bound["dims"])
+    if name in ("transpose", "swapaxes", "swapdims"):
+        a, b = (int(v) % n for v in list(bound.values())[1:3])
+        perm = list(range(n))
+        perm[a], perm[b] = perm[b], perm[a]
+        return _permuted(geo, perm)
+    src, dst = list(bound.values())[1:3]  # movedim / moveaxis
+    src = [int(s) % n for s in (src if isinstance(src, (tuple, list)) else [src])]
+    dst = [int(d) % n for d in (dst if isinstance(dst, (tuple, list)) else [dst])]
+    perm: list[int | None] = [None] * n
+    for s, d in zip(src, dst, strict=True):
+        perm[d] = s
+    rest = iter(i for i in range(n) if i not in src)
+    return _permuted(geo, [p if p is not None else next(rest) for p in perm])
+
+
+def _reshaped(geo: _Geo, x: Any, value: Any, what: str) -> Any:
+    """A reshape keeps the grid when H and W come through whole (channel shuffles, squeeze);
+    merging them with other dims (flatten) mixes the map."""
+    if not isinstance(x, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return _NoField(f"the receptive field of {what} is not known")
+    shape, out = list(x.shape), list(value.shape)
+    ih, iw = geo.dims.index("H"), geo.dims.index("W")
+    if iw == ih + 1:
+        prefix, suffix = math.prod(shape[:ih]), math.prod(shape[iw + 1 :])
+        for k in range(len(out) - 1):
+            if (
+                math.prod(out[:k]) == prefix
+                and out[k : k + 2] == shape[ih : iw + 1]
+                and math.prod(out[k + 2 :]) == suffix
+            ):
+                lead = ["C"] * k
+                if k and geo.dims[0] == "N" and out[0] == shape[0]:
+                    lead[0] = "N"
+                return replace(geo, dims=(*lead, "H", "W", *["C"] * (len(out) - k - 2)))
+    return _NoField(
+        f"{what} reshapes {tuple(shape[1:])} into {tuple(out[1:])}, merging the map's rows or "
+        "columns with other dims",
+        global_=True,
+    )
+
+
+def _split(geo: _Geo, dim: Any, value: Any, what: str) -> Any:
+    if _label(geo.dims, dim) in ("H", "W", "?"):
+        return _NoField(f"{what} splits the map along dim {dim}, its rows or columns")
+    parts = list(value) if isinstance(value, (tuple, list)) else [value]
+    if all(isinstance(p, torch.Tensor) and p.ndim == len(geo.dims) for p in parts):
+        return [geo] * len(parts)
+    n = len(geo.dims)
+    return [
+        replace(geo, dims=tuple(lab for d, lab in enumerate(geo.dims) if d != int(dim) % n))
+    ] * len(parts)
+
+
+def _upsampled(what: str, x: Any, value: Any) -> _NoField:
+    """Upsampling by f: f neighbouring output units read the same input unit (nearest) or
+    overlapping pairs (bilinear), so their fields are not spaced by one stride and no
+    (size, stride, offset) describes them all."""
+    size = f"{tuple(x.shape[-2:])} to {tuple(value.shape[-2:])}" if _is_map(x) else ""
+    return _NoField(
+        f"{what} upsamples the map {size}: neighbouring output units read the same input "
+        "units, so their fields are not spaced by one stride and no (size, stride, offset) "
+        "describes them"
+    )
 
 
 def _unsupported(name: str, geos: list, value: Any, args: tuple) -> Any:
@@ -422,49 +669,44 @@ def _unsupported(name: str, geos: list, value: Any, args: tuple) -> Any:
     return _NoField(f"the receptive field of {name} is not known (unsupported operation)")
 
 
-def _functional_window(target, args, kwargs, geos, value) -> Any:
-    """F.conv2d / F.max_pool2d / F.avg_pool2d / F.pad on a map with a field."""
-    geo = geos[0]
-    if not isinstance(geo, _Geo):
-        return geo
-    if target is F.pad:
-        return _padded(geo, _arg(args, kwargs, 1, "pad"))
-    if target is F.conv2d:
-        kernel = _pair(tuple(_arg(args, kwargs, 1, "weight").shape[-2:]))
-        dilation = _pair(_arg(args, kwargs, 5, "dilation", 1))
-        padding = _conv_padding(_arg(args, kwargs, 4, "padding", 0), kernel, dilation)
-        return geo.window(kernel, _pair(_arg(args, kwargs, 3, "stride", 1)), padding, dilation)
-    kernel = _pair(_arg(args, kwargs, 1, "kernel_size"))
-    stride = _arg(args, kwargs, 2, "stride", None)
-    stride = _pair(stride) if stride else kernel
-    padding = _pair(_arg(args, kwargs, 3, "padding", 0))
-    dilation = _pair(_arg(args, kwargs, 4, "dilation", 1)) if target is not F.avg_pool2d else (1, 1)
-    return geo.window(kernel, stride, padding, dilation)
-
-
 def _getitem_field(args, gargs, value) -> Any:
-    """Indexing a tuple picks that element's field; slicing a map's channels keeps its field."""
+    """Indexing a tuple picks that element's field; indexing a map's channels keeps its field
+    and a slice of its rows or columns crops (and strides) the grid."""
     container, index = args[0], args[1]
     geo = gargs[0]
     if isinstance(geo, (tuple, list)):
-        return geo[index] if isinstance(index, int) else geo
-    if geo is None or not isinstance(container, torch.Tensor):
-        return geo
-    if isinstance(geo, _NoField):
+        return geo[index] if isinstance(index, (int, slice)) else geo
+    if not isinstance(geo, _Geo) or not isinstance(container, torch.Tensor):
         return geo
     index = index if isinstance(index, tuple) else (index,)
-    spatial = index[2:] if Ellipsis not in index else ()
-    keeps_grid = (
-        all(isinstance(i, slice) and i == slice(None) for i in spatial)
-        and Ellipsis not in index[:2]
-    )
-    if _is_map(container) and _is_map(value) and keeps_grid:
-        return geo
-    if not _is_map(value):
-        return _NoField(
-            f"indexing gives shape {_shape(value)}, not a (C, H, W) feature map", global_=True
-        )
-    return _NoField(f"the receptive field of indexing with {index!r} is not known")
+    if sum(i is Ellipsis for i in index) > 1 or any(isinstance(i, torch.Tensor) for i in index):
+        return _NoField(f"the receptive field of indexing with {index!r} is not known")
+    used = sum(i is not None and i is not Ellipsis for i in index)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = (*index[:at], *[slice(None)] * (container.ndim - used), *index[at + 1 :])
+    index = (*index, *[slice(None)] * (container.ndim - used))
+    dims, offset, stride, d = [], list(geo.offset), list(geo.stride), 0
+    for i in index:
+        if i is None:
+            dims.append("C")
+            continue
+        label = geo.dims[d]
+        if label in ("H", "W"):
+            a = 0 if label == "H" else 1
+            if not isinstance(i, slice):
+                return _NoField(f"indexing with {index!r} picks one row or column of the map")
+            start, _, step = i.indices(container.shape[d])
+            offset[a] += start * stride[a]
+            stride[a] *= step
+            dims.append(label)
+        elif isinstance(i, (slice, list, tuple)):
+            dims.append(label)
+        d += 1
+    if "H" not in dims or "W" not in dims:
+        return _NoField(f"indexing with {index!r} drops the map's grid", global_=True)
+    new = _Geo(geo.size, (stride[0], stride[1]), (offset[0], offset[1]), tuple(dims), geo.gated)
+    return new if _is_map(value, new) else _NoField(f"indexing with {index!r} is not understood")
 
 
 class FieldAnalysis:
@@ -475,24 +717,44 @@ class FieldAnalysis:
         self.input_size = input_size
         self._run = run
 
-    def names(self) -> list[str]:
-        """Layers that have a receptive field, in call order."""
-        return [n for n, g in self._run.fields.items() if isinstance(g, _Geo)]
+    def names(self, *, channels_last: bool = False) -> list[str]:
+        """Layers that have a receptive field, in call order: (C, H, W) maps, and with
+        `channels_last` also the (H, W, C) maps inside ConvNeXt-style blocks."""
+        layouts = (NCHW, ("N", "H", "W", "C")) if channels_last else (NCHW,)
+        return [n for n, g in self._run.fields.items() if isinstance(g, _Geo) and g.dims in layouts]
 
-    def field(self, layer: LayerRef) -> ReceptiveField:
-        """The receptive field of `layer`; a ValueError says why a layer has none."""
+    def field(self, layer: LayerRef, *, channels_last: bool = False) -> ReceptiveField:
+        """The receptive field of `layer`; a ValueError says why a layer has none.
+
+        A channels-last (H, W, C) map is an error unless `channels_last` (its field is then
+        returned with `layout="HWC"`): top patches and feature maps index channels at dim 1.
+        """
         name, _ = resolve_layer(self.model, layer)
         geo = self._run.fields.get(name)
-        if isinstance(geo, _Geo):
-            return ReceptiveField(
-                layer=name,
-                size=geo.size,
-                stride=geo.stride,
-                offset=geo.offset,
-                output_shape=self._run.shapes[name],
-                input_size=self.input_size,
-            )
+        shape = self._run.shapes.get(name)
+        kind = self._run.types.get(name, "?")
         valid = f"layers with a receptive field are: {', '.join(self.names())}"
+        if isinstance(geo, _Geo):
+            layout = {NCHW: "CHW", ("N", "H", "W", "C"): "HWC"}.get(geo.dims)
+            if layout == "CHW" or (layout == "HWC" and channels_last):
+                return ReceptiveField(
+                    layer=name,
+                    size=geo.size,
+                    stride=geo.stride,
+                    offset=geo.offset,
+                    output_shape=shape,
+                    input_size=self.input_size,
+                    gated=geo.gated,
+                    layout=layout,
+                )
+            dims = "x".join(geo.dims[1:])
+            raise ValueError(
+                f"Layer {name!r} ({kind}, output shape {shape}) is a {dims} map, not (C, H, W): "
+                f"its units have a {geo.size[0]}×{geo.size[1]} field at stride {geo.stride}, but "
+                f"patches and feature maps read channels at dim 1"
+                + (" (pass channels_last=True for its field)" if layout == "HWC" else "")
+                + f"; {valid}"
+            )
         if geo is None and name in self._run.fields:
             raise ValueError(
                 f"Layer {name!r} does not depend on the input image, so it has no receptive "
@@ -507,18 +769,21 @@ class FieldAnalysis:
                     f"trace {inside[0] or 'the model'!r} ({why}); {valid}"
                 )
             raise ValueError(f"Layer {name!r} is never called by the forward pass; {valid}")
-        shape = self._run.shapes.get(name)
-        kind = self._run.types.get(name, "?")
-        spatial = shape is not None and len(shape) == 3
+        grid = shape is not None and len(shape) == 3 and tuple(shape[-2:]) != (1, 1)
         if not geo.global_:
             raise ValueError(
                 f"Cannot compute the receptive field of layer {name!r} ({kind}, output shape "
                 f"{shape}): {geo.reason}; {valid}"
             )
-        why = f": {geo.reason}" if spatial else ""
+        if grid:
+            raise ValueError(
+                f"Layer {name!r} ({kind}, output shape {shape}) has a spatial output, but each "
+                f"unit depends on the whole map, so it has no receptive field: {geo.reason}; "
+                f"{valid}"
+            )
         raise ValueError(
             f"Layer {name!r} ({kind}, output shape {shape}) has no spatial output, so it has no "
-            f"receptive field and no patches{why}; {valid}"
+            f"receptive field and no patches: {geo.reason}; {valid}"
         )
 
 
@@ -526,7 +791,7 @@ def analyse_fields(
     model: nn.Module, input_size: int | Pair = (224, 224), *, channels: int | None = None
 ) -> FieldAnalysis:
     """Trace `model` and run one zero image of `input_size` through it, recording every field."""
-    size = _pair(input_size)
+    size = pair(input_size)
     run = _FieldRun()
     x = example_input(model, size, channels).to(model_device(model))
     with inference_state(model):
