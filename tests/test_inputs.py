@@ -247,6 +247,7 @@ def test_occlusion_geometry_is_checked_at_construction_and_on_change(demo):
             ({"stride": 0}, "stride 0 is out of range 1 or more"),
             ({"patch_size": 2.5}, r"patch_size must be a positive int; got 2\.5"),
             ({"baseline": float("nan")}, "baseline must be a finite number"),
+            ({"method": "fast"}, "Unknown method 'fast'; methods are: incremental, full"),
         ]:
             with pytest.raises(ValueError, match=message):
                 OcclusionMap(model, x, **kwargs)

@@ -111,6 +111,8 @@ class OcclusionMap(anywidget.AnyWidget):
         self._transform = transform
         self._device = device
         self._method = method
+        if method not in ("incremental", "full"):
+            raise ValueError(f"Unknown method {method!r}; methods are: incremental, full")
         self._strides = check_strides(strides)
         self._traced = None
         batch = self._batch(image)
