@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch import nn
 
 from . import geometry as G
@@ -207,6 +208,14 @@ class _LayerTracer(ThreadTracer):
 _CONSTANT = (type(None), bool, int, float, str)
 
 
+def _tensor_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(v, torch.Tensor) for v in value)
+    )
+
+
 def _forward_arguments(module: nn.Module, args: tuple, kwargs: dict):
     """The call's arguments bound to `forward`'s parameters (defaults filled), or None."""
     try:
@@ -257,6 +266,10 @@ class _FieldRun:
         concrete = None
         if arguments is not None:
             concrete = {k: v for k, v in arguments.items() if isinstance(v, _CONSTANT)}
+            # a list of maps (HRNet's branches) stays a real list of placeholders, one per map,
+            # so that the forward may index and assign into it
+            lists = {k: v for k, v in arguments.items() if _tensor_list(v)}
+            concrete.update({k: [fx.PH] * len(v) for k, v in lists.items()})
         graph = self._graph(module, concrete)
         if isinstance(graph, Exception):
             value = module(*args, **kwargs)
@@ -265,8 +278,16 @@ class _FieldRun:
             return value, _NoField(why)
         if arguments is not None:  # placeholders follow forward's parameters in order
             gbound = inspect.signature(module.forward).bind_partial(*geos, **gkw).arguments
-            values = list(arguments.values())
-            fields = [gbound.get(k) for k in arguments]
+            values, fields = [], []
+            for k, v in arguments.items():
+                g = gbound.get(k)
+                if _tensor_list(v):  # one placeholder per element
+                    g = g if isinstance(g, (list, tuple)) else [None] * len(v)
+                    values += list(v)
+                    fields += list(g)
+                else:
+                    values.append(v)
+                    fields.append(g)
             return self._run_graph(module, graph, name, tuple(values), {}, tuple(fields), {})
         return self._run_graph(module, graph, name, args, kwargs, geos, gkw)
 
@@ -290,7 +311,12 @@ class _FieldRun:
                 continue
             if node.op == "output":
                 out = node.args[0]
-                return _materialize(out, env.__getitem__), _materialize(out, genv.get)
+                value, geo = _materialize(out, env.__getitem__), _materialize(out, genv.get)
+                info = getattr(graph._codegen, "pytree_info", None)
+                if info is not None and info.out_spec is not None:  # traced with list args
+                    value = pytree.tree_unflatten(list(value), info.out_spec)
+                    geo = pytree.tree_unflatten(list(geo), info.out_spec)
+                return value, geo
             if node.op == "get_attr":
                 env[node], genv[node] = _fetch_attr(root, node.target), None
                 continue
@@ -385,6 +411,9 @@ def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> An
         return None
     if op == "call_function" and target is operator.getitem:
         return _getitem_field(args, gargs, value)
+    lists = all(isinstance(g, (list, tuple)) for g in gargs[:2])
+    if lists and isinstance(value, (list, tuple)) and target in (operator.add, operator.iadd):
+        return [*gargs[0], *gargs[1]]  # DLA: [x2, x1] + children, a list of maps
     geos = _flat_geos(gargs) + _flat_geos(gkwargs)
     if not geos or not _tensor_result(value):
         return None  # a constant, or a shape/size read: nothing in it varies with the pixels
