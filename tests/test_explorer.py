@@ -76,7 +76,7 @@ def test_a_selection_updates_every_view(explorer, demo):
     info = explorer.selected_info
     assert info["index"] == 42 and info["label"] == dataset[42][1]
     assert info["predicted"] == int(np.argmax(probs))
-    assert explorer.occlusion.result.scores.shape == (13, 13)  # 32 px, patch 8, stride 2
+    assert explorer.occlusion.result.scores.shape == (16, 16)  # 32 px, stride 2, centred
     assert explorer.occ__scores == explorer.occlusion.result.scores.astype("<f4").tobytes()
     assert mirrored(explorer) == {}
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnviz_widgets.inspect import occlusion as occlusion_module
 from cnnviz_widgets.inspect.incremental import UnsupportedOpWarning
 from cnnviz_widgets.inspect.occlusion import (
     OcclusionResult,
@@ -21,6 +22,12 @@ from cnnviz_widgets.inspect.occlusion import (
 )
 
 CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def _always_incremental(monkeypatch):
+    """Exactness tests run the engine even where its cost model would pick the full path."""
+    monkeypatch.setattr(occlusion_module, "MIN_FLOP_BOUND", 0.0)
 
 
 class SmallCNN(nn.Module):
@@ -97,7 +104,7 @@ def test_demo_like_cnn():
     image = torch.randn(1, 32, 32)
     res = assert_same_maps(model, image, patch_size=4, stride=2)
     inc, _ = res["logit"]
-    assert inc.scores.shape == (15, 15)
+    assert inc.scores.shape == (16, 16)  # centred on every 2nd pixel of 32
     assert inc.patch_size == (4, 4) and inc.stride == (2, 2)
 
 
@@ -136,7 +143,7 @@ def test_resnet18_rectangular_pairs_tensor_baseline():
         model, image, patch_size=(16, 12), stride=(12, 20), baseline=baseline, batch_size=5
     )
     inc, _ = res["prob"]
-    assert inc.scores.shape == ((64 - 16) // 12 + 1, (96 - 12) // 20 + 1)
+    assert inc.scores.shape == (-(-64 // 12), -(-96 // 20))  # centred: ceil(H / stride)
     assert inc.patch_size == (16, 12) and inc.stride == (12, 20)
 
 
@@ -337,7 +344,9 @@ def _captum(model, image, target, patch, stride, baseline, output):
 def test_full_matches_captum_non_overlapping(output):
     model = SmallCNN().eval()
     image = torch.randn(1, 32, 32)
-    res = occlusion_map(model, image, patch_size=8, stride=8, output=output, method="full")
+    res = occlusion_map(
+        model, image, patch_size=8, stride=8, output=output, method="full", placement="inside"
+    )
     attr = _captum(model, image, res.target, (8, 8), (8, 8), 0.0, output)
     # stride == patch: every pixel of the patch at (i, j) gets base_score - scores[i, j]
     for i in range(4):
@@ -346,12 +355,21 @@ def test_full_matches_captum_non_overlapping(output):
             np.testing.assert_allclose(block, res.base_score - res.scores[i, j], atol=2e-5)
 
 
-def test_full_matches_captum_overlapping_rectangular():
+@pytest.mark.parametrize(
+    ("size", "patch", "stride"),
+    [
+        ((26, 34), (6, 4), (4, 3)),  # (26 - 6) % 4 == 0 and (34 - 4) % 3 == 0
+        ((27, 35), (6, 4), (4, 3)),  # neither divides: Captum clips the last window
+        ((23, 29), (7, 5), (5, 4)),
+    ],
+)
+def test_inside_placement_matches_captum(size, patch, stride):
     model = SmallCNN(c_in=2).eval()
-    image = torch.randn(2, 26, 34)
-    patch, stride = (6, 4), (4, 3)  # (26 - 6) % 4 == 0 and (34 - 4) % 3 == 0: same windows
+    image = torch.randn(2, *size)
     for method in ("full", "incremental"):
-        res = occlusion_map(model, image, patch_size=patch, stride=stride, method=method)
+        res = occlusion_map(
+            model, image, patch_size=patch, stride=stride, method=method, placement="inside"
+        )
         attr = _captum(model, image, res.target, patch, stride, 0.0, "prob")
         np.testing.assert_allclose(captum_equivalent(res, channels=2), attr, atol=2e-5)
 
@@ -410,7 +428,7 @@ class Untraceable(nn.Module):
 def test_untraceable_model_falls_back_to_full():
     model = Untraceable().eval()
     image = torch.randn(3, 16, 16)
-    with pytest.warns(UserWarning, match="cannot trace"):
+    with pytest.warns(UserWarning, match="cannot compute this model exactly"):
         res = occlusion_map(model, image, patch_size=4, stride=4)
     full = occlusion_map(model, image, patch_size=4, stride=4, method="full")
     assert res.method == "full"
@@ -500,7 +518,7 @@ def test_coarse_to_fine_generator():
         assert model.training  # restored between maps
         maps.append(res)
     assert [m.stride for m in maps] == [(8, 8), (4, 4), (2, 2)]
-    assert [m.scores.shape for m in maps] == [(4, 4), (7, 7), (13, 13)]
+    assert [m.scores.shape for m in maps] == [(4, 4), (8, 8), (16, 16)]  # centred
     assert "base_s" in maps[0].extra
     for res in maps:
         one = occlusion_map(model, image, patch_size=8, stride=res.stride, output="logit")
@@ -535,7 +553,8 @@ def test_oom_halves_batch(monkeypatch):
     monkeypatch.setattr(incremental.IncrementalEngine, "run", flaky)
     res = occlusion_map(model, image, patch_size=4, stride=4, batch_size=32)
     assert res.batch_size == 8
-    assert calls[:3] == [32, 16, 8]
+    # after the engine's own check on two probe positions
+    assert calls[0] == 2 and calls[1:4] == [32, 16, 8]
     monkeypatch.undo()
     full = occlusion_map(model, image, patch_size=4, stride=4, method="full")
     np.testing.assert_allclose(res.scores, full.scores, atol=1e-6)
@@ -543,10 +562,14 @@ def test_oom_halves_batch(monkeypatch):
 
 def test_captum_equivalent_shape_and_zero_outside():
     model = SmallCNN(c_in=3).eval()
-    res = occlusion_map(model, torch.randn(3, 30, 30), patch_size=8, stride=8)
+    res = occlusion_map(model, torch.randn(3, 30, 30), patch_size=8, stride=8, placement="inside")
     attr = captum_equivalent(res, channels=3)
     assert attr.shape == (3, 30, 30)
-    assert np.all(attr[:, 24:, :] == 0) and np.all(attr[:, :, 24:] == 0)
+    assert res.scores.shape == (4, 4)  # the 4th window [24, 32) is clipped to [24, 30)
+    np.testing.assert_allclose(attr[:, 24:, 24:], res.base_score - res.scores[3, 3], atol=1e-7)
+    res = occlusion_map(model, torch.randn(3, 30, 30), patch_size=8, stride=10, placement="inside")
+    attr = captum_equivalent(res, channels=3)
+    assert np.all(attr[:, 8:10, :] == 0) and np.all(attr[:, :, 8:10] == 0)  # between windows
     np.testing.assert_allclose(res.drop, res.base_score - res.scores)
 
 

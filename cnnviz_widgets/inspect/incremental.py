@@ -35,7 +35,6 @@ Everything is device-agnostic (CPU and CUDA): index tensors live on the model's 
 
 from __future__ import annotations
 
-import copy
 import operator
 import warnings
 from collections.abc import Callable
@@ -47,7 +46,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ._locks import ThreadTracer
+from .tracing import Traced
+from .tracing import trace as trace_graph
 
 __all__ = [
     "DEFAULT_FULL_THRESHOLD",
@@ -363,21 +363,26 @@ _RECT = "r"
 _FULL = "f"
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The fx graph the engine runs. Tracing patches `nn.Module.__call__` process-wide, so a
-    background thread should get a graph traced beforehand on the main thread (`traced=`)."""
-    tracer = ThreadTracer()
-    graph = tracer.trace(model)
-    return fx.GraphModule(tracer.root, graph, type(model).__name__)
+def trace(model: nn.Module, example: Any = None, leaf_modules: Any = ()) -> Traced:
+    """The graph the engine runs (see :mod:`.tracing`); traced at ``example``'s shape if given.
+
+    The engine retraces at the image's shape when given a graph traced at another one.
+    """
+    return trace_graph(model, example, leaf_modules)
+
+
+class UnfaithfulGraphError(RuntimeError):
+    """The traced graph cannot compute what the model computes (the caller goes full)."""
 
 
 class IncrementalEngine:
     """Exact incremental occlusion inference for one model and one base image.
 
     ``model`` must be in eval mode on the image's device (``occlusion_map`` does that);
-    ``image`` is (1, C, H, W). Raises whatever ``torch.fx.symbolic_trace`` raises for a model
-    it cannot trace (``occlusion_map`` then falls back to full recompute with a warning).
-    ``traced``: the graph of :func:`trace` made earlier, to skip tracing here.
+    ``image`` is (1, C, H, W); ``forward_args`` are the model's further inputs, held fixed.
+    Raises whatever tracing raises for a model it cannot trace, or
+    :class:`UnfaithfulGraphError` (``occlusion_map`` then falls back to full recompute with a
+    warning). ``traced``: the graph of :func:`trace` made earlier at this image's shape.
     """
 
     def __init__(
@@ -387,25 +392,40 @@ class IncrementalEngine:
         full_threshold: float = DEFAULT_FULL_THRESHOLD,
         warn: bool = True,
         fuse: bool = True,
-        traced: fx.GraphModule | None = None,
+        traced: Traced | None = None,
+        forward_args: tuple[Any, ...] = (),
+        leaf_modules: Any = (),
     ) -> None:
         self.full_threshold = float(full_threshold)
         self.warn = warn
         self._warned = False
-        self.gm = traced if traced is not None else trace(model)
+        forward_args = tuple(forward_args)
+        if traced is None or traced.input_shape != tuple(image.shape):
+            traced = trace(model, (image, *forward_args), leaf_modules)
+        if traced.unfaithful:
+            raise UnfaithfulGraphError(
+                "the model mutates a tensor in place through a view ("
+                + ", ".join(traced.unfaithful)
+                + ")"
+            )
+        self.traced = traced
+        self.gm = traced.gm
         self.modules = dict(self.gm.named_modules())
         self.image = image
         self.nodes = list(self.gm.graph.nodes)
-        self._noinplace: dict[str, nn.Module] = {}
-        for name, mod in self.modules.items():
-            if getattr(mod, "inplace", False) is True:
-                m2 = _shallow_copy(mod)
-                m2.inplace = False
-                self._noinplace[name] = m2
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise ValueError(f"model takes {len(placeholders)} inputs; occlusion needs 1")
         self.input_node = placeholders[0]
+        self._fixed_inputs: dict[fx.Node, Any] = {}
+        for i, ph in enumerate(placeholders[1:]):
+            if i < len(forward_args):
+                self._fixed_inputs[ph] = forward_args[i]
+            elif ph.args:  # a defaulted parameter of forward
+                self._fixed_inputs[ph] = ph.args[0]
+            else:
+                raise ValueError(
+                    f"the model's forward takes {len(placeholders)} inputs; pass the "
+                    f"{len(placeholders) - 1} after the image as forward_args=(...)"
+                )
         self.output_node = next(n for n in self.nodes if n.op == "output")
         self.affected: set[fx.Node] = set()
         for n in self.nodes:
@@ -490,8 +510,7 @@ class IncrementalEngine:
     # ---------------------------------------------------------------- base pass
     def _callable(self, node: fx.Node) -> Callable[..., Any]:
         if node.op == "call_module":
-            mod = self._noinplace.get(node.target) or self.modules[node.target]
-            return mod
+            return self.modules[node.target]
         if node.op == "call_function":
             return node.target
         if node.op == "call_method":
@@ -503,24 +522,17 @@ class IncrementalEngine:
             return method
         raise AssertionError(node.op)
 
-    @staticmethod
-    def _kwargs(node: fx.Node, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if kwargs.get("inplace") is True:
-            kwargs = dict(kwargs, inplace=False)
-        return kwargs
-
     def _call(self, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        fn = self._callable(node)
-        kwargs = self._kwargs(node, kwargs)
-        if node.op == "call_method" and str(node.target).endswith("_"):
-            args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-        return fn(*args, **kwargs)
+        if node.op == "call_method" and node.target in ("view", "view_as") and args:
+            # full maps built from rectangles are channels-last; .view needs the model's layout
+            args = (args[0].contiguous(), *args[1:])
+        return self._callable(node)(*args, **kwargs)
 
     def _run_base(self, image: torch.Tensor) -> None:
         env = self.base
         for node in self.nodes:
             if node.op == "placeholder":
-                env[node] = image
+                env[node] = image if node is self.input_node else self._fixed_inputs[node]
             elif node.op == "get_attr":
                 env[node] = _fetch_attr(self.gm, node.target)
             elif node.op == "output":
@@ -556,7 +568,7 @@ class IncrementalEngine:
         for node in self.nodes:
             if node not in self.affected:
                 continue
-            if node.op == "placeholder":
+            if node.op == "placeholder":  # only the image is affected
                 plan.geos[node] = _Geo(ys, xs, patch[0], patch[1], H, W)
                 state[node] = _RECT
                 continue
@@ -606,7 +618,7 @@ class IncrementalEngine:
             args = fx.graph.map_arg(node.args, arg)
             kwargs = fx.graph.map_arg(node.kwargs, arg)
             if node.op == "call_function" and node.target in (torch.cat, torch.stack):
-                args = _expand_batch(args, ctx.b)
+                args, kwargs = _expand_batch(args, ctx.b), _expand_batch(kwargs, ctx.b)
             return (_FULL, self._call(node, args, kwargs))
 
         fast = self._batched(node)
@@ -663,37 +675,43 @@ class IncrementalEngine:
         if kind == "window":
             return self._plan_window(plan, node)
         if kind == "pointwise":
-            src = node.args[0]
-            others = [a for a in node.all_input_nodes if a is not src]
-            if (
-                not self._is4d(src)
-                or src not in plan.geos
-                or self.base[src].shape[2:] != out.shape[2:]
-                or any(a in self.affected or _spatial(self.base[a]) for a in others)
-            ):
-                plan.unknown_ops.append(_op_name(node, self.modules))
-                return None
-            plan.geos[node] = plan.geos[src]
-            fn = self._callable(node)
-            fast = self._batched(node)
-            if fast is not None:
-
-                def fast_pointwise(vals: dict[fx.Node, Any], ctx: _Ctx) -> Any:
-                    return (_RECT, fast(vals[src][1]))
-
-                return fast_pointwise
-
-            def pointwise(vals: dict[fx.Node, Any], ctx: _Ctx) -> Any:
-                args = fx.graph.map_arg(
-                    node.args, lambda n: vals[n][1] if n is src else self.base[n]
-                )
-                kwargs = self._kwargs(node, dict(node.kwargs))
-                kwargs = fx.graph.map_arg(kwargs, lambda n: self.base[n])
-                return (_RECT, fn(*args, **kwargs))
-
-            return pointwise
+            return self._plan_pointwise(plan, node)
         # union ops: binary elementwise and channel concatenation
         return self._plan_union(plan, node, kind)
+
+    def _plan_pointwise(self, plan: IncrementalPlan, node: fx.Node) -> Callable[..., Any] | None:
+        out = self.base[node]
+        inputs = [a for a in node.all_input_nodes if a in self.affected]
+        src = inputs[0] if len(inputs) == 1 else None
+        others = [a for a in node.all_input_nodes if a is not src]
+        if (
+            src is None
+            or not self._is4d(src)
+            or src not in plan.geos
+            or self.base[src].shape[1:] != out.shape[1:]
+            or any(_spatial(self.base[a]) for a in others)
+        ):
+            plan.unknown_ops.append(_op_name(node, self.modules))
+            return None
+        plan.geos[node] = plan.geos[src]
+        fn = self._callable(node)
+        fast = self._batched(node)
+        if fast is not None:
+
+            def fast_pointwise(vals: dict[fx.Node, Any], ctx: _Ctx) -> Any:
+                return (_RECT, fast(vals[src][1]))
+
+            return fast_pointwise
+
+        def pointwise(vals: dict[fx.Node, Any], ctx: _Ctx) -> Any:
+            def arg(n: fx.Node) -> Any:
+                return vals[n][1] if n is src else self.base[n]
+
+            args = fx.graph.map_arg(node.args, arg)
+            kwargs = fx.graph.map_arg(node.kwargs, arg)
+            return (_RECT, fn(*args, **kwargs))
+
+        return pointwise
 
     def _classify(self, node: fx.Node) -> str:
         if node.op == "call_module":
@@ -704,28 +722,24 @@ class IncrementalEngine:
             if t is nn.BatchNorm2d:
                 ok = not mod.training and mod.running_mean is not None
                 return "pointwise" if ok else "unknown"
-            if t is nn.Conv2d:
-                return "window" if mod.padding_mode == "zeros" else "unknown"
-            if t is nn.MaxPool2d:
-                return "unknown" if mod.return_indices else "window"
-            if t is nn.AvgPool2d:
-                return "window"
             if t in _GLOBAL_MODULES:
                 return "global"
-            return "unknown"
+            return "window" if _window_spec(node, self.modules, self.base) else "unknown"
         if node.op == "call_function":
             f = node.target
             if f in _POINTWISE_FUNCTIONS:
-                if f in (F.dropout, F.dropout2d) and node.kwargs.get("training", False) is True:
+                if f in (F.dropout, F.dropout2d) and _bound(node, "training", 2, True) is not False:
                     return "unknown"
                 return "pointwise"
+            if f is F.batch_norm:
+                return "unknown" if _bound(node, "training", 5) is not False else "pointwise"
             if f in _BINARY_FUNCTIONS:
                 return "binary"
             if f is torch.cat:
                 return "cat"
             if f in _GLOBAL_FUNCTIONS:
                 return "global"
-            return "unknown"
+            return "window" if _window_spec(node, self.modules, self.base) else "unknown"
         if node.op == "call_method":
             m = node.target
             if m in _POINTWISE_METHODS:
@@ -736,11 +750,12 @@ class IncrementalEngine:
                 return "global"
         return "unknown"
 
-    # windowed ops: Conv2d, MaxPool2d, AvgPool2d
+    # windowed ops: convolution, max/average pooling, constant padding
     def _plan_window(self, plan: IncrementalPlan, node: fx.Node) -> Callable[..., Any] | None:
-        mod = self.modules[node.target]
-        src = node.args[0]
-        if len(node.args) != 1 or node.kwargs or not self._is4d(src) or src not in plan.geos:
+        spec = _window_spec(node, self.modules, self.base)
+        assert spec is not None
+        src = spec.src
+        if not self._is4d(src) or src not in plan.geos:
             plan.unknown_ops.append(_op_name(node, self.modules))
             return None
         gin = plan.geos[src]
@@ -748,22 +763,7 @@ class IncrementalEngine:
         out = self.base[node]
         hin, win = xin.shape[2], xin.shape[3]
         hout, wout = out.shape[2], out.shape[3]
-        t = type(mod)
-        kh, kw = _pair(mod.kernel_size)
-        sh, sw = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
-        dh, dw = _pair(getattr(mod, "dilation", 1))
-        if t is nn.Conv2d:
-            if isinstance(mod.padding, str):
-                if mod.padding == "valid":
-                    pt = pl = 0
-                else:  # "same": PyTorch pads total // 2 before
-                    pt, pl = dh * (kh - 1) // 2, dw * (kw - 1) // 2
-            else:
-                pt, pl = _pair(mod.padding)
-            value = 0.0
-        else:
-            pt, pl = _pair(mod.padding)
-            value = float("-inf") if t is nn.MaxPool2d else 0.0
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl) = spec.kernel, spec.stride, spec.dilation, spec.pad
         oy, h = _window_range(gin.oy, gin.h, kh, sh, dh, pt, hout)
         ox, w = _window_range(gin.ox, gin.w, kw, sw, dw, pl, wout)
         g = _Geo(oy, ox, h, w, hout, wout)
@@ -772,58 +772,65 @@ class IncrementalEngine:
         plan.geos[node] = g
         pb = max(0, (hout - 1) * sh + dh * (kh - 1) + 1 - hin - pt)
         pr = max(0, (wout - 1) * sw + dw * (kw - 1) + 1 - win - pl)
-        rows = self._rows_for(src, (pt, pb, pl, pr), value)
+        rows = self._rows_for(src, (pt, pb, pl, pr), spec.value)
         wh = (h - 1) * sh + dh * (kh - 1) + 1
         ww = (w - 1) * sw + dw * (kw - 1) + 1
         wy_all = oy * sh
         wx_all = ox * sw
-
-        if t is nn.Conv2d:
-            cw, cb = self._fold.get(node, (mod.weight, mod.bias))
+        kind = spec.kind
+        if kind == "conv":
+            if node in self._fold:
+                cw, cb = self._fold[node]
+            else:
+                cw, cb = spec.weight(self.base), spec.bias(self.base)
+            groups = spec.groups
 
             def op(x: torch.Tensor) -> torch.Tensor:
-                return F.conv2d(x, cw, cb, mod.stride, 0, mod.dilation, mod.groups)
+                return F.conv2d(x, cw, cb, (sh, sw), 0, (dh, dw), groups)
 
-        elif t is nn.MaxPool2d:
+        elif kind == "max":
 
             def op(x: torch.Tensor) -> torch.Tensor:
                 return F.max_pool2d(x, (kh, kw), (sh, sw), 0, (dh, dw))
 
-        else:
-            div = self._avg_divisor(node, mod)
+        elif kind == "avg":
+            div = self._avg_divisor(node, spec)
 
             def op(x: torch.Tensor) -> torch.Tensor:
                 return F.avg_pool2d(x, (kh, kw), (sh, sw), 0, divisor_override=1)
+
+        else:  # constant padding: the gathered window is the padded rectangle
+
+            def op(x: torch.Tensor) -> torch.Tensor:
+                return x
 
         def window(vals: dict[fx.Node, Any], ctx: _Ctx) -> Any:
             sl = ctx.sl
             x = rows.gather(vals[src][1], gin.oy[sl], gin.ox[sl], wy_all[sl], wx_all[sl], wh, ww)
             y = op(x)
-            if t is nn.AvgPool2d:
+            if kind == "avg":
                 d = _gather_map(div, oy[sl], ox[sl], h, w)
                 y = y / d.to(y.dtype)
             return (_RECT, y)
 
         return window
 
-    def _avg_divisor(self, node: fx.Node, mod: nn.AvgPool2d) -> torch.Tensor:
+    def _avg_divisor(self, node: fx.Node, spec: _WindowSpec) -> torch.Tensor:
         """The (Hout, Wout) divisor PyTorch's average pooling uses at each output."""
         d = self._divisors.get(node)
         if d is None:
-            x = torch.ones_like(self.base[node.args[0]][:1, :1], dtype=torch.float64)
-            if mod.divisor_override:
-                o = F.avg_pool2d(
-                    x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, True, 1
-                )
-                d = torch.full_like(o, float(mod.divisor_override))
+            x = torch.ones_like(self.base[spec.src][:1, :1], dtype=torch.float64)
+            kw = dict(
+                kernel_size=spec.kernel,
+                stride=spec.stride,
+                padding=spec.pad,
+                ceil_mode=spec.ceil_mode,
+                count_include_pad=spec.count_include_pad,
+            )
+            if spec.divisor_override:
+                o = F.avg_pool2d(x, divisor_override=1, **kw)
+                d = torch.full_like(o, float(spec.divisor_override))
             else:
-                kw = dict(
-                    kernel_size=mod.kernel_size,
-                    stride=mod.stride,
-                    padding=mod.padding,
-                    ceil_mode=mod.ceil_mode,
-                    count_include_pad=mod.count_include_pad,
-                )
                 s = F.avg_pool2d(x, divisor_override=1, **kw)
                 a = F.avg_pool2d(x, **kw)
                 d = torch.round(s / a)
@@ -838,26 +845,22 @@ class IncrementalEngine:
         out = self.base[node]
         hout, wout = out.shape[2], out.shape[3]
         if kind == "cat":
-            dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-            if dim not in (1, -3) or not isinstance(node.args[0], (list, tuple)):
+            tensors = _bound(node, "tensors", 0)
+            dim = _bound(node, "dim", 1, default=0)
+            if dim not in (1, -3) or not isinstance(tensors, (list, tuple)):
                 plan.unknown_ops.append(_op_name(node, self.modules))
                 return None
-            operands = list(node.args[0])
+            operands = list(tensors)
         else:
-            operands = list(node.args[:2])
+            operands = list(node.all_input_nodes)
         # every tensor operand must be a 4D map of the output's size, or broadcast spatially
         spatial: list[fx.Node] = []
         for a in operands:
             if isinstance(a, fx.Node) and isinstance(self.base[a], torch.Tensor):
                 t = self.base[a]
-                if (
-                    t.dim() >= 2
-                    and tuple(t.shape[-2:]) == (hout, wout)
-                    and t.dim() == 4
-                    and (t.shape[0] == 1)
-                ):
+                if t.dim() == 4 and tuple(t.shape[-2:]) == (hout, wout) and t.shape[0] == 1:
                     spatial.append(a)
-                elif a in self.affected or (t.dim() >= 2 and t.shape[-2:].numel() > 1):
+                elif a in self.affected or _spatial(t):
                     plan.unknown_ops.append(_op_name(node, self.modules))
                     return None
         rect_in = [a for a in spatial if a in self.affected]
@@ -884,28 +887,30 @@ class IncrementalEngine:
                     local[a] = rows[a].gather(vals[a][1], ga.oy[sl], ga.ox[sl], oy, ox, g.h, g.w)
                 else:
                     local[a] = rows[a].gather(None, None, None, oy, ox, g.h, g.w)
-            args = fx.graph.map_arg(node.args, lambda n: local[n] if n in local else self.base[n])
-            kwargs = fx.graph.map_arg(
-                node.kwargs, lambda n: local[n] if n in local else self.base[n]
-            )
+
+            def arg(n: fx.Node) -> Any:
+                return local[n] if n in local else self.base[n]
+
+            args = fx.graph.map_arg(node.args, arg)
+            kwargs = fx.graph.map_arg(node.kwargs, arg)
             return (_RECT, fn(*args, **kwargs))
 
         return union
 
     # ---------------------------------------------------------------- execution
     def run(
-        self, plan: IncrementalPlan, start: int, stop: int, patch_value: torch.Tensor
+        self, plan: IncrementalPlan, start: int, stop: int, update: torch.Tensor
     ) -> torch.Tensor:
-        """Model output for the positions ``plan.ys[start:stop]`` occluded with ``patch_value``.
+        """Model output for the positions ``start:stop`` of ``plan``.
 
-        ``patch_value``: (C, ph, pw) values pasted over the patch (the baseline).
+        ``update``: (B, C, ph, pw), the new image inside each position's rectangle (the
+        patch at ``plan.ys, plan.xs``).
         """
         sl = slice(start, stop)
         b = stop - start
         ctx = _Ctx(sl, b)
         vals: dict[fx.Node, Any] = {}
-        pv = patch_value.to(self.image.dtype)
-        vals[self.input_node] = (_RECT, pv.unsqueeze(0).expand(b, *pv.shape))
+        vals[self.input_node] = (_RECT, update.to(self.image.dtype))
         index = self._index
         result: Any = None
         for node, step in plan.steps:
@@ -923,6 +928,139 @@ class IncrementalEngine:
             out = self.base_output
             return out.expand(b, *out.shape[1:])
         return result
+
+
+def _bound(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
+    """Argument ``name`` of a call, given by keyword or at ``position``."""
+    if name in node.kwargs:
+        return node.kwargs[name]
+    return node.args[position] if len(node.args) > position else default
+
+
+@dataclass
+class _WindowSpec:
+    """A sliding-window op: what it reads (``src``) and its geometry, per axis (h, w)."""
+
+    kind: str  #: "conv", "max", "avg" or "pad"
+    src: fx.Node
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pad: tuple[int, int]  #: top, left (bottom/right follow from the output size)
+    value: float = 0.0  #: what the padding reads
+    groups: int = 1
+    weight_of: Any = None
+    bias_of: Any = None
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: Any = None
+
+    def weight(self, base: dict[fx.Node, Any]) -> torch.Tensor:
+        return _value(self.weight_of, base)
+
+    def bias(self, base: dict[fx.Node, Any]) -> torch.Tensor | None:
+        return _value(self.bias_of, base)
+
+
+def _value(v: Any, base: dict[fx.Node, Any]) -> Any:
+    return base[v] if isinstance(v, fx.Node) else v
+
+
+def _conv_pad(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> Any:
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":  # PyTorch pads total // 2 before
+            return (dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2)
+        return None
+    return _pair(padding)
+
+
+_CONV_FUNCTIONS = {F.conv2d, torch.conv2d}
+_MAX_FUNCTIONS = {F.max_pool2d, torch.max_pool2d}
+_AVG_FUNCTIONS = {F.avg_pool2d}
+
+
+def _window_spec(
+    node: fx.Node, modules: dict[str, nn.Module], base: dict[fx.Node, Any]
+) -> _WindowSpec | None:
+    """The window geometry of a conv/pool/pad call (module or function, any argument
+    spelling), or None when ``node`` is not one the engine computes exactly."""
+    src = _bound(node, "input", 0)
+    if not isinstance(src, fx.Node) or len(node.all_input_nodes) < 1:
+        return None
+    if node.op == "call_module":
+        mod = modules[node.target]
+        t = type(mod)
+        if len(node.args) + len(node.kwargs) != 1:
+            return None
+        if t is nn.Conv2d:
+            k, d = _pair(mod.kernel_size), _pair(mod.dilation)
+            pad = _conv_pad(mod.padding, k, d)
+            if mod.padding_mode != "zeros" or pad is None:
+                return None
+            return _WindowSpec("conv", src, k, _pair(mod.stride), d, pad, groups=mod.groups,
+                               weight_of=mod.weight, bias_of=mod.bias)  # fmt: skip
+        if t is nn.MaxPool2d and not mod.return_indices:
+            k = _pair(mod.kernel_size)
+            s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
+            return _WindowSpec("max", src, k, s, _pair(mod.dilation), _pair(mod.padding),
+                               value=float("-inf"))  # fmt: skip
+        if t is nn.AvgPool2d:
+            k = _pair(mod.kernel_size)
+            s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
+            return _WindowSpec("avg", src, k, s, (1, 1), _pair(mod.padding),
+                               ceil_mode=mod.ceil_mode, count_include_pad=mod.count_include_pad,
+                               divisor_override=mod.divisor_override)  # fmt: skip
+        if t in (nn.ZeroPad2d, nn.ConstantPad2d):
+            return _pad_spec(src, mod.padding, float(getattr(mod, "value", 0.0)))
+        return None
+    if node.op != "call_function":
+        return None
+    f = node.target
+    affected_params = [a for a in node.all_input_nodes if a is not src]
+    if f in _CONV_FUNCTIONS:
+        weight = _bound(node, "weight", 1)
+        w = _value(weight, base)
+        if not isinstance(w, torch.Tensor) or w.dim() != 4:
+            return None
+        k = (int(w.shape[2]), int(w.shape[3]))
+        d = _pair(_bound(node, "dilation", 5, 1))
+        pad = _conv_pad(_bound(node, "padding", 4, 0), k, d)
+        if pad is None:
+            return None
+        return _WindowSpec("conv", src, k, _pair(_bound(node, "stride", 3, 1)), d, pad,
+                           groups=int(_bound(node, "groups", 6, 1)), weight_of=weight,
+                           bias_of=_bound(node, "bias", 2))  # fmt: skip
+    if affected_params:
+        return None
+    if f in _MAX_FUNCTIONS:
+        if _bound(node, "return_indices", 6, False):
+            return None
+        k = _pair(_bound(node, "kernel_size", 1))
+        stride = _bound(node, "stride", 2) or k
+        return _WindowSpec("max", src, k, _pair(stride), _pair(_bound(node, "dilation", 4, 1)),
+                           _pair(_bound(node, "padding", 3, 0)), value=float("-inf"))  # fmt: skip
+    if f in _AVG_FUNCTIONS:
+        k = _pair(_bound(node, "kernel_size", 1))
+        stride = _bound(node, "stride", 2) or k
+        return _WindowSpec("avg", src, k, _pair(stride), (1, 1),
+                           _pair(_bound(node, "padding", 3, 0)),
+                           ceil_mode=bool(_bound(node, "ceil_mode", 4, False)),
+                           count_include_pad=bool(_bound(node, "count_include_pad", 5, True)),
+                           divisor_override=_bound(node, "divisor_override", 6))  # fmt: skip
+    if f is F.pad and _bound(node, "mode", 2, "constant") == "constant":
+        value = _bound(node, "value", 3)
+        return _pad_spec(src, _bound(node, "pad", 1), float(value or 0.0))
+    return None
+
+
+def _pad_spec(src: fx.Node, pad: Any, value: float) -> _WindowSpec | None:
+    """Constant padding (left, right, top, bottom) as a 1x1 window with that padding."""
+    p = [int(v) for v in pad] if isinstance(pad, (tuple, list)) else [int(pad)] * 4
+    if len(p) != 4 or min(p) < 0:
+        return None
+    return _WindowSpec("pad", src, (1, 1), (1, 1), (1, 1), (p[2], p[0]), value=value)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -948,6 +1086,8 @@ def _expand_batch(args: Any, b: int) -> Any:
             return a.expand(b, *a.shape[1:])
         if isinstance(a, (list, tuple)):
             return type(a)(fix(x) for x in a)
+        if isinstance(a, dict):
+            return {k: fix(v) for k, v in a.items()}
         return a
 
     return fix(args)
@@ -960,32 +1100,29 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
-def _shallow_copy(mod: nn.Module) -> nn.Module:
-    return copy.copy(mod)
-
-
 def plan_macs(engine: IncrementalEngine, plan: IncrementalPlan) -> tuple[float, float]:
-    """(incremental, full) multiply-accumulates per position of Conv2d and Linear layers.
+    """(incremental, full) multiply-accumulates per position of the convolutions and linears.
 
     Their ratio is the FLOP bound on the speedup of incremental over full recompute.
     """
     inc = full = 0.0
     for node in engine.nodes:
-        if node.op != "call_module":
-            continue
-        mod = engine.modules[node.target]
         out = engine.base.get(node)
-        if type(mod) is nn.Conv2d and isinstance(out, torch.Tensor):
-            per_out = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-            f = per_out * out.numel()
-            full += f
-            g = plan.geos.get(node)
-            if node in engine.affected and g is not None and node.name not in plan.full_nodes:
-                inc += f * g.frac
-            elif node in engine.affected:
-                inc += f
-        elif type(mod) is nn.Linear and isinstance(out, torch.Tensor):
-            f = mod.in_features * out.numel()
-            full += f
-            inc += f if node in engine.affected else 0.0
+        if not isinstance(out, torch.Tensor) or node.op not in ("call_module", "call_function"):
+            continue
+        spec = _window_spec(node, engine.modules, engine.base)
+        if spec is not None and spec.kind == "conv":
+            w = spec.weight(engine.base)
+            f = float(w[0].numel() * out.numel())
+        elif node.op == "call_module" and type(engine.modules[node.target]) is nn.Linear:
+            f = float(engine.modules[node.target].in_features * out.numel())
+        elif node.op == "call_function" and node.target is F.linear:
+            f = float(_value(_bound(node, "weight", 1), engine.base).shape[1] * out.numel())
+        else:
+            continue
+        full += f
+        if node not in engine.affected:
+            continue
+        g = plan.geos.get(node)
+        inc += f * g.frac if g is not None and node.name not in plan.full_nodes else f
     return inc, full

@@ -4,9 +4,19 @@
 >>> res.scores.shape, res.base_score                               # doctest: +SKIP
 
 ``scores[i, j]`` is the model's output for ``target`` (softmax probability, or the logit with
-``output="logit"``) when the patch covering rows ``i*stride_h .. i*stride_h + patch_h - 1`` and
-columns ``j*stride_w .. j*stride_w + patch_w - 1`` is replaced by ``baseline``; patches lie fully
-inside the image, so ``n_y = (H - patch_h) // stride_h + 1`` (likewise ``n_x``).
+``output="logit"``) when a patch of the image is replaced by ``baseline``. Where the patches go
+(``placement``), per axis, with ``s`` the stride and ``p`` the patch size:
+
+* ``"centered"`` (default; the lecture's definition, after Zeiler & Fergus): patch ``i`` is
+  centred on pixel ``c = i*s`` and covers ``[c - p//2, c - p//2 + p)`` clipped to the image, for
+  every ``c < H``: ``n_y = ceil(H / s)``, and at stride 1 the map has the image's size.
+* ``"inside"``: patch ``i`` covers ``[i*s, i*s + p)``, from the top-left corner on, for
+  ``n_y = ceil((H - p) / s) + 1``; when ``(H - p) % s != 0`` the last patch runs past the
+  border and is clipped there, as Captum's ``Occlusion`` does.
+
+``result.starts`` holds the unclipped first row/column of each patch; pixels of the patch
+outside the image are simply not there. ``baseline`` pixel ``(u, v)`` goes to patch pixel
+``(u, v)`` of the unclipped patch.
 
 Two methods give the same map (to float rounding, <= 1e-4 in probability):
 
@@ -24,8 +34,9 @@ same score we record): Captum returns a per-pixel attribution
 
 (pixels no window covers get 0). So with ``stride == patch`` every pixel of the patch at (i, j)
 gets exactly ``base_score - scores[i, j]``; for overlapping windows it is the average over the
-covering windows. :func:`captum_equivalent` computes that attribution from one of our results
-(tests check it against Captum itself).
+covering windows. :func:`captum_equivalent` computes that attribution from a result with
+``placement="inside"`` (Captum's windows; tests check it against Captum itself for strides that
+do and do not divide ``H - p``).
 """
 
 from __future__ import annotations
@@ -42,18 +53,29 @@ from torch import nn
 
 from ._locks import FX_LOCK
 from .capture import inference_state
-from .incremental import DEFAULT_FULL_THRESHOLD, IncrementalEngine
-from .inputs import model_device, one_image
+from .incremental import (
+    DEFAULT_FULL_THRESHOLD,
+    IncrementalEngine,
+    UnfaithfulGraphError,
+    plan_macs,
+)
+from .inputs import model_device, model_image
 
 __all__ = [
     "OcclusionResult",
     "captum_equivalent",
+    "map_shape",
     "occlusion_map",
     "occlusion_maps",
 ]
 
 _OUTPUTS = ("prob", "logit")
 _METHODS = ("incremental", "full")
+_PLACEMENTS = ("centered", "inside")
+#: Below this FLOP bound (full / incremental multiply-adds) the plain batched recompute runs
+#: instead: the gathers and the many small ops cost more than the few FLOPs saved. Measured
+#: with ``python benchmarks/occlusion.py`` (see benchmarks/RESULTS.md).
+MIN_FLOP_BOUND = 1.3
 #: precision -> autocast dtype. "fp32" is exact (on CUDA, TF32 is switched off for the call);
 #: "tf32" lets cuDNN/cuBLAS use TF32 tensor cores; "bf16"/"fp16" autocast.
 _PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -95,6 +117,12 @@ class OcclusionResult:
     #: max |score - fp32 score| over a sample of positions when precision is not fp32
     precision_error: float | None = None
     image_size: tuple[int, int] = (0, 0)
+    #: "centered" (a patch centred on every stride-th pixel) or "inside" (patches from the
+    #: top-left corner on, the last one clipped at the border)
+    placement: str = "centered"
+    #: unclipped first row / column of the patch at each map row / column; the patch covers
+    #: ``[start, start + patch)`` clipped to the image
+    starts: tuple[np.ndarray, np.ndarray] = (np.zeros(0, int), np.zeros(0, int))
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,11 +150,6 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _check_image(image: Any) -> torch.Tensor:
-    """One image as a (1, C, H, W) float tensor (PIL images and arrays as `to_batch` takes them)."""
-    return one_image(image)
-
-
 def _score(logits: torch.Tensor, target: int, output: str) -> torch.Tensor:
     logits = logits.float()
     if output == "prob":
@@ -134,27 +157,102 @@ def _score(logits: torch.Tensor, target: int, output: str) -> torch.Tensor:
     return logits[:, target]
 
 
-def _default_batch(device: torch.device, image: torch.Tensor, engine: Any, full: bool) -> int:
-    if device.type != "cuda":
-        # 2 shared CPU cores, ResNet-18 224x224 stride 8: batch 128-256 beat 32-64 (fewer,
-        # larger ops; the many small rectangle ops suffer most from thread contention). The
-        # full reference uses Captum's usual 32.
-        return 32 if full else 128
-    free, _ = torch.cuda.mem_get_info(device)
-    per_pos = 0
-    if engine is not None:
-        for v in engine.base.values():
-            if isinstance(v, torch.Tensor):
-                per_pos += v.numel() * v.element_size()
-    else:
-        per_pos = image.numel() * image.element_size() * 64
-    per_pos = max(per_pos, 1) * 3
-    return int(max(1, min(4096, (free * 0.5) // per_pos)))
-
-
 def _is_oom(exc: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Outputs equal up to float rounding (batched kernels, folded BatchNorm)."""
+    a, b = a.double(), b.double()
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return bool(torch.equal(a.nan_to_num(), b.nan_to_num()))
+    return float((a - b).abs().max()) <= 1e-4 * (1.0 + float(b.abs().max()))
+
+
+def _memory_budget(device: torch.device) -> int:
+    """Bytes a batch of occluded positions may take: half the free GPU memory, or a quarter
+    of the available RAM (at most 8 GiB) on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    avail = 4 << 30
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return int(min(avail // 4, 8 << 30))
+
+
+class _Placement:
+    """Where the patches go: per position the unclipped patch origin (ty, tx), the fixed-size
+    rectangle (oy, ox) holding it (shifted inside the image), and the pixels it changes."""
+
+    def __init__(self, image: torch.Tensor, patch: tuple[int, int], stride: tuple[int, int],
+                 placement: str, value: torch.Tensor) -> None:  # fmt: skip
+        _, _, h, w = image.shape
+        dev = image.device
+        starts = [
+            _starts(n, p, s, placement) for n, p, s in zip((h, w), patch, stride, strict=True)
+        ]
+        self.ny, self.nx = len(starts[0]), len(starts[1])
+        gy, gx = torch.meshgrid(
+            torch.tensor(starts[0], device=dev), torch.tensor(starts[1], device=dev), indexing="ij"
+        )
+        self.ty, self.tx = gy.reshape(-1), gx.reshape(-1)
+        self.oy = self.ty.clamp(0, h - patch[0])
+        self.ox = self.tx.clamp(0, w - patch[1])
+        self.starts = starts
+        self.image, self.patch, self.value = image, patch, value
+
+    @property
+    def n(self) -> int:
+        return int(self.ty.numel())
+
+    def updates(self, start: int, stop: int) -> torch.Tensor:
+        """(B, C, ph, pw): the image inside each rectangle with its patch pasted."""
+        ph, pw = self.patch
+        dev = self.image.device
+        ty, tx = self.ty[start:stop, None], self.tx[start:stop, None]
+        ry = self.oy[start:stop, None] + torch.arange(ph, device=dev)
+        rx = self.ox[start:stop, None] + torch.arange(pw, device=dev)
+        crop = self.image[0][:, ry[:, :, None], rx[:, None, :]]
+        u, v = (ry - ty).clamp(0, ph - 1), (rx - tx).clamp(0, pw - 1)
+        patch = self.value[:, u[:, :, None], v[:, None, :]]
+        inside = ((ry >= ty) & (ry < ty + ph))[:, :, None] & ((rx >= tx) & (rx < tx + pw))[:, None]
+        return torch.where(inside[None], patch, crop).permute(1, 0, 2, 3)
+
+    def images(self, start: int, stop: int) -> torch.Tensor:
+        """(B, C, H, W): the occluded images themselves."""
+        upd = self.updates(start, stop)
+        x = self.image.expand(stop - start, *self.image.shape[1:]).clone()
+        ph, pw = self.patch
+        for k, (y0, x0) in enumerate(
+            zip(self.oy[start:stop].tolist(), self.ox[start:stop].tolist(), strict=True)
+        ):
+            x[k, :, y0 : y0 + ph, x0 : x0 + pw] = upd[k]
+        return x
+
+
+def map_shape(image_size: Any, patch_size: Any, stride: Any, placement: str = "centered"):
+    """(n_y, n_x) of the map of an image of ``image_size`` (H, W)."""
+    size = _pair(tuple(image_size), "image_size")
+    patch, step = _pair(patch_size, "patch_size"), _pair(stride, "stride")
+    return tuple(
+        len(_starts(n, p, s, placement)) for n, p, s in zip(size, patch, step, strict=True)
+    )
+
+
+def _starts(n: int, patch: int, stride: int, placement: str) -> list[int]:
+    """Unclipped first rows of the patches along one axis of length ``n``."""
+    if placement == "centered":
+        return [c - patch // 2 for c in range(0, n, stride)]
+    count = -(-(n - patch) // stride) + 1  # the last window clipped at the border, as Captum
+    return [i * stride for i in range(count)]
 
 
 class _Runner:
@@ -174,6 +272,9 @@ class _Runner:
         precision: str,
         full_threshold: float | None,
         traced: Any = None,
+        placement: str = "centered",
+        forward_args: Sequence[Any] = (),
+        leaf_modules: Sequence[Any] = (),
     ) -> None:
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
@@ -181,9 +282,16 @@ class _Runner:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {tuple(_PRECISIONS)}, got {precision!r}")
+        if placement not in _PLACEMENTS:
+            raise ValueError(f"placement must be one of {_PLACEMENTS}, got {placement!r}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        image = _check_image(image)
+        if not isinstance(forward_args, (tuple, list)):
+            raise ValueError(
+                f"forward_args must be a tuple of the model's inputs after the image, got "
+                f"{type(forward_args).__name__}; wrap a single one: forward_args=(value,)"
+            )
+        image = model_image(model, image)
         self.device = torch.device(device) if device is not None else model_device(model)
         self.model = model
         pdtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
@@ -206,41 +314,66 @@ class _Runner:
             ) from e
         self.output = output
         self.method = method
+        self.placement = placement
         self.batch_size = batch_size
         self.precision = precision
         self.full_threshold = DEFAULT_FULL_THRESHOLD if full_threshold is None else full_threshold
         self.engine: IncrementalEngine | None = None
         self.target_arg = target
         self.traced = traced
+        self.forward_args = tuple(
+            a.to(self.device) if isinstance(a, torch.Tensor) else a for a in forward_args
+        )
+        self.leaf_modules = tuple(leaf_modules)
+        #: the model's output for one image depends on the rest of its batch
+        self.per_image = False
+        self.notes: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model itself on a batch (fixed inputs expanded to it, as Captum does)."""
+        b = x.shape[0]
+        extra = tuple(
+            a.expand(b, *a.shape[1:])
+            if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == 1
+            else a
+            for a in self.forward_args
+        )
+        if self.per_image and b > 1:
+            return torch.cat([self.forward(x[i : i + 1]) for i in range(b)])
+        return self.model(x, *extra)
+
+    def _warn(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(message, stacklevel=5)
 
     def start(self) -> None:
-        """Base pass (inside the model-state context): base output, target, engine."""
+        """Base pass (inside the model-state context): base output, target, engine, checks."""
         with torch.inference_mode():
-            if self.method == "incremental":
+            base = self.forward(self.image.clone())  # a clone: the model may write to it
+            if not isinstance(base, torch.Tensor) or base.dim() != 2 or base.shape[0] != 1:
+                shape = tuple(base.shape) if isinstance(base, torch.Tensor) else type(base).__name__
+                raise ValueError(
+                    f"the model must return class scores of shape (1, num_classes) for one "
+                    f"image, got {shape}"
+                )
+            self._check_batch(base)
+            if self.method == "incremental" and not self.per_image:
                 try:
                     self.engine = IncrementalEngine(
                         self.model,
                         self.image,
                         full_threshold=self.full_threshold,
                         traced=self.traced,
+                        forward_args=self.forward_args,
+                        leaf_modules=self.leaf_modules,
                     )
-                    base = self.engine.base_output
+                    self._check_engine(base)
                 except Exception as e:  # fx cannot trace every model: stay exact, go slow
-                    warnings.warn(
-                        f"incremental occlusion cannot trace this model ({type(e).__name__}: "
-                        f"{e}); using method='full'",
-                        stacklevel=4,
-                    )
                     self.engine = None
-                    base = self.model(self.image)
-            else:
-                base = self.model(self.image)
-        if not isinstance(base, torch.Tensor) or base.dim() != 2 or base.shape[0] != 1:
-            shape = tuple(base.shape) if isinstance(base, torch.Tensor) else type(base).__name__
-            raise ValueError(
-                f"the model must return class scores of shape (1, num_classes) for one image, "
-                f"got {shape}"
-            )
+                    self._warn(
+                        f"incremental occlusion cannot compute this model exactly "
+                        f"({type(e).__name__}: {e}); using method='full' (exact, slower)"
+                    )
         k = base.shape[1]
         target = self.target_arg
         if target is None:
@@ -259,35 +392,86 @@ class _Runner:
         self.num_classes = k
         self.base_score = float(_score(base, target, self.output).item())
 
-    def _positions(self, stride: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def _probe(self) -> _Placement:
+        """Two occluded positions (centre, corner) to check the model and the engine on."""
         _, _, h, w = self.image.shape
-        ny = (h - self.patch[0]) // stride[0] + 1
-        nx = (w - self.patch[1]) // stride[1] + 1
-        gy, gx = torch.meshgrid(
-            torch.arange(ny, device=self.device) * stride[0],
-            torch.arange(nx, device=self.device) * stride[1],
-            indexing="ij",
-        )
-        return gy.reshape(-1), gx.reshape(-1), ny, nx
+        pl = _Placement(self.image, self.patch, (max(1, h // 2), max(1, w // 2)), "centered",
+                        self.patch_value)  # fmt: skip
+        return pl
 
-    def _full_batch(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        b = ys.numel()
-        ph, pw = self.patch
-        x = self.image.expand(b, *self.image.shape[1:]).clone()
-        for k, (y0, x0) in enumerate(zip(ys.tolist(), xs.tolist(), strict=True)):
-            x[k, :, y0 : y0 + ph, x0 : x0 + pw] = self.patch_value
-        return self.model(x)
+    def _check_batch(self, base: torch.Tensor) -> None:
+        """Detect a model whose output for an image depends on the rest of its batch."""
+        probe = self._probe()
+        x = torch.cat([self.image, probe.images(probe.n - 1, probe.n)])
+        out = self.forward(x)
+        if not _close(out[:1], base):
+            self.per_image = True
+            self._warn(
+                "the model's output for one image depends on the other images of its batch "
+                "(e.g. BatchNorm without running statistics, or per-batch normalisation); "
+                "computing one occluded image per forward (exact, slower)"
+            )
+
+    def _check_engine(self, base: torch.Tensor) -> None:
+        """The traced graph must give the model's own outputs (base and two occlusions)."""
+        engine = self.engine
+        assert engine is not None
+        if not _close(engine.base_output, base):
+            raise UnfaithfulGraphError(
+                "the traced graph's output differs from the model's on the image "
+                f"(max abs diff {float((engine.base_output - base).abs().max()):.3g})"
+            )
+        probe = self._probe()
+        plan = engine.plan(self.patch, probe.oy, probe.ox)
+        got = engine.run(plan, 0, probe.n, probe.updates(0, probe.n))
+        ref = self.forward(probe.images(0, probe.n))
+        if not _close(got, ref):
+            raise UnfaithfulGraphError(
+                "the incremental result differs from the model's on a probe position "
+                f"(max abs diff {float((got - ref).abs().max()):.3g})"
+            )
+
+    def _batch(self, placement: _Placement, plan: Any) -> int:
+        if self.batch_size:
+            return self.batch_size
+        # CUDA: as many as memory allows. 2 shared CPU cores, ResNet-18 224x224 stride 8:
+        # batch 128-256 beat 32-64 (fewer, larger ops; the many small rectangle ops suffer
+        # most from thread contention); the full reference uses Captum's usual 32.
+        bs = 4096 if self.device.type == "cuda" else 32 if plan is None else 128
+        engine = self.engine
+        if engine is not None and plan is not None:
+            full = set(plan.full_nodes)
+            per_pos = sum(
+                v.numel() * v.element_size()
+                for n, v in engine.base.items()
+                if isinstance(v, torch.Tensor) and n.name in full
+            )
+            per_pos += self.image.numel() * self.image.element_size()
+        else:  # activations of a CNN: a few dozen times its input
+            per_pos = self.image.numel() * self.image.element_size() * 64
+        return int(max(1, min(bs, _memory_budget(self.device) // max(1, 3 * per_pos))))
+
+    def _choose(self, placement: _Placement) -> tuple[Any, float | None]:
+        """The incremental plan (None where the full recompute is expected to be faster) and
+        the FLOP bound on its speedup."""
+        engine = self.engine
+        if engine is None:
+            return None, None
+        plan = engine.plan(self.patch, placement.oy, placement.ox)
+        inc, full = plan_macs(engine, plan)
+        bound = full / inc if inc > 0 else float("inf")
+        return (plan if bound >= MIN_FLOP_BOUND else None), bound
 
     def compute(self, stride: Any) -> OcclusionResult:
         sh, sw = _pair(stride, "stride")
         if sh <= 0 or sw <= 0:
             raise ValueError(f"stride {(sh, sw)} must be >= 1 in both dimensions")
         t0 = time.perf_counter()
-        ys, xs, ny, nx = self._positions((sh, sw))
-        n = ys.numel()
+        placement = _Placement(self.image, self.patch, (sh, sw), self.placement, self.patch_value)
+        n = placement.n
         engine = self.engine
-        plan = engine.plan(self.patch, ys, xs) if engine is not None else None
-        bs = self.batch_size or _default_batch(self.device, self.image, engine, engine is None)
+        plan, bound = self._choose(placement)
+        bs = self._batch(placement, plan)
         scores = torch.empty(n, dtype=torch.float32, device=self.device)
         dtype = _PRECISIONS[self.precision]
         start = 0
@@ -300,9 +484,9 @@ class _Runner:
                         torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
                     ):
                         if plan is not None:
-                            out = engine.run(plan, start, stop, self.patch_value)
+                            out = engine.run(plan, start, stop, placement.updates(start, stop))
                         else:
-                            out = self._full_batch(ys[start:stop], xs[start:stop])
+                            out = self.forward(placement.images(start, stop))
                 except Exception as e:
                     if _is_oom(e) and bs > 1:
                         bs = max(1, bs // 2)
@@ -315,16 +499,22 @@ class _Runner:
         err = None
         if self.precision != "fp32":
             with torch.inference_mode(), _TF32(self.device, "fp32"):
-                err = self._precision_error(scores, ys, xs)
+                err = self._precision_error(scores, placement)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        extra: dict[str, Any] = {
+            "full_nodes": plan.full_nodes if plan is not None else [],
+            "rect_nodes": list(plan.rect_fracs) if plan is not None else [],
+            "notes": list(self.notes),
+            "flop_bound": bound,
+        }
         return OcclusionResult(
-            scores=scores.reshape(ny, nx).cpu().numpy().astype(np.float32),
+            scores=scores.reshape(placement.ny, placement.nx).cpu().numpy().astype(np.float32),
             base_score=self.base_score,
             target=self.target,
             patch_size=self.patch,
             stride=(sh, sw),
-            method="incremental" if engine is not None else "full",
+            method="incremental" if plan is not None else "full",
             output=self.output,
             elapsed_s=time.perf_counter() - t0,
             batch_size=bs,
@@ -332,17 +522,19 @@ class _Runner:
             precision=self.precision,
             precision_error=err,
             image_size=(int(self.image.shape[2]), int(self.image.shape[3])),
-            extra={
-                "full_nodes": plan.full_nodes if plan is not None else [],
-                "rect_nodes": list(plan.rect_fracs) if plan is not None else [],
-            },
+            placement=self.placement,
+            starts=(np.asarray(placement.starts[0]), np.asarray(placement.starts[1])),
+            extra=extra,
         )
 
-    def _precision_error(self, scores: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> float:
+    def _precision_error(self, scores: torch.Tensor, placement: _Placement) -> float:
         """Max |reduced - fp32| over up to 64 evenly spread positions (fp32 by full recompute)."""
-        n = ys.numel()
-        idx = torch.linspace(0, n - 1, min(n, 64), device=self.device).round().long().unique()
-        ref = _score(self._full_batch(ys[idx], xs[idx]), self.target, self.output)
+        n = placement.n
+        idx = torch.linspace(0, n - 1, min(n, 64)).round().long().unique().tolist()
+        ref = torch.cat([
+            _score(self.forward(placement.images(i, i + 1)), self.target, self.output)
+            for i in idx
+        ])  # fmt: skip
         return float((scores[idx] - ref).abs().max().item())
 
 
@@ -365,6 +557,9 @@ def occlusion_maps(
     precision: str = "fp32",
     full_threshold: float | None = None,
     traced: Any = None,
+    placement: str = "centered",
+    forward_args: Sequence[Any] = (),
+    leaf_modules: Sequence[Any] = (),
 ) -> Iterator[OcclusionResult]:
     """Yield one finished :class:`OcclusionResult` per stride, coarse first.
 
@@ -393,6 +588,9 @@ def occlusion_maps(
         precision=precision,
         full_threshold=full_threshold,
         traced=traced,
+        placement=placement,
+        forward_args=forward_args,
+        leaf_modules=leaf_modules,
     )
     return _iterate(runner, strides)
 
@@ -426,6 +624,9 @@ def occlusion_map(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     full_threshold: float | None = None,
+    placement: str = "centered",
+    forward_args: Sequence[Any] = (),
+    leaf_modules: Sequence[Any] = (),
 ) -> OcclusionResult:
     """Occlusion map of ``model`` on ``image`` (see the module docstring for the definition).
 
@@ -433,7 +634,15 @@ def occlusion_map(
         model: a classifier returning (1, num_classes) scores for one (1, C, H, W) image.
         image: float tensor (C, H, W) or (1, C, H, W) in the model's input space.
         target: class index; None means the predicted class.
-        patch_size, stride: int or (h, w); patches lie fully inside the image.
+        patch_size, stride: int or (h, w).
+        placement: "centered" (a patch centred on every stride-th pixel, clipped at the
+            border) or "inside" (Captum's windows); see the module docstring.
+        forward_args: the model's further inputs after the image, held fixed (Captum's
+            ``additional_forward_args``); tensors with a batch dimension of 1 are expanded
+            to each batch of positions.
+        leaf_modules: module names or types kept opaque when tracing (as in
+            ``torchvision.models.feature_extraction``); the engine computes in full from
+            there. Untraceable modules are found and kept opaque by themselves.
         baseline: float or tensor broadcastable to (C, patch_h, patch_w) pasted over the patch.
         output: "prob" (softmax probability of ``target``) or "logit".
         method: "incremental" (exact, recomputes only changed rectangles) or "full".
@@ -466,6 +675,9 @@ def occlusion_map(
         device=device,
         precision=precision,
         full_threshold=full_threshold,
+        placement=placement,
+        forward_args=forward_args,
+        leaf_modules=leaf_modules,
     )
     try:
         return next(gen)
@@ -477,18 +689,19 @@ def captum_equivalent(result: OcclusionResult, channels: int = 1) -> np.ndarray:
     """Captum ``Occlusion``'s per-pixel attribution (channels, H, W) implied by ``result``.
 
     ``attr[:, y, x]`` = mean over windows covering (y, x) of ``base_score - scores[i, j]``;
-    0 where no window covers the pixel. Exact only when ``result`` was computed with the same
-    score function Captum was given.
+    0 where no window covers the pixel. Exact only when ``result`` was computed with
+    ``placement="inside"`` and the score function Captum was given.
     """
     h, w = result.image_size
     ph, pw = result.patch_size
-    sh, sw = result.stride
     total = np.zeros((h, w), dtype=np.float64)
     count = np.zeros((h, w), dtype=np.float64)
     drop = result.base_score - result.scores.astype(np.float64)
-    for i in range(result.scores.shape[0]):
-        for j in range(result.scores.shape[1]):
-            total[i * sh : i * sh + ph, j * sw : j * sw + pw] += drop[i, j]
-            count[i * sh : i * sh + ph, j * sw : j * sw + pw] += 1
+    for i, y0 in enumerate(result.starts[0].tolist()):
+        for j, x0 in enumerate(result.starts[1].tolist()):
+            ys = slice(max(y0, 0), max(0, min(y0 + ph, h)))
+            xs = slice(max(x0, 0), max(0, min(x0 + pw, w)))
+            total[ys, xs] += drop[i, j]
+            count[ys, xs] += 1
     attr = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     return np.broadcast_to(attr, (channels, h, w)).astype(np.float32)

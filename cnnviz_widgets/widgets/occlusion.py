@@ -14,7 +14,7 @@ from torch import nn
 from .. import export, render
 from ..inspect.incremental import trace
 from ..inspect.inputs import as_index, check_positive, model_image
-from ..inspect.occlusion import OcclusionResult, occlusion_maps
+from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ._tiles import bundle
 from ._worker import LatestWorker
@@ -70,6 +70,8 @@ class OcclusionMap(anywidget.AnyWidget):
     scores_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     map_patch = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     map_stride = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    #: unclipped top-left of the patch of score (0, 0), image px (negative: centred patches)
+    map_origin = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     vmin = traitlets.Float(0.0).tag(sync=True)
     vmax = traitlets.Float(1.0).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
@@ -245,7 +247,7 @@ class OcclusionMap(anywidget.AnyWidget):
         strides = params.pop("strides")
         h, w = params["image"].shape[-2:]
         p = params["patch_size"]
-        total = sum(((h - p) // s + 1) * ((w - p) // s + 1) for s in strides)
+        total = sum(int(np.prod(map_shape((h, w), p, s, "centered"))) for s in strides)
         done, t0 = 0, time.perf_counter()
         maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
         try:
@@ -271,6 +273,7 @@ class OcclusionMap(anywidget.AnyWidget):
             self.scores_shape = list(scores.shape)
             self.map_patch = list(res.patch_size)
             self.map_stride = list(res.stride)
+            self.map_origin = [int(res.starts[0][0]), int(res.starts[1][0])]
             self.base_score = float(res.base_score)
             self.vmin = float(min(scores.min(), res.base_score))
             self.vmax = float(max(scores.max(), res.base_score))

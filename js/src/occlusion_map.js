@@ -3,9 +3,11 @@
 // target class's score while a patch of `baseline` covers each place. Python streams the maps
 // coarse-to-fine, so the heatmap is redrawn whenever `scores` changes.
 //
-// Map geometry: score (i, j) is the target score with the patch's top-left corner at
-// (i * sh, j * sw) image px (patch ph x pw). It is drawn as one cell centred on that patch's
-// centre: rows  oy + i * sh ... oy + (i + 1) * sh,  oy = (ph - sh) / 2  (columns likewise), so
+// Map geometry: score (i, j) is the target score with the patch's (unclipped) top-left corner
+// at (y0 + i * sh, x0 + j * sw) image px (patch ph x pw; `map_origin` = (y0, x0): 0 for patches
+// inside the image, -ph // 2 for patches centred on every stride-th pixel). It is drawn as one
+// cell centred on that patch's centre: rows  oy + i * sh ... oy + (i + 1) * sh,
+// oy = y0 + (ph - sh) / 2  (columns likewise), so
 // the cells tile the region between the first and last patch centre +- half a stride. Cell
 // edges are rounded to device pixels once per draw; painting and hover use the same edges.
 //
@@ -56,6 +58,7 @@ const DRAW_TRAITS = /** @type {const} */ ([
   "scores_shape",
   "map_patch",
   "map_stride",
+  "map_origin",
   "vmin",
   "vmax",
   "colormap_lut",
@@ -92,8 +95,10 @@ let instances = 0;
  * @property {number} pw patch width
  * @property {number} sh stride between rows of positions
  * @property {number} sw stride between columns
- * @property {number} oy top of cell row 0 (image px): (ph - sh) / 2
- * @property {number} ox left of cell column 0: (pw - sw) / 2
+ * @property {number} y0 top row of patch 0 (image px; negative where it starts outside)
+ * @property {number} x0 left column of patch 0
+ * @property {number} oy top of cell row 0 (image px): y0 + (ph - sh) / 2
+ * @property {number} ox left of cell column 0: x0 + (pw - sw) / 2
  */
 
 /**
@@ -113,14 +118,16 @@ let instances = 0;
  * @param {[number, number]} shape scores_shape
  * @param {[number, number]} patch map_patch
  * @param {[number, number]} stride map_stride
+ * @param {[number, number]} [origin] map_origin: top-left of patch (0, 0)
  * @returns {MapGeometry | null}
  */
-export function mapGeometry(shape, patch, stride) {
+export function mapGeometry(shape, patch, stride, origin = [0, 0]) {
   const [ny, nx] = shape;
   const [ph, pw] = patch;
   const [sh, sw] = stride;
+  const [y0, x0] = origin;
   if (!(ny > 0 && nx > 0 && ph > 0 && pw > 0 && sh > 0 && sw > 0)) return null;
-  return { ny, nx, ph, pw, sh, sw, oy: (ph - sh) / 2, ox: (pw - sw) / 2 };
+  return { ny, nx, ph, pw, sh, sw, y0, x0, oy: y0 + (ph - sh) / 2, ox: x0 + (pw - sw) / 2 };
 }
 
 /**
@@ -180,7 +187,9 @@ export function cellOf(edges, p) {
  * @param {number} score
  */
 export function cellLabel(g, i, j, score) {
-  return `patch at (${i * g.sh}, ${j * g.sw}) · score ${formatSig(score)}`;
+  const y = Math.max(0, g.y0 + i * g.sh);
+  const x = Math.max(0, g.x0 + j * g.sw);
+  return `patch at (${y}, ${x}) · score ${formatSig(score)}`;
 }
 
 /**
@@ -441,6 +450,7 @@ function render({ model, el }) {
         getPair(model, "scores_shape"),
         getPair(model, "map_patch"),
         getPair(model, "map_stride"),
+        getPair(model, "map_origin"),
       );
       if (!geom) {
         errors.push("scores_shape, map_patch and map_stride must be positive");
@@ -588,10 +598,10 @@ function render({ model, el }) {
     if (!hover || !shown) return;
     const g = shown.geom;
     const k = scale * dpr;
-    const x0 = Math.round(hover[1] * g.sw * k);
-    const y0 = Math.round(hover[0] * g.sh * k);
-    const x1 = Math.round((hover[1] * g.sw + g.pw) * k);
-    const y1 = Math.round((hover[0] * g.sh + g.ph) * k);
+    const x0 = Math.round((g.x0 + hover[1] * g.sw) * k);
+    const y0 = Math.round((g.y0 + hover[0] * g.sh) * k);
+    const x1 = Math.round((g.x0 + hover[1] * g.sw + g.pw) * k);
+    const y1 = Math.round((g.y0 + hover[0] * g.sh + g.ph) * k);
     const lw = Math.max(1, Math.round(dpr));
     ctx.lineWidth = lw;
     ctx.strokeStyle = "rgba(0, 0, 0, 0.85)";
