@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from .capture import inference_state
-from .inputs import input_channels, one_image
+from .inputs import model_image
 
 
 def class_probabilities(model: nn.Module, image, *, device=None, transform=None) -> np.ndarray:
     """Softmax over the model's (1, num_classes) output for one image, as float32 NumPy."""
-    batch = one_image(image, channels=input_channels(model), transform=transform)
+    batch = model_image(model, image, transform=transform)  # checked, detached, model dtype
     with inference_state(model, device) as dev:
         logits = model(batch.to(dev))
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 1:
