@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 from torch import nn
 from torchvision.models import alexnet, resnet18, vgg16
 
-from cnnviz_widgets.inspect.receptive import ReceptiveField, receptive_field, receptive_fields
+from cnnviz_widgets.inspect.receptive import (
+    ReceptiveField,
+    analyse_fields,
+    receptive_field,
+    receptive_fields,
+)
 
 
 def positive_copy(model: nn.Module) -> nn.Module:
@@ -27,7 +32,7 @@ def positive_copy(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).eval()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool2d):
+            if type(child) is nn.MaxPool2d:  # timm's MaxPool2dSame: see probe_copy
                 assert child.dilation in (1, (1, 1)), "no average pool with dilation"
                 pool = nn.AvgPool2d(
                     child.kernel_size,
@@ -59,25 +64,8 @@ class _Stop(Exception):
 
 def gradient_supports(model, layer, input_size, units, channels):
     """For each unit (i, j) of `layer`: the boolean (H, W) support of its input gradient."""
-    module = dict(model.named_modules())[layer]
     x = (torch.rand(len(units), channels, *input_size) + 0.5).requires_grad_(True)
-    out = {}
-
-    def hook(m, a, o):
-        out["y"] = o
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            with contextlib.suppress(_Stop):
-                model(x)
-            y = out["y"]
-            score = sum(y[b, :, i, j].sum() for b, (i, j) in enumerate(units))
-            (grad,) = torch.autograd.grad(score, x)
-    finally:
-        handle.remove()
-    return grad.abs().sum(1) > 0, tuple(y.shape[-2:])
+    return _supports(model, layer, x, units)
 
 
 def bbox(mask: torch.Tensor) -> tuple[int, int, int, int]:
@@ -371,3 +359,232 @@ def test_keyword_inputs_keep_their_field_and_constants_have_none():
     assert (rf.size, rf.stride, rf.offset) == ((5, 5), (1, 1), (0, 0))
     with pytest.raises(ValueError, match=r"'const' does not depend on the input image"):
         receptive_field(model, "const", 16, channels=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Gates, channels-last blocks, TF "same" padding: the probe of the module docstring, with one
+# more rule: a global gate's output is detached (a hook on the gate's activation), so that the
+# gradient shows the geometric field, which is what the field claims; `gated` declares the rest.
+# Weights are random positive (timm's StdConv2d standardises them, so constants would vanish),
+# TF-"same" max pools become TF-"same" average pools, and the run is in double precision.
+
+
+def _detach_gates(model: nn.Module) -> list:
+    from torchvision.ops import SqueezeExcitation
+
+    gates = []
+    for m in model.modules():
+        if isinstance(m, SqueezeExcitation):
+            gates.append(m.scale_activation)
+        elif type(m).__name__ in ("SqueezeExcite", "EffectiveSEModule", "SEModule"):
+            gates.append(getattr(m, "gate", None) or getattr(m, "gate_fn", None))
+    return [g.register_forward_hook(lambda m, a, o: o.detach()) for g in gates if g is not None]
+
+
+def probe_copy(model: nn.Module) -> nn.Module:
+    model = positive_copy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "MaxPool2dSame":
+                from timm.layers.pool2d_same import AvgPool2dSame
+
+                setattr(parent, name, AvgPool2dSame(child.kernel_size, child.stride))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                w = torch.rand(m.weight.shape, generator=generator) + 0.5
+                m.weight.copy_(w / m.weight[0].numel())
+            elif isinstance(m, nn.LayerNorm) and m.weight is not None:
+                # with equal weights, a sum over channels of a LayerNorm is a constant
+                m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + 0.5)
+    return model.double()
+
+
+def assert_probe_matches(model, layers, size, units=None):
+    """Each sampled unit's gradient support has exactly the clipped field as bounding box."""
+    fields = receptive_fields(model, size, layers)
+    probe = probe_copy(model)
+    handles = _detach_gates(probe)
+    try:
+        for layer, rf in fields.items():
+            _, h, w = rf.output_shape
+            at = units or [(h // 2, w // 2), (0, 0), (h - 1, w - 1)]
+            x = (torch.rand(len(at), 3, *size, dtype=torch.float64) + 0.5).requires_grad_(True)
+            supports, _ = _supports(probe, layer, x, at)
+            for (i, j), support in zip(at, supports, strict=True):
+                assert bbox(support) == rf.clipped_box(i, j), (layer, (i, j), rf)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return fields
+
+
+def _supports(model, layer, x, units):
+    module = dict(model.named_modules())[layer]
+    out = {}
+
+    def hook(m, a, o):
+        out["y"] = o
+        raise _Stop
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.enable_grad(), contextlib.suppress(_Stop):
+            model(x)
+        y = out["y"]
+        score = sum(y[b, :, i, j].sum() for b, (i, j) in enumerate(units))
+        (grad,) = torch.autograd.grad(score, x)
+    finally:
+        handle.remove()
+    return grad.abs().sum(1) > 0, tuple(y.shape[-2:])
+
+
+def test_squeeze_excite_gates_keep_the_maps_field():
+    from torchvision.models import mobilenet_v3_small
+
+    model = mobilenet_v3_small(weights=None).eval()
+    layers = ["features.1.block.1", "features.1.block.2", "features.4", "features.4.block.2"]
+    fields = assert_probe_matches(model, layers, (48, 48))
+    assert fields["features.4"].gated and fields["features.1.block.1"].gated
+    assert fields["features.4"].describe().endswith("+ global gate")
+    conv = receptive_field(model, "features.1.block.0", 64)
+    assert not conv.gated and "gate" not in conv.describe()
+    assert (fields["features.1.block.1"].size, fields["features.1.block.1"].stride) == (
+        conv.size,
+        conv.stride,
+    )  # the gate widens nothing
+    with pytest.raises(ValueError, match=r"'features.1.block.1.avgpool'.*pools the whole map"):
+        receptive_field(model, "features.1.block.1.fc1", 64)
+
+
+def test_convnext_permute_layernorm_and_stochastic_depth():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    # ConvNeXt-T's blocks and downsampling (LayerNorm2d, 2x2 s2), two stages of one block each
+    setting = [CNBlockConfig(24, 48, 1), CNBlockConfig(48, None, 1)]
+    model = ConvNeXt(setting, stochastic_depth_prob=0.5).eval()
+    layers = ["features.1.0", "features.1.0.block.0", "features.2", "features.3.0"]
+    fields = assert_probe_matches(model, layers, (64, 64))
+    assert fields["features.1.0"].size == (28, 28)  # stem 4x4 s4, then 7x7 depthwise: 4 + 6*4
+    # between the permutes the block is channels-last: a field, given on request only
+    with pytest.raises(ValueError, match=r"features.1.0.block.3.*H×W×C|HxWxC|channels_last"):
+        receptive_field(model, "features.1.0.block.3", 64)
+    analysis = analyse_fields(model, 64)
+    hwc = analysis.field("features.1.0.block.3", channels_last=True)
+    assert hwc.layout == "HWC" and hwc.size == fields["features.1.0"].size
+    assert "features.1.0.block.3" not in analysis.names()
+
+
+def test_timm_same_padding_std_conv_norm_act_and_drop_path():
+    timm_layers = pytest.importorskip("timm.layers")
+    from timm.layers.pool2d_same import MaxPool2dSame
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = timm_layers.Conv2dSame(3, 4, 3, stride=2)  # pads 0 before, 1 after
+            self.pool = MaxPool2dSame(3, stride=2)
+            self.std = timm_layers.StdConv2d(4, 4, 3, padding=1)
+            self.bn = timm_layers.BatchNormAct2d(4)
+            self.norm = timm_layers.LayerNorm2d(4)
+            self.se = timm_layers.SqueezeExcite(4, rd_ratio=0.5)
+            self.drop = timm_layers.DropPath(0.5)
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            x = self.pool(self.stem(x))
+            return self.out(x + self.drop(self.se(self.norm(self.bn(self.std(x))))))
+
+    model = Block().eval()
+    fields = assert_probe_matches(model, ["stem", "pool", "std", "norm", "se", "out"], (16, 15))
+    stem = fields["stem"]
+    # TF "same" on 16 rows, k3 s2: total pad 1, all of it after; on 15 columns: 2, 1 before
+    assert (stem.size, stem.stride, stem.offset) == ((3, 3), (2, 2), (0, -1))
+    assert fields["se"].gated and fields["out"].gated and not fields["norm"].gated
+
+
+def test_spatial_layers_with_a_whole_map_input_say_so_truthfully():
+    from torchvision.models import efficientnet_b0
+
+    class GlobalAdd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.out(y + y.mean((2, 3), keepdim=True))
+
+    with pytest.raises(ValueError, match=r"'out'.*value computed from the whole map") as err:
+        receptive_field(GlobalAdd(), "out", 10, channels=1)
+    assert "no spatial output" not in str(err.value)
+    rf = receptive_field(efficientnet_b0(weights=None), "features.2.0.block.2", 64)
+    assert rf.gated and rf.output_shape == (96, 16, 16)  # the (C, H, W) layer after a gate
+
+
+def test_upsampling_has_no_field_and_says_why():
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, stride=2)
+            self.up = nn.Upsample(scale_factor=2)
+
+        def forward(self, x):
+            return self.up(self.conv(x))
+
+    with pytest.raises(ValueError, match=r"upsamples the map \(7, 7\) to \(14, 14\)"):
+        receptive_field(Up(), "up", 16, channels=1)
+
+
+def _grid_layers(model, size):
+    from cnnviz_widgets.inspect.layers import layer_catalogue
+
+    return [
+        i.name
+        for i in layer_catalogue(model, input_size=size)
+        if i.is_spatial and i.output_shape[1] * i.output_shape[2] > 1
+    ]
+
+
+def _torchvision(name):
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None).eval()
+
+
+def _timm(name):
+    timm = pytest.importorskip("timm")
+    return timm.create_model(name, pretrained=False).eval()
+
+
+@pytest.mark.parametrize(
+    "make,name",
+    [
+        (_torchvision, "mobilenet_v3_small"),
+        (_torchvision, "efficientnet_b0"),
+        (_torchvision, "regnet_y_400mf"),
+        (_torchvision, "convnext_tiny"),
+        (_torchvision, "shufflenet_v2_x0_5"),
+        (_timm, "tf_efficientnet_lite0"),
+        (_timm, "dla34"),
+        (_timm, "ese_vovnet19b_dw"),
+        (_timm, "convnext_atto"),
+        (_timm, "ghostnet_100"),
+    ],
+)
+def test_every_grid_layer_has_a_field(make, name):
+    model = make(name)
+    size = 64
+    analysis = analyse_fields(model, size)
+    have = set(analysis.names(channels_last=True))
+    missing = [n for n in _grid_layers(model, size) if n not in have]
+    assert not missing, [str(_why(analysis, n)) for n in missing[:3]]
+
+
+def _why(analysis, name):
+    try:
+        analysis.field(name, channels_last=True)
+    except ValueError as err:
+        return err

@@ -658,8 +658,8 @@ def _reshaped(geo: _Geo, x: Any, value: Any, what: str) -> Any:
                     lead[0] = "N"
                 return replace(geo, dims=(*lead, "H", "W", *["C"] * (len(out) - k - 2)))
     return _NoField(
-        f"{what} reshapes {tuple(shape[1:])} into {tuple(out[1:])}, merging the map's rows or "
-        "columns with other dims",
+        f"{what} reshapes {tuple(shape[1:])} into {tuple(out[1:])}: the map's rows or columns "
+        "do not come through whole (they are split, as into windows, or merged with other dims)",
         global_=True,
     )
 
