@@ -588,3 +588,13 @@ def _why(analysis, name):
         analysis.field(name, channels_last=True)
     except ValueError as err:
         return err
+
+
+def test_adaptive_pool_of_a_one_unit_map_reads_that_unit_everywhere():
+    from torchvision.models import vgg11
+
+    model = vgg11(weights=None).eval()
+    pool = receptive_field(model, "avgpool", 32)  # 1x1 -> 7x7: every unit reads unit (0, 0)
+    before = receptive_field(model, "features.20", 32)
+    assert pool.stride == (0, 0) and pool.output_shape == (512, 7, 7)
+    assert pool.box(3, 5) == before.box(0, 0)

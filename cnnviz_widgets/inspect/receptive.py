@@ -566,19 +566,22 @@ def _padded(geo: _Geo, pad: G.Pad | None, what: str) -> Any:
 
 
 def _adaptive(what: str, x: Any, value: Any, geo: Any) -> Any:
-    """Adaptive pooling is a plain pooling when the sizes divide; to 1x1 it is global."""
+    """Adaptive pooling is a plain pooling when the sizes divide; to 1x1 it is global; from a
+    1-unit axis every output unit reads that one unit (stride 0: VGG's 7x7 pool of a 1x1 map)."""
     if not isinstance(geo, _Geo) or not _is_map(x) or not _is_map(value):
         return geo
     (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
     if (oh, ow) == (1, 1) and (h, w) != (1, 1):
         return _NoField(f"{what} pools the whole map into one position", global_=True)
-    if h % oh or w % ow:
-        return _NoField(
-            f"{what} pools {h}x{w} into {oh}x{ow}: windows of uneven size have no single "
-            "receptive field (use an input size that divides evenly)"
-        )
-    kernel = (h // oh, w // ow)
-    return geo.window(G.Window(kernel, kernel, (0, 0)))
+    sizes = ((h, oh), (w, ow))
+    if all(n == 1 or n % m == 0 for n, m in sizes):
+        kernel = _per_axis(lambda a: sizes[a][0] // sizes[a][1] if sizes[a][0] > 1 else 1)
+        out = geo.window(G.Window(kernel, kernel, (0, 0)))
+        return replace(out, stride=_per_axis(lambda a: out.stride[a] if sizes[a][0] > 1 else 0))
+    return _NoField(
+        f"{what} pools {h}x{w} into {oh}x{ow}: its windows are not of one size at one stride, "
+        "so no single receptive field describes its units (use an input size that divides evenly)"
+    )
 
 
 def _last_dims(geo: _Geo, n: int, what: str) -> Any:
