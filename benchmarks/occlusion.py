@@ -2,13 +2,20 @@
 
     python benchmarks/occlusion.py --device cpu --model resnet18 --patch 16 --stride 8
     python benchmarks/occlusion.py --device cuda --model resnet18 --stride 1 --precision bf16
+    python benchmarks/occlusion.py --model efficientnet_b0 mobilenet_v3_large convnext_tiny \
+        regnet_y_400mf tf_efficientnet_lite0 --stride 8
 
 Prints one JSON line per configuration (model, device, size, positions, ours_s, full_s,
 captum_s, speedup_vs_captum, speedup_vs_full, max_abs_diff, threads, torch, ...). Every time
 is the median of ``--repeats`` runs in this one process; the three methods are interleaved
 per repeat so that load from other processes hits them alike. Models are torchvision's with
-``weights=None`` (the weights do not change the cost); the score is the softmax probability of
-the predicted class, for all three methods (Captum gets ``softmax(model(x))`` as forward).
+``weights=None`` (the weights do not change the cost), or timm's (``TIMM_MODELS``,
+``pretrained=False``); the score is the softmax probability of the predicted class, for all
+three methods (Captum gets ``softmax(model(x))`` as forward). Ours runs with
+``placement="inside"`` by default, Captum's windows, so all three compute the same positions.
+``flop_bound`` is the library's own (``result.extra["flop_bound"]``: full / incremental
+conv+linear MACs of the plan it ran); ``method`` says whether ours ran incrementally or chose
+(or fell back to) the full recompute, and ``warnings`` why.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +40,19 @@ from cnnviz_widgets.inspect.incremental import (
     plan_macs,
 )
 from cnnviz_widgets.inspect.occlusion import occlusion_map
+
+#: torchvision classifiers the benchmark knows (any name of torchvision.models works)
+TORCHVISION_MODELS = [
+    "resnet18",
+    "vgg16",
+    "alexnet",
+    "efficientnet_b0",
+    "mobilenet_v3_large",
+    "convnext_tiny",
+    "regnet_y_400mf",
+]
+#: timm models (TF "same" padding: Conv2dSame)
+TIMM_MODELS = ["tf_efficientnet_lite0"]
 
 
 def build_model(name: str) -> tuple[torch.nn.Module, int, int]:
@@ -46,9 +67,13 @@ def build_model(name: str) -> tuple[torch.nn.Module, int, int]:
 
             model = DigitsCNN()
         return model.eval(), 1, 32
+    if name in TIMM_MODELS:
+        import timm
+
+        return timm.create_model(name, pretrained=False).eval(), 3, 224
     import torchvision
 
-    return getattr(torchvision.models, name)(weights=None).eval(), 3, 224
+    return torchvision.models.get_model(name, weights=None).eval(), 3, 224
 
 
 def captum_run(model, x, target, patch, stride, baseline, ppe):
@@ -70,23 +95,30 @@ def captum_run(model, x, target, patch, stride, baseline, ppe):
 
 
 def flop_bound(model, x, patch, stride, threshold):
-    """Full / incremental conv+linear MACs for this geometry: the bound on speedup_vs_full."""
+    """Full / incremental conv+linear MACs for this geometry (Captum's inside windows, the
+    last one shifted inward as the engine plans it): the bound on speedup_vs_full."""
     with torch.inference_mode():
         eng = IncrementalEngine(model, x, full_threshold=threshold, warn=False)
         _, _, h, w = x.shape
-        gy, gx = torch.meshgrid(
-            torch.arange((h - patch) // stride + 1) * stride,
-            torch.arange((w - patch) // stride + 1) * stride,
-            indexing="ij",
-        )
+
+        def starts(n):
+            return (torch.arange(-(-(n - patch) // stride) + 1) * stride).clamp(max=n - patch)
+
+        gy, gx = torch.meshgrid(starts(h), starts(w), indexing="ij")
         inc, full = plan_macs(eng, eng.plan((patch, patch), gy.reshape(-1), gx.reshape(-1)))
     return round(full / inc, 3)
 
 
-def sweep(model, x, target, args, stride):
+def sweep(model, x, target, args, stride, name):
     """ours_s at several full_threshold values (interleaved repeats), one JSON line each."""
     times = {t: [] for t in args.thresholds}
-    common = dict(target=target, patch_size=args.patch, stride=stride, batch_size=args.batch_size)
+    common = dict(
+        target=target,
+        patch_size=args.patch,
+        stride=stride,
+        batch_size=args.batch_size,
+        placement=args.placement,
+    )
     occlusion_map(model, x, **common)
     for _ in range(args.repeats):
         for t in args.thresholds:
@@ -96,7 +128,7 @@ def sweep(model, x, target, args, stride):
         print(
             json.dumps(
                 {
-                    "model": args.model,
+                    "model": name,
                     "device": args.device,
                     "size": x.shape[-1],
                     "stride": stride,
@@ -198,7 +230,19 @@ def timed(fn):
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--model", default="resnet18", choices=["demo", "resnet18", "vgg16", "alexnet"])
+    p.add_argument(
+        "--model",
+        nargs="+",
+        default=["resnet18"],
+        choices=["demo", *TORCHVISION_MODELS, *TIMM_MODELS],
+        help="one or more models, each measured in turn",
+    )
+    p.add_argument(
+        "--placement",
+        default="inside",
+        choices=["inside", "centered"],
+        help="ours and full; Captum always uses the inside windows",
+    )
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--stride", type=int, nargs="+", default=[8])
     p.add_argument("--size", type=int, default=None, help="image side (default: 224, demo 32)")
@@ -226,9 +270,22 @@ def main(argv: list[str] | None = None) -> None:
         measure_threshold(torch.device(args.device), args.batch_size or 64, max(args.repeats, 5))
         return
 
+    for name in args.model:
+        run_model(args, name)
+
+
+def _occlusion(model, x, **kw):
+    """occlusion_map, and the warnings it gave (fallbacks to full recompute)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = occlusion_map(model, x, **kw)
+    return res, sorted({f"{w.category.__name__}: {w.message}"[:200] for w in caught})
+
+
+def run_model(args, name: str) -> None:
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    model, c, default_size = build_model(args.model)
+    model, c, default_size = build_model(name)
     model.to(dev)
     size = args.size or default_size
     x = torch.randn(1, c, size, size, device=dev)
@@ -237,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for stride in args.stride:
         if args.thresholds:
-            sweep(model, x, target, args, stride)
+            sweep(model, x, target, args, stride, name)
             continue
         common = dict(
             target=target,
@@ -246,11 +303,12 @@ def main(argv: list[str] | None = None) -> None:
             baseline=0.0,
             batch_size=args.batch_size,
             full_threshold=args.threshold,
+            placement=args.placement,
         )
         # warm-up (oneDNN primitive caches, cuDNN autotune): one run of each, untimed
         ours_t, full_t, captum_t = [], [], []
         ours = full = None
-        warm = occlusion_map(model, x, precision=args.precision, **common)
+        warm, notes = _occlusion(model, x, precision=args.precision, **common)
         for _ in range(args.repeats):
             t, ours = timed(lambda c=common: occlusion_map(model, x, precision=args.precision, **c))
             ours_t.append(t)
@@ -270,8 +328,13 @@ def main(argv: list[str] | None = None) -> None:
         ours_s = statistics.median(ours_t)
         full_s = statistics.median(full_t) if full_t else None
         captum_s = statistics.median(captum_t) if captum_t else None
+        bound = ours.extra.get("flop_bound")
+        if bound is None and ours.method == "incremental":
+            bound = flop_bound(
+                model, x, args.patch, stride, args.threshold or DEFAULT_FULL_THRESHOLD
+            )
         line = {
-            "model": args.model,
+            "model": name,
             "device": args.device,
             "device_name": (
                 torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
@@ -279,9 +342,12 @@ def main(argv: list[str] | None = None) -> None:
             "size": size,
             "patch": args.patch,
             "stride": stride,
+            "placement": args.placement,
             "positions": ours.positions,
             "precision": args.precision,
             "repeats": args.repeats,
+            "method": ours.method,
+            "flop_bound": round(bound, 3) if bound is not None else None,
             "ours_s": round(ours_s, 4),
             "full_s": round(full_s, 4) if full_s else None,
             "captum_s": round(captum_s, 4) if captum_s else None,
@@ -294,9 +360,7 @@ def main(argv: list[str] | None = None) -> None:
             "precision_error": ours.precision_error,
             "batch_size": ours.batch_size,
             "full_threshold": args.threshold or DEFAULT_FULL_THRESHOLD,
-            "flop_bound": flop_bound(
-                model, x, args.patch, stride, args.threshold or DEFAULT_FULL_THRESHOLD
-            ),
+            "warnings": notes,
             "ours_runs": [round(t, 3) for t in ours_t],
             "full_runs": [round(t, 3) for t in full_t],
             "captum_runs": [round(t, 3) for t in captum_t],
