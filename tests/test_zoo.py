@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -85,6 +86,20 @@ TIMM_MODELS = {
     "resnest14d": 32,  # split attention
     "mixnet_s": 32,  # mixed kernel sizes (split + concat)
 }
+#: models whose own random init barely moves the logits when a patch is occluded (the map
+#: checks would be vacuous): re-initialised with He-normal weights (tests/zoo_models.he_init)
+HE_INIT = (
+    "tv-efficientnet_",
+    "tv-mnasnet",
+    "tv-mobilenet_",
+    "tv-shufflenet_",
+    "tv-googlenet",
+    "timm-efficientnet_b0",
+    "timm-tf_efficientnet_",
+    "timm-ese_vovnet19b_dw",
+    "timm-ghostnet_100",
+    "timm-mobilenetv3_",
+)
 #: timm models whose per-image statistics (GroupNorm) reach every pixel of a map
 TIMM_NO_PROBE = {"resnetv2_50x1_bit"}
 
@@ -249,6 +264,8 @@ class Built:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's init-weights FutureWarnings
             self.model = case.build().eval()
+        if case.name.startswith(HE_INIT):
+            he_init(self.model, seed)
         _randomize_bn(self.model, seed)
         g = torch.Generator().manual_seed(seed)
         self.image = torch.randn(*case.shape, generator=g)
@@ -374,12 +391,29 @@ def test_full_equals_one_image_loop(built: Built):
 # -------------------------------------------------------------------- receptive fields
 
 
+def _hw(rf) -> tuple[int, int]:
+    """(H, W) of a field's map, channels-first or channels-last."""
+    shape = rf.output_shape
+    return (shape[0], shape[1]) if getattr(rf, "layout", "CHW") == "HWC" else (shape[1], shape[2])
+
+
 def _probe_layers(names: list[str], fields: dict) -> list[str]:
-    """Up to three layers with a field and a map of more than one unit: early, middle, deep."""
-    usable = [n for n in names if fields[n].output_shape[1] * fields[n].output_shape[2] > 1]
+    """Up to three ungated layers with more than one unit: early, middle, deep.
+
+    A gated field (squeeze-excite) is geometric by definition while the gradient also flows
+    through the gate's global statistics, so such layers are not probed."""
+    usable = [
+        n for n in names if math.prod(_hw(fields[n])) > 1 and not getattr(fields[n], "gated", False)
+    ]
     if len(usable) <= 3:
         return usable
     return [usable[0], usable[len(usable) // 2], usable[-1]]
+
+
+def _field(analysis, name: str):
+    if "channels_last" in inspect.signature(analysis.field).parameters:
+        return analysis.field(name, channels_last=True)
+    return analysis.field(name)
 
 
 def test_receptive_fields(built: Built):
@@ -387,24 +421,29 @@ def test_receptive_fields(built: Built):
     c, h, w = built.case.shape
     catalogue = layer_catalogue(model, image[None])
     analysis = analyse_fields(model, (h, w), channels=c)
-    fields, missing = {}, []
+    fields, missing, whole = {}, [], []
     for info in catalogue:
         if not info.is_spatial:
             continue
         try:
-            fields[info.name] = analysis.field(info.name)
+            fields[info.name] = _field(analysis, info.name)
         except ValueError as e:
             one_unit = info.output_shape[1:] == (1, 1)
             if one_unit and "has no spatial output" in str(e):
                 continue  # a 1x1 map from a global reduction (squeeze-excite)
+            if "depends on the whole map" in str(e):
+                whole.append(info.name)  # attention: checked below by the probe
+                continue
             missing.append(f"{info.name} ({info.type}, {info.output_shape}): {e}")
     bad = []
     for name, rf in fields.items():
         shape = next(i.output_shape for i in catalogue if i.name == name)
         if tuple(rf.output_shape) != tuple(shape):
             bad.append(f"{name}: field's output_shape {rf.output_shape} != layer's {shape}")
+    probed = _probe_layers(list(fields), fields) if built.case.probe else []
     if built.case.probe:
-        bad += _gradient_probe(model, image, _probe_layers(list(fields), fields), fields)
+        bad += _gradient_probe(model, image, probed, fields)
+        bad += _whole_map_probe(model, image, whole)
     spatial = sum(i.is_spatial for i in catalogue)
     _report(
         built.case,
@@ -412,6 +451,8 @@ def test_receptive_fields(built: Built):
         not (missing or bad),
         spatial=spatial,
         without_field=len(missing),
+        whole_map=len(whole),
+        probed=probed,
         missing=missing[:5],
         bad=bad,
     )
@@ -419,6 +460,23 @@ def test_receptive_fields(built: Built):
         missing[:10]
     )
     assert not bad, "\n".join(bad)
+
+
+def _whole_map_probe(model, image, names: list[str]) -> list[str]:
+    """Layers said to depend on the whole map: a unit's gradient does reach every border."""
+    bad = []
+    _, h, w = image.shape
+    picks = names if len(names) <= 3 else [names[0], names[len(names) // 2], names[-1]]
+    for name in picks:
+        out = _layer_output(model, name, image[None])
+        oh, ow = out.shape[-2:]
+        box = _gradient_box(model, name, image, oh // 2, ow // 2)
+        if box is not None and box != (0, h, 0, w):
+            bad.append(
+                f"{name}: said to depend on the whole map, but unit ({oh // 2}, {ow // 2})'s "
+                f"gradient stays in rows {box[0]}:{box[1]}, cols {box[2]}:{box[3]}"
+            )
+    return bad
 
 
 def _layer_output(model, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -433,12 +491,17 @@ def _layer_output(model, name: str, x: torch.Tensor) -> torch.Tensor:
     return got["o"]
 
 
-def _gradient_box(model, name, image, i, j):
+def _unit(out: torch.Tensor, i: int, j: int, layout: str) -> torch.Tensor:
+    """All channels of unit (i, j) of a (N, C, H, W) or channels-last (N, H, W, C) map."""
+    return out[:, i, j, :] if layout == "HWC" else out[:, :, i, j]
+
+
+def _gradient_box(model, name, image, i, j, layout="CHW"):
     """(y0, y1, x0, x1) of the input pixels with a nonzero gradient of unit (i, j), or None."""
     x = image[None].clone().requires_grad_(True)
     with torch.enable_grad():
         out = _layer_output(model, name, x)
-        (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x, allow_unused=True)
+        (grad,) = torch.autograd.grad(_unit(out, i, j, layout).sum(), x, allow_unused=True)
     if grad is None:
         return None
     ys, xs = torch.nonzero(grad[0].abs().sum(0), as_tuple=True)
@@ -447,7 +510,7 @@ def _gradient_box(model, name, image, i, j):
     return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
 
 
-def _perturbation_box(model, name, image, i, j):
+def _perturbation_box(model, name, image, i, j, layout="CHW"):
     """Like `_gradient_box`, by perturbing one whole row (or column) per image of a batch.
 
     For models that autograd cannot differentiate (an in-place op on a tensor a backward
@@ -462,7 +525,7 @@ def _perturbation_box(model, name, image, i, j):
         col = batch[1 + h + c, :, :, c]
         col += 3 * torch.randn(col.shape, generator=g)
     with torch.inference_mode():
-        out = _layer_output(model, name, batch)[:, :, i, j]
+        out = _unit(_layer_output(model, name, batch), i, j, layout)
     # a relative threshold: batched float rounding may differ from image to image
     changed = (out[1:] - out[0]).abs().amax(1) > 1e-5 * float(out[0].abs().max()) + 1e-7
     rows = torch.nonzero(changed[:h]).flatten()
@@ -477,15 +540,16 @@ def _gradient_probe(model, image, layers: list[str], fields: dict) -> list[str]:
     bad = []
     for name in layers:
         rf = fields[name]
-        _, oh, ow = rf.output_shape
+        oh, ow = _hw(rf)
+        layout = getattr(rf, "layout", "CHW")
         for i, j in sorted({(0, 0), (oh // 2, ow // 2), (oh - 1, ow - 1)}):
             try:
-                seen = _gradient_box(model, name, image, i, j)
+                seen = _gradient_box(model, name, image, i, j, layout)
                 how = "gradient"
             except RuntimeError as e:
                 if "inplace" not in str(e):
                     raise
-                seen = _perturbation_box(model, name, image, i, j)
+                seen = _perturbation_box(model, name, image, i, j, layout)
                 how = "perturbation"
             if seen is None:
                 continue
