@@ -24,7 +24,7 @@ from cnnviz_widgets.demo.gabor import (
 )
 from cnnviz_widgets.demo.train import deterministic
 
-DEFAULT_STEPS = 1500
+DEFAULT_STEPS = 1200
 BATCH_SIZE = 64
 LR = 3e-3
 CONV1_WEIGHT_DECAY = 2e-2  # AdamW's decoupled decay, on conv1's weight only
