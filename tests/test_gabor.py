@@ -87,7 +87,7 @@ def test_images_follow_the_seed_and_cover_every_class():
     b, lb = make_images(96, seed=3)
     c, _ = make_images(96, seed=4)
     assert torch.equal(a, b) and torch.equal(la, lb) and not torch.equal(a, c)
-    assert a.shape == (96, 3, 64, 64) and 0 <= a.min() and a.max() <= 1
+    assert a.shape == (96, 3, 64, 64) and a.min() >= 0 and a.max() <= 1
     _, labels = make_images(1200, seed=0)
     counts = np.bincount(labels.numpy(), minlength=12)
     assert counts.min() > 60  # ~100 each

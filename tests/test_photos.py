@@ -48,7 +48,7 @@ def _index(dataset, source: str) -> int:
 
 
 def test_every_photo_is_a_real_file_of_an_installed_package(demo):
-    model, dataset, classes = demo
+    _, dataset, classes = demo
     assert len(dataset) >= 100
     packages = {dataset.source(i).split(":")[0] for i in range(len(dataset))}
     assert {"foolbox", "scikit-image", "ai-benchmark"} <= packages
