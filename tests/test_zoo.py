@@ -42,7 +42,7 @@ from cnnviz_widgets.inspect.receptive import analyse_fields
 from cnnviz_widgets.widgets.activations import FeatureMaps
 from cnnviz_widgets.widgets.patches import TopPatches, layer_choices
 
-from .zoo_models import HANDWRITTEN, BoundArgs, he_init
+from .zoo_models import HANDWRITTEN, BoundArgs, calibrate, he_init
 
 PROB_TOL = 1e-4  #: max abs diff in probability
 LOGIT_RTOL = 1e-4  #: max abs diff in logits, relative to the largest |logit| of the map
@@ -87,7 +87,8 @@ TIMM_MODELS = {
     "mixnet_s": 32,  # mixed kernel sizes (split + concat)
 }
 #: models whose own random init barely moves the logits when a patch is occluded (the map
-#: checks would be vacuous): re-initialised with He-normal weights (tests/zoo_models.he_init)
+#: checks would be vacuous): re-initialised with He-normal weights, then every conv/linear
+#: rescaled to unit output std on the dataset (tests/zoo_models.he_init, calibrate)
 HE_INIT = (
     "tv-efficientnet_",
     "tv-mnasnet",
@@ -270,6 +271,8 @@ class Built:
         g = torch.Generator().manual_seed(seed)
         self.image = torch.randn(*case.shape, generator=g)
         self.dataset = [(torch.randn(*case.shape, generator=g), i % 3) for i in range(8)]
+        if case.name.startswith(HE_INIT):
+            calibrate(self.model, torch.stack([x for x, _ in self.dataset]))
         if case.cheap:
             self.dataset = self.dataset[:4]
         with torch.inference_mode():

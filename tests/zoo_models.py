@@ -8,6 +8,7 @@ is special about it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -645,3 +646,32 @@ HANDWRITTEN: dict[str, Handwritten] = {
     ),
     "sequential_vgg": Handwritten(SequentialVGG, (3, 32, 32), notes="nn.Sequential, Dropout2d"),
 }
+
+
+def calibrate(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Rescale every conv and linear layer so its output has unit std on `x`, in one pass.
+
+    Each layer is rescaled when the forward reaches it (a forward hook divides its weight,
+    bias and output by the output's std), so later layers see already rescaled inputs: the
+    logits keep a moderate scale however deep the model (He init alone overflows some).
+    """
+
+    def rescale(module, args, out):
+        std = float(out.detach().float().std())
+        if not math.isfinite(std) or std < 1e-6:
+            return None
+        with torch.no_grad():
+            module.weight.div_(std)
+            if module.bias is not None:
+                module.bias.div_(std)
+        return out / std
+
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    handles = [m.register_forward_hook(rescale) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return model
