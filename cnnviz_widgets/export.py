@@ -630,6 +630,7 @@ def occlusion_image(widget) -> np.ndarray:
         scores,
         patch=tuple(widget.map_patch),
         stride=tuple(widget.map_stride),
+        origin=tuple(widget.map_origin),
         lut=lut,
         vmin=widget.vmin,
         vmax=widget.vmax,

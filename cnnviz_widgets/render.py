@@ -316,10 +316,12 @@ def occlusion_overlay(
     vmax: float,
     opacity: float,
     view_px: int = 256,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """The occlusion view as RGB: `image` (H, W[, 3]) scaled to about `view_px` (nearest for an
-    integer factor), and score cell (i, j) -- centred on that patch position's centre, one
-    stride square -- painted in `lut` colour at `opacity` (NaN cells left clear)."""
+    integer factor), and score cell (i, j) -- centred on the centre of the patch whose unclipped
+    top-left is `origin + (i, j) * stride`, one stride square -- painted in `lut` colour at
+    `opacity` (NaN cells left clear)."""
     from PIL import Image
 
     image = np.asarray(image, dtype=np.uint8)
@@ -339,8 +341,8 @@ def occlusion_overlay(
     (ph, pw), (sh, sw) = patch, stride
     if min(ph, pw, sh, sw) <= 0:
         return view.copy()
-    ey = cell_edges(ny, (ph - sh) / 2, sh, k, out_h)
-    ex = cell_edges(nx, (pw - sw) / 2, sw, k, out_w)
+    ey = cell_edges(ny, origin[0] + (ph - sh) / 2, sh, k, out_h)
+    ex = cell_edges(nx, origin[1] + (pw - sw) / 2, sw, k, out_w)
     idx = lut_index(scores, vmin, vmax)
     rows = np.repeat(np.arange(ny), np.diff(ey))
     cols = np.repeat(np.arange(nx), np.diff(ex))

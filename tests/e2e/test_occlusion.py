@@ -39,8 +39,10 @@ def test_heatmap_streams_coarse_to_fine_and_the_class_picker_reaches_the_kernel(
     page.wait_for_function(IDLE, arg=2, timeout=120_000)
     page.locator(".cnnviz-occlusion").nth(0).scroll_into_view_if_needed()
     heatmaps = page.locator("canvas.cnnviz-heatmap")
-    assert heatmaps.nth(0).get_attribute("data-cells") == "25,25"  # demo: patch 8, stride 1
-    assert heatmaps.nth(1).get_attribute("data-cells") == "11,11"  # ResNet-18: 112 px, 32, 8
+    assert heatmaps.nth(0).get_attribute("data-cells") == "32,32"  # demo: 32 px, stride 1, centred
+    assert (
+        heatmaps.nth(1).get_attribute("data-cells") == "14,14"
+    )  # ResNet-18: 112 px, stride 8, centred
     for i in range(2):
         assert heatmaps.nth(i).evaluate(NON_BLANK) > 16
 
@@ -59,5 +61,5 @@ def test_heatmap_streams_coarse_to_fine_and_the_class_picker_reaches_the_kernel(
     assert sizes == sorted(sizes), f"maps did not come coarse-to-fine: {draws}"
 
     out = rerun_cell(page, 3)  # prints the finished map's shape and the kernel's target
-    out.filter(has_text=f"(11, 11) target {second}:").wait_for(timeout=60_000)
+    out.filter(has_text=f"(14, 14) target {second}:").wait_for(timeout=60_000)
     assert page.console_errors == []
