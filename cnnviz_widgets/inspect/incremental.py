@@ -46,6 +46,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import (
+    Pad,
+    Window,
+    bind,
+    pad_of_call,
+    pad_of_module,
+    window_of_call,
+    window_of_module,
+)
 from .tracing import Traced
 from .tracing import trace as trace_graph
 
@@ -171,12 +180,6 @@ _GLOBAL_FUNCTIONS: set[Any] = {
     getattr,
 }
 _GLOBAL_METHODS: set[str] = {"view", "reshape", "flatten", "mean", "sum", "amax", "size"}
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
 
 
 def _op_name(node: fx.Node, modules: dict[str, nn.Module]) -> str:
@@ -728,11 +731,11 @@ class IncrementalEngine:
         if node.op == "call_function":
             f = node.target
             if f in _POINTWISE_FUNCTIONS:
-                if f in (F.dropout, F.dropout2d) and _bound(node, "training", 2, True) is not False:
+                if f in (F.dropout, F.dropout2d) and _bound(node, "training", True) is not False:
                     return "unknown"
                 return "pointwise"
             if f is F.batch_norm:
-                return "unknown" if _bound(node, "training", 5) is not False else "pointwise"
+                return "unknown" if _bound(node, "training") is not False else "pointwise"
             if f in _BINARY_FUNCTIONS:
                 return "binary"
             if f is torch.cat:
@@ -763,7 +766,8 @@ class IncrementalEngine:
         out = self.base[node]
         hin, win = xin.shape[2], xin.shape[3]
         hout, wout = out.shape[2], out.shape[3]
-        (kh, kw), (sh, sw), (dh, dw), (pt, pl) = spec.kernel, spec.stride, spec.dilation, spec.pad
+        wnd = spec.window
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl) = wnd.kernel, wnd.stride, wnd.dilation, wnd.padding
         oy, h = _window_range(gin.oy, gin.h, kh, sh, dh, pt, hout)
         ox, w = _window_range(gin.ox, gin.w, kw, sw, dw, pl, wout)
         g = _Geo(oy, ox, h, w, hout, wout)
@@ -821,11 +825,11 @@ class IncrementalEngine:
         if d is None:
             x = torch.ones_like(self.base[spec.src][:1, :1], dtype=torch.float64)
             kw = dict(
-                kernel_size=spec.kernel,
-                stride=spec.stride,
-                padding=spec.pad,
-                ceil_mode=spec.ceil_mode,
-                count_include_pad=spec.count_include_pad,
+                kernel_size=spec.window.kernel,
+                stride=spec.window.stride,
+                padding=spec.window.padding,
+                ceil_mode=spec.window.ceil_mode,
+                count_include_pad=spec.window.count_include_pad,
             )
             if spec.divisor_override:
                 o = F.avg_pool2d(x, divisor_override=1, **kw)
@@ -845,8 +849,8 @@ class IncrementalEngine:
         out = self.base[node]
         hout, wout = out.shape[2], out.shape[3]
         if kind == "cat":
-            tensors = _bound(node, "tensors", 0)
-            dim = _bound(node, "dim", 1, default=0)
+            tensors = _bound(node, "tensors")
+            dim = _bound(node, "dim", 0)
             if dim not in (1, -3) or not isinstance(tensors, (list, tuple)):
                 plan.unknown_ops.append(_op_name(node, self.modules))
                 return None
@@ -930,29 +934,26 @@ class IncrementalEngine:
         return result
 
 
-def _bound(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
-    """Argument ``name`` of a call, given by keyword or at ``position``."""
-    if name in node.kwargs:
-        return node.kwargs[name]
-    return node.args[position] if len(node.args) > position else default
+def _bound(node: fx.Node, name: str, default: Any = None) -> Any:
+    """Argument ``name`` of a call however it was spelled (:func:`.geometry.bind`)."""
+    try:
+        return bind(node.op, node.target, node.args, node.kwargs).get(name, default)
+    except TypeError:
+        return default
 
 
 @dataclass
 class _WindowSpec:
-    """A sliding-window op: what it reads (``src``) and its geometry, per axis (h, w)."""
+    """A sliding-window op as the engine runs it: what it reads (``src``), the window
+    (:class:`.geometry.Window`, or a 1x1 one for constant padding) and the op's own values."""
 
     kind: str  #: "conv", "max", "avg" or "pad"
     src: fx.Node
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    pad: tuple[int, int]  #: top, left (bottom/right follow from the output size)
+    window: Window
     value: float = 0.0  #: what the padding reads
     groups: int = 1
     weight_of: Any = None
     bias_of: Any = None
-    ceil_mode: bool = False
-    count_include_pad: bool = True
     divisor_override: Any = None
 
     def weight(self, base: dict[fx.Node, Any]) -> torch.Tensor:
@@ -966,101 +967,62 @@ def _value(v: Any, base: dict[fx.Node, Any]) -> Any:
     return base[v] if isinstance(v, fx.Node) else v
 
 
-def _conv_pad(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> Any:
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0)
-        if padding == "same":  # PyTorch pads total // 2 before
-            return (dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2)
-        return None
-    return _pair(padding)
-
-
-_CONV_FUNCTIONS = {F.conv2d, torch.conv2d}
-_MAX_FUNCTIONS = {F.max_pool2d, torch.max_pool2d}
-_AVG_FUNCTIONS = {F.avg_pool2d}
-
-
 def _window_spec(
     node: fx.Node, modules: dict[str, nn.Module], base: dict[fx.Node, Any]
 ) -> _WindowSpec | None:
-    """The window geometry of a conv/pool/pad call (module or function, any argument
-    spelling), or None when ``node`` is not one the engine computes exactly."""
-    src = _bound(node, "input", 0)
-    if not isinstance(src, fx.Node) or len(node.all_input_nodes) < 1:
-        return None
+    """The window of a conv/pool/pad call (module or function, any argument spelling) from
+    :mod:`.geometry`, or None when ``node`` is not one the engine computes exactly."""
     if node.op == "call_module":
         mod = modules[node.target]
-        t = type(mod)
-        if len(node.args) + len(node.kwargs) != 1:
+        if len(node.args) + len(node.kwargs) != 1 or not isinstance(node.args[0], fx.Node):
             return None
-        if t is nn.Conv2d:
-            k, d = _pair(mod.kernel_size), _pair(mod.dilation)
-            pad = _conv_pad(mod.padding, k, d)
-            if mod.padding_mode != "zeros" or pad is None:
+        src = node.args[0]
+        size = tuple(base[src].shape[-2:]) if isinstance(base.get(src), torch.Tensor) else None
+        window = window_of_module(mod, size)
+        if window is not None:
+            if window.padding_mode != "zeros" or getattr(mod, "return_indices", False):
                 return None
-            return _WindowSpec("conv", src, k, _pair(mod.stride), d, pad, groups=mod.groups,
-                               weight_of=mod.weight, bias_of=mod.bias)  # fmt: skip
-        if t is nn.MaxPool2d and not mod.return_indices:
-            k = _pair(mod.kernel_size)
-            s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
-            return _WindowSpec("max", src, k, s, _pair(mod.dilation), _pair(mod.padding),
-                               value=float("-inf"))  # fmt: skip
-        if t is nn.AvgPool2d:
-            k = _pair(mod.kernel_size)
-            s = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
-            return _WindowSpec("avg", src, k, s, (1, 1), _pair(mod.padding),
-                               ceil_mode=mod.ceil_mode, count_include_pad=mod.count_include_pad,
-                               divisor_override=mod.divisor_override)  # fmt: skip
-        if t in (nn.ZeroPad2d, nn.ConstantPad2d):
-            return _pad_spec(src, mod.padding, float(getattr(mod, "value", 0.0)))
-        return None
+            if window.mode == "conv":
+                return _WindowSpec("conv", src, window, groups=mod.groups,
+                                   weight_of=mod.weight, bias_of=mod.bias)  # fmt: skip
+            if window.mode in ("max", "avg"):
+                return _pool_spec(src, window, getattr(mod, "divisor_override", None))
+            return None
+        return _pad_spec(src, pad_of_module(mod))
     if node.op != "call_function":
         return None
-    f = node.target
-    affected_params = [a for a in node.all_input_nodes if a is not src]
-    if f in _CONV_FUNCTIONS:
-        weight = _bound(node, "weight", 1)
-        w = _value(weight, base)
-        if not isinstance(w, torch.Tensor) or w.dim() != 4:
-            return None
-        k = (int(w.shape[2]), int(w.shape[3]))
-        d = _pair(_bound(node, "dilation", 5, 1))
-        pad = _conv_pad(_bound(node, "padding", 4, 0), k, d)
-        if pad is None:
-            return None
-        return _WindowSpec("conv", src, k, _pair(_bound(node, "stride", 3, 1)), d, pad,
-                           groups=int(_bound(node, "groups", 6, 1)), weight_of=weight,
-                           bias_of=_bound(node, "bias", 2))  # fmt: skip
-    if affected_params:
+    try:
+        names = bind(node.op, node.target, node.args, node.kwargs)
+    except TypeError:
         return None
-    if f in _MAX_FUNCTIONS:
-        if _bound(node, "return_indices", 6, False):
-            return None
-        k = _pair(_bound(node, "kernel_size", 1))
-        stride = _bound(node, "stride", 2) or k
-        return _WindowSpec("max", src, k, _pair(stride), _pair(_bound(node, "dilation", 4, 1)),
-                           _pair(_bound(node, "padding", 3, 0)), value=float("-inf"))  # fmt: skip
-    if f in _AVG_FUNCTIONS:
-        k = _pair(_bound(node, "kernel_size", 1))
-        stride = _bound(node, "stride", 2) or k
-        return _WindowSpec("avg", src, k, _pair(stride), (1, 1),
-                           _pair(_bound(node, "padding", 3, 0)),
-                           ceil_mode=bool(_bound(node, "ceil_mode", 4, False)),
-                           count_include_pad=bool(_bound(node, "count_include_pad", 5, True)),
-                           divisor_override=_bound(node, "divisor_override", 6))  # fmt: skip
-    if f is F.pad and _bound(node, "mode", 2, "constant") == "constant":
-        value = _bound(node, "value", 3)
-        return _pad_spec(src, _bound(node, "pad", 1), float(value or 0.0))
-    return None
+    src = names.get("input")
+    if not isinstance(src, fx.Node):
+        return None
+    values = fx.graph.map_arg((node.args, node.kwargs), lambda n: base.get(n))
+    window = window_of_call(node.target, *values)
+    if window is None:
+        return _pad_spec(src, pad_of_call(node.target, *values))
+    if window.mode == "conv":
+        return _WindowSpec("conv", src, window, groups=int(names.get("groups", 1)),
+                           weight_of=names.get("weight"), bias_of=names.get("bias"))  # fmt: skip
+    if names.get("return_indices") or window.mode not in ("max", "avg"):
+        return None
+    if any(isinstance(v, fx.Node) for k, v in names.items() if k != "input"):
+        return None
+    return _pool_spec(src, window, names.get("divisor_override"))
 
 
-def _pad_spec(src: fx.Node, pad: Any, value: float) -> _WindowSpec | None:
-    """Constant padding (left, right, top, bottom) as a 1x1 window with that padding."""
-    p = [int(v) for v in pad] if isinstance(pad, (tuple, list)) else [int(pad)] * 4
-    if len(p) != 4 or min(p) < 0:
+def _pool_spec(src: fx.Node, window: Window, divisor_override: Any) -> _WindowSpec:
+    value = float("-inf") if window.mode == "max" else 0.0
+    return _WindowSpec(window.mode, src, window, value=value, divisor_override=divisor_override)
+
+
+def _pad_spec(src: fx.Node, pad: Pad | None) -> _WindowSpec | None:
+    """Constant padding as a 1x1 window with that padding."""
+    if pad is None or pad.mode != "constant" or min(pad.top, pad.bottom, pad.left, pad.right) < 0:
         return None
-    return _WindowSpec("pad", src, (1, 1), (1, 1), (1, 1), (p[2], p[0]), value=value)
+    window = Window((1, 1), (1, 1), (pad.top, pad.left), (1, 1), (pad.bottom, pad.right))
+    return _WindowSpec("pad", src, window, value=pad.value)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -1117,7 +1079,7 @@ def plan_macs(engine: IncrementalEngine, plan: IncrementalPlan) -> tuple[float, 
         elif node.op == "call_module" and type(engine.modules[node.target]) is nn.Linear:
             f = float(engine.modules[node.target].in_features * out.numel())
         elif node.op == "call_function" and node.target is F.linear:
-            f = float(_value(_bound(node, "weight", 1), engine.base).shape[1] * out.numel())
+            f = float(_value(_bound(node, "weight"), engine.base).shape[1] * out.numel())
         else:
             continue
         full += f

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 
 import anywidget
 import numpy as np
+import torch
 import traitlets
 from torch import nn
 
 from .. import export, render
 from ..inspect.incremental import trace
-from ..inspect.inputs import as_index, check_positive, model_image
+from ..inspect.inputs import as_index, check_positive, model_device, model_image
 from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ._tiles import bundle
@@ -210,24 +212,26 @@ class OcclusionMap(anywidget.AnyWidget):
             return self._strides
         return coarse_to_fine(self.stride, self.patch_size)
 
-    def _graph(self):
-        """The model's fx graph, traced here on the calling (main) thread: tracing patches
-        `nn.Module.__call__` for every thread, so it must not run beside the user's code."""
-        key = tuple(id(m) for m in self._model.modules())
+    def _graph(self, batch):
+        """The model's fx graph at this image's shape (the engine retraces at any other),
+        traced here on the calling (main) thread, once per model structure and image shape."""
+        key = (tuple(id(m) for m in self._model.modules()), tuple(batch.shape))
         if self._traced is None or self._traced[0] != key:
-            try:
-                graph = trace(self._model) if self._method == "incremental" else None
-            except Exception:  # untraceable: the run falls back to a full recompute
-                graph = None
+            here = model_device(self._model)
+            elsewhere = self._device is not None and torch.device(self._device) != here
+            graph = None
+            if self._method == "incremental" and not elsewhere:  # else the engine traces
+                with contextlib.suppress(Exception):  # untraceable: the run says so, goes full
+                    graph = trace(self._model, batch.to(here))
             self._traced = (key, graph)
         return self._traced[1]
 
     def _start(self, change=None) -> None:
-        graph = self._graph()
+        batch = self._batch(self.image)
         params = {
-            "traced": graph,
-            "method": self._method if graph is not None else "full",
-            "image": self._batch(self.image),
+            "traced": self._graph(batch),
+            "method": self._method,
+            "image": batch,
             "strides": self.schedule(),
             "target": self.target,
             "patch_size": self.patch_size,
