@@ -91,3 +91,26 @@ def test_background_runs_never_trace_beside_the_users_forward_passes():
             out = model(x)
             assert isinstance(out, torch.Tensor) and out.shape == (1, 1000)
     view.wait()
+
+
+def test_closed_widgets_leave_no_thread(demo):
+    """Twenty OcclusionMaps (and an explorer) made and closed: none of their threads is left."""
+    import threading
+
+    from cnnviz_widgets import CNNExplorer
+
+    model, dataset, classes = demo
+    ours = lambda: [t for t in threading.enumerate() if t.name.startswith("cnnviz")]  # noqa: E731
+    before = len(ours())
+    for i in range(20):
+        view = OcclusionMap(model, dataset[i][0], classes=classes, patch_size=8, stride=8)
+        view.wait()
+        view.close()
+    assert len(ours()) == before
+    explorer = CNNExplorer(model, torch.utils.data.Subset(dataset, range(40)), classes=classes)
+    explorer.wait()
+    assert len(ours()) > before
+    explorer.close()
+    assert len(ours()) == before
+    with pytest.raises(RuntimeError, match="closed"):
+        view.target = (view.target + 1) % 10

@@ -25,11 +25,14 @@ class LatestWorker:
         self._idle = threading.Event()
         self._idle.set()
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.last_error: BaseException | None = None
 
     def submit(self, job: Job) -> None:
         """Queue `job`, superseding whatever is queued or running."""
         with self._cv:
+            if self._closed:
+                raise RuntimeError("this widget was closed; create a new one")
             self._generation += 1
             self._pending = (self._generation, job)
             self._idle.clear()
@@ -42,11 +45,25 @@ class LatestWorker:
         """Block until no job is queued or running; False on timeout."""
         return self._idle.wait(timeout)
 
+    def close(self, timeout: float | None = 10) -> None:
+        """Supersede any job and end the thread (a running job stops at its next check)."""
+        with self._cv:
+            self._closed = True
+            self._generation += 1
+            self._pending = None
+            self._cv.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._idle.set()
+
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None:
+                while self._pending is None and not self._closed:
                     self._cv.wait()
+                if self._closed:
+                    return
                 generation, job = self._pending
                 self._pending = None
             try:

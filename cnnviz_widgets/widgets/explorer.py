@@ -221,3 +221,8 @@ class CNNExplorer(PanelHost, _Host):
     def wait(self, timeout: float | None = 120):
         """Block until the current occlusion map is finished; returns it."""
         return self.occlusion.wait(timeout)
+
+    def close(self) -> None:
+        """Close the explorer and end its panels' background work."""
+        self.occlusion.close()
+        super().close()

@@ -289,6 +289,11 @@ class OcclusionMap(anywidget.AnyWidget):
             self.progress = progress
             self.maps_done = count
 
+    def close(self) -> None:
+        """Close the widget and end its background thread."""
+        self._worker.close()
+        super().close()
+
     def wait(self, timeout: float | None = 120) -> OcclusionResult:
         """Block until the current run is finished; returns its finest map."""
         if not self._worker.wait(timeout):
