@@ -224,5 +224,7 @@ class CNNExplorer(PanelHost, _Host):
 
     def close(self) -> None:
         """Close the explorer and end its panels' background work."""
-        self.occlusion.close()
+        occlusion = getattr(self, "occlusion", None)  # absent when __init__ raised before it
+        if occlusion is not None:
+            occlusion.close()
         super().close()

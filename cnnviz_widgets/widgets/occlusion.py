@@ -291,7 +291,9 @@ class OcclusionMap(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the widget and end its background thread."""
-        self._worker.close()
+        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
+        if worker is not None:
+            worker.close()
         super().close()
 
     def wait(self, timeout: float | None = 120) -> OcclusionResult:
