@@ -89,6 +89,17 @@ def test_labels_follow_the_sources(demo):
     assert len(dataset.labelled()) >= 25
 
 
+def test_find_names_one_photo_by_its_source(demo):
+    _, dataset, _ = demo
+    i = dataset.find("chelsea")
+    assert dataset.source(i) == "scikit-image: data/chelsea.png"
+    assert dataset.find("imagenet_17_") == _index(dataset, "foolbox: data/imagenet_17_22.jpg")
+    with pytest.raises(KeyError, match=r"20 photos have 'imagenet_'.*only one photo has"):
+        dataset.find("imagenet_")
+    with pytest.raises(KeyError, match="0 photos have 'no such photo'"):
+        dataset.find("no such photo")
+
+
 def test_missing_packages_say_what_to_install(monkeypatch):
     real = photos._package_dir
     monkeypatch.setattr(

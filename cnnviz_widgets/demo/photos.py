@@ -302,6 +302,17 @@ class PhotoDataset(Dataset):
         """Where the photo's file lies in the installed package."""
         return self._photo(i)[1].path
 
+    def find(self, name: str) -> int:
+        """The index of the one photo whose source (package and file) contains `name`."""
+        hits = [i for i in range(len(self)) if name in self.source(i)]
+        if len(hits) != 1:
+            some = ", ".join(self.source(i) for i in hits[:5]) or "none"
+            raise KeyError(
+                f"{len(hits)} photos have {name!r} in their source ({some}); "
+                "give a part of the name that only one photo has"
+            )
+        return hits[0]
+
     def source_label(self, i: int) -> str:
         """The class the source gives, in its own words ("" when it gives none)."""
         return self._photo(i)[1].source_label
@@ -311,7 +322,7 @@ class PhotoDataset(Dataset):
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
         array = _crop(image)
-        return normalize(torch.from_numpy(array).permute(2, 0, 1).float() / 255.0)
+        return normalize(torch.tensor(array).permute(2, 0, 1).float() / 255.0)
 
     def denormalize(self, tensor: torch.Tensor) -> torch.Tensor:
         """Model input -> image in 0..1."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnviz_widgets.demo import load_photos
+
 NON_BLANK = """canvas => {
   const ctx = canvas.getContext("2d");
   const {data} = ctx.getImageData(0, 0, canvas.width, canvas.height);
@@ -9,6 +11,18 @@ NON_BLANK = """canvas => {
   for (let i = 0; i < data.length; i += 4) seen.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
   return seen.size;
 }"""
+
+
+# The explorer's t-SNE map has been drawn with `n` points.
+SCATTER_DRAWN = """n => {
+  const c = document.querySelector('.cnnviz-explorer canvas.cnnviz-scatter');
+  return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === String(n);
+}"""
+
+
+def quickstart_points() -> int:
+    """How many points the quickstart's explorer shows: every photo of `load_photos()`."""
+    return len(load_photos()[1])
 
 
 def open_and_run_all(page, lab, name):

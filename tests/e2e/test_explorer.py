@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 
 from cnnviz_widgets import render
-from cnnviz_widgets.demo import load_demo
+from cnnviz_widgets.demo import load_photos
 from cnnviz_widgets.inspect import capture, class_probabilities, top_k
 
-from ._lab import NON_BLANK, open_and_run_all, rerun_cell, tile_center
+from ._lab import (
+    NON_BLANK,
+    SCATTER_DRAWN,
+    open_and_run_all,
+    quickstart_points,
+    rerun_cell,
+    tile_center,
+)
 from .conftest import ARTIFACTS
 
 pytestmark = pytest.mark.e2e
@@ -20,6 +27,7 @@ X = ".cnnviz-explorer"
 SCATTER = f"{X} canvas.cnnviz-scatter"
 MAPS = f"{X} .cnnviz-feature-maps canvas.cnnviz-tiles"
 READOUT = 5  # the code cell that prints the explorer's traits
+LAYER = "blocks.4"  # the quickstart's explorer: EfficientNet-Lite0 on the photos of load_photos()
 
 SETTLED = """i => {
   const x = document.querySelector('.cnnviz-explorer');
@@ -31,9 +39,9 @@ SETTLED = """i => {
 }"""
 
 
-def expected_views(index: int, layer: str = "relu3"):
+def expected_views(index: int, layer: str = LAYER):
     """What the kernel should show for image `index`, recomputed here from the dataset."""
-    model, dataset, classes = load_demo(split="test")
+    model, dataset, classes = load_photos()
     image = dataset[index][0]
     maps = capture(model, image, layer)[layer][0].numpy()
     tiles = render.feature_tiles(maps, normalize="layer", colormap="gray")
@@ -122,11 +130,7 @@ def check_views(page, index: int, timeout: float = 15.0) -> None:
 
 def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
-    page.wait_for_function(
-        f"() => {{ const c = document.querySelector('{SCATTER}');"
-        " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '360'; }",
-        timeout=180_000,
-    )
+    page.wait_for_function(SCATTER_DRAWN, arg=quickstart_points(), timeout=180_000)
     # the notebook's last cell selected image 0's nearest neighbour from Python
     page.wait_for_function(SETTLED, arg=-1, timeout=60_000)
     check_views(page, int(page.locator(X).get_attribute("data-selected-index")))
@@ -145,7 +149,7 @@ def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     assert heat.evaluate(NON_BLANK) > 16
     assert page.locator(f"{X} canvas.cnnviz-x-image").evaluate(NON_BLANK) > 4
     out = rerun_cell(page, READOUT)
-    out.filter(has_text=f"image {chosen} · layer relu3").wait_for(timeout=30_000)
+    out.filter(has_text=f"image {chosen} · layer {LAYER}").wait_for(timeout=30_000)
 
     # a click on a feature map: its top patches and its kernel
     maps = page.locator(MAPS)
@@ -201,14 +205,14 @@ def test_fast_clicks_end_on_the_last_point(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
     page.wait_for_function(SETTLED, arg=-1, timeout=180_000)
     heap = page.evaluate("() => performance.memory.usedJSHeapSize")
-    points = list(np.random.default_rng(1).choice(360, 20, replace=False))
+    points = list(np.random.default_rng(1).choice(quickstart_points(), 20, replace=False))
     for i in points:
         click_point(page, int(i))
     last = int(points[-1])
     page.wait_for_function(SETTLED, arg=last, timeout=60_000)
     check_views(page, last)
     out = rerun_cell(page, READOUT)
-    out.filter(has_text=f"image {last} · layer relu3").wait_for(timeout=30_000)
+    out.filter(has_text=f"image {last} · layer {LAYER}").wait_for(timeout=30_000)
     grown = page.evaluate("() => performance.memory.usedJSHeapSize") - heap
     assert grown < 64e6, f"the page's JS heap grew by {grown / 1e6:.0f} MB over 20 selections"
     assert page.console_errors == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._lab import NON_BLANK, rerun_cell, tile_center
+from ._lab import NON_BLANK, SCATTER_DRAWN, quickstart_points, rerun_cell, tile_center
 from .conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -60,12 +60,8 @@ def test_quickstart_in_notebook7(notebook7, page):
     assert filters.evaluate(NON_BLANK) > 8, "the filter grid drew (almost) nothing"
     assert maps.evaluate(NON_BLANK) > 8, "the feature maps drew (almost) nothing"
 
-    # the explorer at the end of the notebook draws its t-SNE map of the 360 test images
-    page.wait_for_function(
-        f"() => {{ const c = document.querySelector('{SCATTER}');"
-        " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '360'; }",
-        timeout=180_000,
-    )
+    # the explorer at the end of the notebook draws its t-SNE map of the photos
+    page.wait_for_function(SCATTER_DRAWN, arg=quickstart_points(), timeout=180_000)
     assert page.locator(SCATTER).evaluate(NON_BLANK) >= 10
 
     # a click on a feature-map tile reaches the kernel
