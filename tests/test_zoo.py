@@ -375,23 +375,12 @@ def _compare(b: Built, method: str) -> None:
     assert not failures, f"{b.case.id} {method}:\n" + "\n".join(failures)
 
 
-# Known open failures (issue #10, receptive fields through squeeze-excite gates at whole-map
-# layers, HRNet's upsampling fuse, MobileViT's untraceable block, transposed convs, an off-by-one
-# field through in-place tricks, and models with no traceable spatial layer for the widgets).
+# Known open failures (issue #10: receptive fields through HRNet's upsampling fuse, MobileViT's
+# untraceable block, transposed convs, and models with no traceable spatial layer for the widgets).
 # Strict: a fix turns the xfail into a failure until the entry is removed here.
-_SE = "receptive field of a whole-map layer behind a squeeze-excite gate ('mul' of strides 0, 32)"
 KNOWN_OPEN: dict[tuple[str, str], str] = {
-    **{(f"tv-{m}", "receptive"): _SE for m in (
-        "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
-        "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7-cheap",
-        "efficientnet_v2_l-cheap", "efficientnet_v2_m", "efficientnet_v2_s",
-        "mobilenet_v3_large", "mobilenet_v3_small", "regnet_y_128gf-cheap", "regnet_y_16gf",
-        "regnet_y_1_6gf", "regnet_y_32gf-cheap", "regnet_y_3_2gf", "regnet_y_400mf",
-        "regnet_y_800mf", "regnet_y_8gf",
-    )},
     ("timm-hrnet_w18_small", "receptive"): "HRNet fuse layers upsample: no field given",
     ("timm-mobilevit_xxs", "receptive"): "MobileVitBlock untraceable for the field analysis",
-    ("hand-inplace_tricks", "receptive"): "field one pixel too small through in-place tricks",
     ("hand-batch_mean_input", "receptive"): "per-batch input normalisation: no field",
     ("hand-shape_dependent", "receptive"): "field analysis does not trace shape-dependent code",
     ("hand-mini_unet", "receptive"): "ConvTranspose2d has no field rule",

@@ -47,6 +47,7 @@ from .geometry import OpKind as K
 from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
+from .tracing import mutated_input
 
 NCHW = ("N", "C", "H", "W")
 
@@ -140,19 +141,31 @@ def _per_axis(fn) -> Pair:
     return fn(0), fn(1)
 
 
-def _union(geos: list[_Geo], what: str) -> _Geo | _NoField:
-    """The hull of several fields over the same grid; strides and layouts must agree."""
+def _union(geos: list[_Geo], what: str, value: Any = None) -> _Geo | _NoField:
+    """The hull of several fields over the same grid; strides and layouts must agree.
+
+    Along an axis where the result `value` has one unit, the stride only says how the grid
+    would step: a stride 0 there (a 1-unit map pooled to 1x1, as squeeze-excite does at the
+    last stage of a small input) agrees with any other."""
     first = geos[0]
     for g in geos[1:]:
-        if g.stride != first.stride:
-            return _NoField(f"{what} combines maps with strides {first.stride} and {g.stride}")
         if _spatial_dims(g.dims) != _spatial_dims(first.dims):
             return _NoField(f"{what} combines maps of layouts {first.dims} and {g.dims}")
+    stride = []
+    for a, dim in enumerate(_spatial_dims(first.dims)):
+        steps = {g.stride[a] for g in geos}
+        one_unit = _is_map(value, first) and value.shape[dim] == 1
+        if len(steps) > 1 and one_unit:
+            steps.discard(0)
+        if len(steps) > 1:
+            strides = " and ".join(str(s) for s in dict.fromkeys(g.stride for g in geos))
+            return _NoField(f"{what} combines maps with strides {strides}")
+        stride.append(steps.pop())
     start = _per_axis(lambda a: min(g.offset[a] for g in geos))
     end = _per_axis(lambda a: max(g.offset[a] + g.size[a] for g in geos))
     return _Geo(
         size=(end[0] - start[0], end[1] - start[1]),
-        stride=first.stride,
+        stride=(stride[0], stride[1]),
         offset=start,
         dims=max((g.dims for g in geos), key=len),
         gated=any(g.gated for g in geos),
@@ -334,6 +347,9 @@ class _FieldRun:
             else:  # call_method
                 env[node] = getattr(a[0], node.target)(*a[1:], **kw)
                 genv[node] = _call_field("call_method", node.target, a, kw, ga, gk, env[node])
+            mutated = mutated_input(node, root)
+            if mutated is not None:  # later reads of the mutated tensor see the op's field
+                genv[mutated] = genv[node]
         raise RuntimeError("traced graph has no output node")  # pragma: no cover
 
 
@@ -496,7 +512,7 @@ def _no_field(name: str, geos: list, value: Any) -> Any:
 def _combine(name: str, geos: list, value: Any) -> Any:
     """Pointwise or elementwise: the union of the inputs' fields."""
     maps = [g for g in geos if isinstance(g, _Geo)]
-    return _no_field(name, geos, value) or _union(maps, repr(name))
+    return _no_field(name, geos, value) or _union(maps, repr(name), value)
 
 
 def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: Any) -> Any:
@@ -505,13 +521,17 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
     maps = [g for _, gs in operands for g in gs if isinstance(g, _Geo)]
     others = [(v, g) for v, gs in operands for g in gs if isinstance(g, _NoField)]
     if not others:
-        return _combine(what, maps, value)
+        field = _combine(what, maps, value)
+        pooled = any(0 in g.stride for g in maps) and not all(0 in g.stride for g in maps)
+        if isinstance(field, _Geo) and pooled and G.is_gate(op, target):
+            return replace(field, gated=True)  # a gate pooled from a 1-unit map
+        return field
     if not maps:
         return others[0][1]
     nonglobal = [g for _, g in others if not g.global_]
     if nonglobal:
         return nonglobal[0]
-    union = _union(maps, repr(what))
+    union = _union(maps, repr(what), value)
     if not isinstance(union, _Geo) or not _is_map(value, union):
         return union if isinstance(union, _NoField) else _no_field(what, maps, value)
     h, w = _spatial_dims(union.dims)
@@ -534,7 +554,7 @@ def _cat(what: str, bound: dict, gbound: dict, value: Any) -> Any:
     dims = maps[0].dims
     dim = bound.get("dim", 0)
     if _label(dims, dim) == "C":
-        return _union(maps, repr(what))
+        return _union(maps, repr(what), value)
     return _NoField(f"{what} joins maps along dim {dim} ({_label(dims, dim)}), not channels")
 
 
@@ -765,7 +785,9 @@ class FieldAnalysis:
         geo = self._run.fields.get(name)
         shape = self._run.shapes.get(name)
         kind = self._run.types.get(name, "?")
-        valid = f"layers with a receptive field are: {', '.join(self.names())}"
+        names = self.names()
+        some = names if len(names) <= 8 else [*names[:4], "...", *names[-3:]]
+        valid = f"{len(names)} layers have a receptive field: {', '.join(some)}"
         if isinstance(geo, _Geo):
             layout = {NCHW: "CHW", ("N", "H", "W", "C"): "HWC"}.get(geo.dims)
             if layout == "CHW" or (layout == "HWC" and channels_last):

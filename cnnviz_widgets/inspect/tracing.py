@@ -275,35 +275,49 @@ def trace(
     return traced
 
 
-def _mutated_arg(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
-    """The tensor an in-place op mutates, after rewriting the op out of place; else None."""
+def mutated_input(node: fx.Node, root: nn.Module) -> fx.Node | None:
+    """The tensor that `node` mutates in place (`x.add_(y)`, `F.relu(x, inplace=True)`,
+    `nn.ReLU(inplace=True)`, `x += y`), else None. Reads the node only."""
     if node.op == "call_method":
         name = str(node.target)
         if not name.endswith("_") or name.endswith("__") or name in _NOT_INPLACE_METHODS:
             return None
-        out_of_place = name[:-1]
-        if not hasattr(torch.Tensor, out_of_place):
-            raise _Unfunctional(f"Tensor.{name}")
-        node.target = out_of_place
         return node.args[0] if isinstance(node.args[0], fx.Node) else None
     if node.op == "call_function":
+        flagged = node.kwargs.get("inplace") is True or _inplace_position(node) is not None
+        return _first_tensor(node) if node.target in _INPLACE_FUNCTIONS or flagged else None
+    if node.op == "call_module":
+        mod = root.get_submodule(str(node.target))
+        return _first_tensor(node) if getattr(mod, "inplace", False) is True else None
+    return None
+
+
+def _mutated_arg(node: fx.Node, gm: fx.GraphModule) -> fx.Node | None:
+    """The tensor an in-place op mutates, after rewriting the op out of place; else None."""
+    mutated = mutated_input(node, gm)
+    if mutated is None:
+        return None
+    if node.op == "call_method":
+        out_of_place = str(node.target)[:-1]
+        if not hasattr(torch.Tensor, out_of_place):
+            raise _Unfunctional(f"Tensor.{node.target}")
+        node.target = out_of_place
+    elif node.op == "call_function":
         if node.target in _INPLACE_FUNCTIONS:
             node.target = _INPLACE_FUNCTIONS[node.target]
-            return _first_tensor(node)
-        if _inplace_flag(node):
-            return _first_tensor(node)
-        return None
-    if node.op == "call_module":
-        mod = gm.get_submodule(str(node.target))
-        if getattr(mod, "inplace", False) is True:
-            twin = copy.copy(mod)  # the user's module keeps its flag
-            twin.inplace = False
-            name = "_functional_" + str(node.target).replace(".", "_")
-            gm.add_submodule(name, twin)
-            node.meta["module_path"] = node.target
-            node.target = name
-            return _first_tensor(node)
-    return None
+        elif node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        else:
+            i = _inplace_position(node)
+            node.args = (*node.args[:i], False, *node.args[i + 1 :])
+    else:
+        twin = copy.copy(gm.get_submodule(str(node.target)))  # the user's module keeps its flag
+        twin.inplace = False
+        name = "_functional_" + str(node.target).replace(".", "_")
+        gm.add_submodule(name, twin)
+        node.meta["module_path"] = node.target
+        node.target = name
+    return mutated
 
 
 def _first_tensor(node: fx.Node) -> fx.Node | None:
@@ -315,21 +329,17 @@ def _first_tensor(node: fx.Node) -> fx.Node | None:
     return None
 
 
-def _inplace_flag(node: fx.Node) -> bool:
-    """True for a function call with inplace=True (by keyword or position); rewrites it False."""
-    if node.kwargs.get("inplace") is True:
-        node.kwargs = {**node.kwargs, "inplace": False}
-        return True
+def _inplace_position(node: fx.Node) -> int | None:
+    """Where a function call passes inplace=True by position, else None."""
     try:
         params = list(inspect.signature(node.target).parameters)
     except (TypeError, ValueError):
-        return False
+        return None
     if "inplace" in params:
         i = params.index("inplace")
         if i < len(node.args) and node.args[i] is True:
-            node.args = (*node.args[:i], False, *node.args[i + 1 :])
-            return True
-    return False
+            return i
+    return None
 
 
 class _Unfunctional(Exception):
