@@ -46,15 +46,16 @@ def _hook_count(model):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def test_hooks_removed_and_mode_restored_after_exception(demo):
+def test_the_model_is_untouched_inside_the_block_and_after_an_exception(demo):
     model, dataset, _ = demo
     model.train()
-    model.fc1.eval()  # a mixed state must come back exactly
+    model.fc1.eval()  # a mixed state stays exactly as it is
     before = {n: m.training for n, m in model.named_modules()}
     torch.set_grad_enabled(True)
     with pytest.raises(RuntimeError, match="boom"), ActivationCapture(model, "conv1") as cap:
-        assert _hook_count(model) == 1
-        assert not model.training and not model.conv1.training
+        assert _hook_count(model) == 0 and len(cap.modules["conv1"]._forward_hooks) == 1
+        assert {n: m.training for n, m in model.named_modules()} == before
+        assert not any(m.training for m in cap.modules.values())
         cap(dataset[0][0])
         assert torch.is_inference_mode_enabled()
         raise RuntimeError("boom")
@@ -180,30 +181,33 @@ def test_capture_ignores_forwards_from_other_threads(demo):
     torch.testing.assert_close(got, capture(model, image, "conv2")["conv2"], rtol=0, atol=0)
 
 
-def test_overlapping_inference_blocks_restore_train_mode_once(demo):
-    # the explorer: feature maps on the main thread while the occlusion worker runs
+def test_overlapping_captures_never_touch_the_models_flags(demo):
+    # the explorer: feature maps on the main thread while the occlusion worker runs; each
+    # runs an eval view, so the user's (mixed) training flags are never changed, not even inside
     import threading
-
-    from cnnviz_widgets.inspect import inference_state
 
     model = demo[0]
     model.train()
-    model.dropout.eval()  # a mixed state must come back exactly
+    model.dropout.eval()
+    flags = [m.training for m in model.modules()]
+    image = demo[1][0][0]
     inside, leave = threading.Event(), threading.Event()
 
     def worker():
-        with inference_state(model):
+        with ActivationCapture(model, "conv2") as cap:
+            cap(image)
             inside.set()
             leave.wait(10)
 
     t = threading.Thread(target=worker)
     t.start()
     inside.wait(10)
-    with inference_state(model):
+    with ActivationCapture(model, "conv1") as cap:
+        assert [m.training for m in model.modules()] == flags
+        assert not any(m.training for m in cap.modules.values())
         leave.set()
-        t.join()  # the worker's block closes first, while this one is open
-        assert not model.training and not model.conv1.training
-    assert model.training and model.conv1.training and not model.dropout.training
+        t.join()
+    assert [m.training for m in model.modules()] == flags
     model.eval()
 
 

@@ -1,6 +1,6 @@
 """Model inspection in plain PyTorch + NumPy: nothing here imports the widgets."""
 
-from .capture import ActivationCapture, capture, inference_state, layer_names, resolve_layer
+from .capture import ActivationCapture, capture, layer_names, resolve_layer
 from .dataset import (
     FeatureConsumer,
     Features,
@@ -16,6 +16,7 @@ from .inputs import input_channels, model_device, one_image, to_batch
 from .layers import LayerInfo, first_conv, layer_catalogue, spatial_layer, spatial_layers
 from .predict import class_probabilities, top_k
 from .receptive import ReceptiveField, receptive_field, receptive_fields
+from .view import eval_view, inference_view
 
 __all__ = [
     "ActivationCapture",
@@ -30,10 +31,11 @@ __all__ = [
     "clear_feature_cache",
     "dataset_pass",
     "embed",
+    "eval_view",
     "extract_features",
     "feature_pass",
     "first_conv",
-    "inference_state",
+    "inference_view",
     "input_channels",
     "knn_agreement",
     "layer_catalogue",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
 import torch
 from torch import nn
 
-from .inputs import model_batch, model_device
+from .inputs import model_batch
+from .view import inference_view
 
 LayerRef = str | nn.Module
 
@@ -38,49 +38,6 @@ def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
     raise ValueError(f"Unknown layer {layer!r};{hint} layers are: {', '.join(names)}")
 
 
-# Models inside an `inference_state` block: id -> (blocks open, training flags to restore).
-_OPEN: dict[int, tuple[int, list]] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-@contextmanager
-def inference_state(model: nn.Module, device: str | torch.device | None = None) -> Iterator:
-    """Eval mode and inference mode (optionally on `device`) for the block; restores after.
-
-    Each submodule's training flag and the model's device are put back even on exceptions;
-    the grad mode is restored by `torch.inference_mode` itself. Yields the device used.
-    Blocks may overlap (nested, or on two threads: a feature map computed while an occlusion
-    map runs in the background): the flags are saved when the first block opens and put back
-    when the last one closes, so no block sees the model in train mode.
-    """
-    home = model_device(model)
-    target = torch.device(device) if device is not None else home
-    moved = target != home
-    key = id(model)
-    with _OPEN_LOCK:
-        count, flags = _OPEN.get(key, (0, []))
-        if count == 0:
-            flags = [(m, m.training) for m in model.modules()]
-            model.eval()
-        _OPEN[key] = (count + 1, flags)
-    try:
-        if moved:
-            model.to(target)
-        with torch.inference_mode():
-            yield target
-    finally:
-        if moved:
-            model.to(home)
-        with _OPEN_LOCK:
-            count, flags = _OPEN[key]
-            if count == 1:
-                del _OPEN[key]
-                for module, training in flags:
-                    module.training = training
-            else:
-                _OPEN[key] = (count - 1, flags)
-
-
 def _map_tensors(output, fn):
     """Apply `fn` to a tensor or to each tensor of a (nested) tuple/list output."""
     if isinstance(output, torch.Tensor):
@@ -95,12 +52,13 @@ class ActivationCapture:
 
     >>> with ActivationCapture(model, ["conv1", "layer1"]) as cap:
     ...     acts = cap(image)          # {"conv1": tensor, "layer1": tensor}
-    The model runs in eval + inference mode inside the block; its hooks, training flags and
-    device are restored on exit, also when the block raises. A layer called several times in
-    one forward keeps its last output; with `strict=False` a layer the forward never calls is
-    left out of the result instead of raising. Only forwards run by the thread that entered
-    the block are recorded: a background job running the same model (an occlusion map being
-    computed) cannot slip its activations in.
+    The forwards run on an eval-mode view of the model (`view.eval_view`, on `device`) in
+    inference mode, and the hooks sit on the view's modules: the user's model, its flags,
+    hooks and device are never touched, and a background job running the same model (an
+    occlusion map being computed) cannot slip its activations in. `modules` maps each name to
+    the view's module inside the block. A layer called several times in one forward keeps its
+    last output; with `strict=False` a layer the forward never calls is left out of the result
+    instead of raising.
     """
 
     def __init__(
@@ -122,28 +80,27 @@ class ActivationCapture:
         self._device = device
         self._transform = transform
         self._strict = strict
+        self.modules: dict[str, nn.Module] = {}
+        self._view: nn.Module | None = None
         self._stack: ExitStack | None = None
-        self._thread: int | None = None
 
     def __enter__(self) -> ActivationCapture:
-        self._thread = threading.get_ident()
         with ExitStack() as stack:
-            self.device = stack.enter_context(inference_state(self.model, self._device))
-            for name, module in self.layers.items():
-                handle = module.register_forward_hook(self._hook(name))
-                stack.callback(handle.remove)
+            self._view, self.device = stack.enter_context(inference_view(self.model, self._device))
+            self.modules = dict(self._view.named_modules())
+            for name in self.layers:
+                self.modules[name].register_forward_hook(self._hook(name))  # the view's own
             self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc) -> None:
         stack, self._stack = self._stack, None
+        self._view, self.modules = None, {}
         if stack is not None:
             stack.__exit__(*exc)
 
     def _hook(self, name: str):
         def hook(module, args, output):
-            if threading.get_ident() != self._thread:
-                return  # another thread's forward through the same model
             # A copy, since later in-place ops (ReLU(inplace=True), `out += identity`) would
             # otherwise rewrite the captured tensor.
             self.outputs[name] = _map_tensors(output, lambda t: t.detach().clone())
@@ -159,7 +116,7 @@ class ActivationCapture:
             raise RuntimeError("Use ActivationCapture inside a `with` block")
         batch = model_batch(self.model, image, self._transform, first_index)
         self.outputs = {}
-        self.logits = _map_tensors(self.model(batch.to(self.device)), torch.Tensor.detach)
+        self.logits = _map_tensors(self._view(batch.to(self.device)), torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]
         if missing and self._strict:
             raise ValueError(f"Layer(s) {', '.join(missing)} did not run in the model's forward")

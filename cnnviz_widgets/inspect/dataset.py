@@ -18,7 +18,6 @@ per channel, at its best position (the first one, row-major, when several tie).
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -553,8 +552,8 @@ def dataset_pass(
     """Run `model` once over `data`, feeding every batch to each consumer; their results.
 
     `data` is a map-style Dataset of (image, label) items or a DataLoader that does not
-    shuffle. The model runs in eval + inference mode on `device` (the GPU when there is one)
-    and is restored afterwards. A tqdm progress bar shows images/s unless `progress=False`.
+    shuffle. An eval-mode view of the model runs in inference mode on `device` (the GPU when
+    there is one); the model itself is untouched. A tqdm progress bar shows images/s unless `progress=False`.
     """
     n = dataset_length(data)
     if n == 0:
@@ -577,7 +576,7 @@ def dataset_pass(
 
     with ExitStack() as stack:
         cap = stack.enter_context(ActivationCapture(model, outputs, device=target))
-        inputs = _capture_inputs(stack, model, wanted)
+        inputs = _capture_inputs(cap, wanted)
         bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not progress))
         start = 0
         for raw in _chain(first, batches):
@@ -610,18 +609,15 @@ def _chain(first: Any, rest: Iterable[Any]) -> Iterable[Any]:
     yield from rest
 
 
-def _capture_inputs(stack: ExitStack, model: nn.Module, names: list[str]) -> dict:
-    """Forward pre-hooks that keep the first input of each named module; removed on exit."""
+def _capture_inputs(cap: ActivationCapture, names: list[str]) -> dict:
+    """Forward pre-hooks on the capture's view that keep the first input of each named module."""
     seen: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
-    thread = threading.get_ident()
     for name in names:
 
         def hook(module, args, name=name):
-            if threading.get_ident() == thread:  # not another thread's forward
-                seen[name] = args[0].detach().clone()
+            seen[name] = args[0].detach().clone()
 
-        stack.callback(modules[name].register_forward_pre_hook(hook).remove)
+        cap.modules[name].register_forward_pre_hook(hook)
     return seen
 
 

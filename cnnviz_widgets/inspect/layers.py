@@ -59,17 +59,11 @@ def layer_catalogue(
     modules = dict(model.named_modules())
     names = [name for name in modules if name]
     order: list[str] = []
-    handles = [
-        modules[name].register_forward_pre_hook(lambda m, a, name=name: order.append(name))
-        for name in names
-    ]
-    try:
-        capture = ActivationCapture(model, names, device=device, transform=transform, strict=False)
-        with capture as cap:
-            outputs = cap(image)
-    finally:
-        for h in handles:
-            h.remove()
+    capture = ActivationCapture(model, names, device=device, transform=transform, strict=False)
+    with capture as cap:
+        for name in names:  # on the view's modules: the model's own stay as they are
+            cap.modules[name].register_forward_pre_hook(lambda m, a, name=name: order.append(name))
+        outputs = cap(image)
     seen: dict[str, None] = dict.fromkeys(order)
     return [
         LayerInfo(

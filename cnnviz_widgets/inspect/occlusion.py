@@ -52,7 +52,6 @@ import torch
 from torch import nn
 
 from ._locks import FX_LOCK
-from .capture import inference_state
 from .incremental import (
     DEFAULT_FULL_THRESHOLD,
     IncrementalEngine,
@@ -60,6 +59,7 @@ from .incremental import (
     plan_macs,
 )
 from .inputs import model_device, model_image
+from .view import eval_view
 
 __all__ = [
     "OcclusionResult",
@@ -293,7 +293,8 @@ class _Runner:
             )
         image = model_image(model, image)
         self.device = torch.device(device) if device is not None else model_device(model)
-        self.model = model
+        #: what runs: an eval-mode view of the user's model on `device` (the model is untouched)
+        self.model = eval_view(model, self.device)
         pdtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
         self.image = image.detach().to(self.device, pdtype or torch.float32)
         _, c, h, w = self.image.shape
@@ -564,8 +565,8 @@ def occlusion_maps(
     """Yield one finished :class:`OcclusionResult` per stride, coarse first.
 
     The base pass (the unoccluded activations, the target) is done once and shared by all
-    strides. The model is in eval mode (and on ``device``) only while the generator runs a map;
-    mode and device are restored between maps and when the generator is closed.
+    strides. What runs is an eval-mode view of the model on ``device``, made once per call; the
+    model itself (its flags, device, hooks) is never touched.
     Arguments as :func:`occlusion_map`; strides are validated before anything runs.
     ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace`, made
     beforehand on the main thread when this generator runs on another one.
@@ -598,7 +599,7 @@ def occlusion_maps(
 def _iterate(runner: _Runner, strides: list[Any]) -> Iterator[OcclusionResult]:
     first = True
     for s in strides:
-        with inference_state(runner.model, runner.device), _TF32(runner.device, runner.precision):
+        with torch.inference_mode(), _TF32(runner.device, runner.precision):
             if first:
                 t0 = time.perf_counter()
                 with FX_LOCK:  # the base forward: no tracing on another thread meanwhile
@@ -648,8 +649,8 @@ def occlusion_map(
         method: "incremental" (exact, recomputes only changed rectangles) or "full".
         batch_size: positions per batch; None picks one (CPU: fixed; CUDA: from free memory,
             halved on out-of-memory).
-        device: where to compute; None means the model's device. The model is moved there for
-            the call and moved back afterwards; its train/eval mode is restored too.
+        device: where to compute; None means the model's device. An eval-mode view of the model
+            runs there (its weights copied once per call); the model itself stays as it is.
         precision: "fp32" (exact, default; on CUDA TF32 is off during the call), "tf32"
             (CUDA TF32 tensor cores), or "bf16"/"fp16" autocast (meant for CUDA); for all but
             "fp32" the result's ``precision_error`` is the max error vs fp32 on up to 64

@@ -42,12 +42,13 @@ from torch import nn
 
 from . import geometry as G
 from ._locks import ThreadTracer
-from .capture import LayerRef, inference_state, resolve_layer
+from .capture import LayerRef, resolve_layer
 from .geometry import OpKind as K
 from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
 from .tracing import mutated_input
+from .view import inference_view
 
 NCHW = ("N", "C", "H", "W")
 
@@ -848,9 +849,9 @@ def analyse_fields(
     size = pair(input_size)
     run = _FieldRun()
     x = example_input(model, size, channels).to(model_device(model))
-    with inference_state(model):
+    with inference_view(model) as (view, _):
         try:
-            run.module(model, "", (x,), {}, (_INPUT,), {})
+            run.module(view, "", (x,), {}, (_INPUT,), {})
         except Exception as err:
             raise ValueError(
                 f"Running {type(model).__name__} on a zero image of input_size {size} failed "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from ..inspect.incremental import trace
 from ..inspect.inputs import as_index, check_positive, model_device, model_image
 from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
+from ..inspect.view import eval_view
 from ._tiles import bundle
 from ._worker import LatestWorker
 
@@ -215,14 +217,16 @@ class OcclusionMap(anywidget.AnyWidget):
     def _graph(self, batch):
         """The model's fx graph at this image's shape (the engine retraces at any other),
         traced here on the calling (main) thread, once per model structure and image shape."""
-        key = (tuple(id(m) for m in self._model.modules()), tuple(batch.shape))
+        m = self._model
+        parts = itertools.chain(m.modules(), m.parameters(), m.buffers())
+        key = (tuple(map(id, parts)), tuple(batch.shape))
         if self._traced is None or self._traced[0] != key:
             here = model_device(self._model)
             elsewhere = self._device is not None and torch.device(self._device) != here
             graph = None
             if self._method == "incremental" and not elsewhere:  # else the engine traces
                 with contextlib.suppress(Exception):  # untraceable: the run says so, goes full
-                    graph = trace(self._model, batch.to(here))
+                    graph = trace(eval_view(m), batch.to(here))  # the model stays as it is
             self._traced = (key, graph)
         return self._traced[1]
 

@@ -41,6 +41,18 @@ def open_and_run_all(page, lab, name):
     page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
 
 
+# Every code cell has run: each input prompt holds an execution count, none is queued ("[*]").
+ALL_RUN = """() => {
+  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
+  return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+
+
+def wait_all_run(page, timeout: float = 300_000) -> None:
+    """Wait until Run All has reached the last cell, so a cell run again is not queued behind it."""
+    page.wait_for_function(ALL_RUN, timeout=timeout)
+
+
 def tile_center(canvas, position: int) -> tuple[float, float]:
     """Where display position `position` sits in the canvas, from its data attributes."""
     d = canvas.evaluate("c => ({...c.dataset})")

@@ -67,6 +67,7 @@ def serve(home: pathlib.Path, app: str, *args: str):
     work = home / "work"
     shutil.copytree(ROOT / "notebooks", work)
     env = dict(os.environ)
+    env["CNNVIZ_OFFLINE"] = "1"  # the notebooks' switch, as in test_notebooks: nothing downloads
     for var, sub in [
         ("JUPYTER_CONFIG_DIR", "config"),
         ("JUPYTER_DATA_DIR", "data"),

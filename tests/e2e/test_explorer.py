@@ -135,7 +135,6 @@ def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     page.wait_for_function(SETTLED, arg=-1, timeout=60_000)
     check_views(page, int(page.locator(X).get_attribute("data-selected-index")))
     assert page.locator(SCATTER).evaluate(NON_BLANK) >= 10
-    screenshot(page)
 
     # a click on a point: image, bars, feature maps and heatmap follow, as the kernel computes
     chosen = 17
@@ -198,6 +197,7 @@ def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     if image != neighbour:
         page.wait_for_function(SETTLED, arg=image, timeout=60_000)
     check_views(page, image)
+    screenshot(page)  # last: it resizes the window, and JupyterLab lays the notebook out again
     assert page.console_errors == []
 
 

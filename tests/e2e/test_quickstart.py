@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._lab import NON_BLANK, open_and_run_all, rerun_cell, tile_center
+from ._lab import NON_BLANK, open_and_run_all, rerun_cell, tile_center, wait_all_run
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,9 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     assert filters.evaluate(NON_BLANK) > 8, "the filter grid drew (almost) nothing"
     assert maps.evaluate(NON_BLANK) > 8, "the feature maps drew (almost) nothing"
 
-    # click the tile at display position 5; the kernel must see that channel selected
+    # click the tile at display position 5; the kernel must see that channel selected (once the
+    # photo explorer's cells have run: a cell run again waits behind them)
+    wait_all_run(page)
     order = [int(c) for c in maps.get_attribute("data-order").split(",")]
     x, y = tile_center(maps, 5)
     maps.click(position={"x": x, "y": y})

@@ -1,0 +1,114 @@
+"""The lecture notebook in JupyterLab, in a real browser: every figure renders from the trained
+networks, and each widget's screenshot lands in test-artifacts/ (docs/ holds a copy)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnviz_widgets.demo import load_gabor_cnn, load_photos
+
+from ._lab import NON_BLANK, open_and_run_all
+from .conftest import ARTIFACTS
+
+pytestmark = pytest.mark.e2e
+
+# Share of the canvas's pixels that are coloured (R, G and B not all equal): gray tiles score 0.
+COLOURED = """canvas => {
+  const {data} = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let coloured = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 24) coloured += 1;
+  }
+  return coloured / (data.length / 4);
+}"""
+
+# The whole notebook has run: the explorer at its end has finished its occlusion map.
+FINISHED = """() => {
+  const x = document.querySelector('.cnnviz-explorer');
+  const heat = x && x.querySelector('.cnnviz-occlusion canvas.cnnviz-heatmap');
+  return Boolean(heat) && x.querySelector('.cnnviz-occlusion').dataset.running === 'false'
+    && Number(heat.dataset.maps) >= 2;
+}"""
+
+# Every canvas of ours has been drawn at least once.
+ALL_DRAWN = """() => [...document.querySelectorAll(
+    'canvas.cnnviz-tiles, canvas.cnnviz-scatter, canvas.cnnviz-heatmap')]
+  .filter(c => c.offsetParent !== null)
+  .every(c => Number(c.dataset.drawCount) > 0)"""
+
+
+def shoot(locator, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(ARTIFACTS / f"lecture-{name}.png"))
+
+
+def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
+    open_and_run_all(page, lab, "05_lecture.ipynb")
+    page.wait_for_function(FINISHED, timeout=540_000)
+    page.wait_for_function(ALL_DRAWN, timeout=60_000)
+    cell_errors = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    )
+    tracebacks = [t for t in cell_errors.all_inner_texts() if "Traceback" in t]
+    assert tracebacks == []
+
+    # 1. first-layer filters: the Gabor CNN (32 colour 7x7), Lite0's stem (32 3x3), AlexNet, ResNet
+    gabor, _, _ = load_gabor_cnn()
+    lite0, photos, _ = load_photos()
+    # (the explorer at the end has a filter grid of its own, in its Filters tab)
+    grids = page.locator(".cnnviz-filter-grid:not(.cnnviz-explorer .cnnviz-filter-grid)")
+    assert grids.count() == 4
+    tiles = [grids.nth(i).locator("canvas.cnnviz-tiles") for i in range(4)]
+    assert [t.get_attribute("data-n-tiles") for t in tiles] == [
+        str(gabor.conv1.out_channels),
+        str(lite0.conv_stem.out_channels),
+        "64",
+        "64",
+    ]
+    # the trained 7x7 filters are drawn in colour (colour-opponent), not as gray noise
+    assert tiles[0].evaluate(COLOURED) > 0.2
+    for t in tiles:
+        assert t.evaluate(NON_BLANK) > 16
+    shoot(grids.nth(0), "gabor-filters")
+    shoot(grids.nth(1), "lite0-filters")
+
+    # 2. the t-SNE map of the photos, with thumbnails
+    space = page.locator(".cnnviz-embedding").first
+    scatter = space.locator("canvas.cnnviz-scatter")
+    assert scatter.get_attribute("data-points") == str(len(photos))
+    # thumbnails of the colour photos on the overlay, not only dots
+    page.wait_for_function(
+        "c => Number(c.dataset.thumbs) > 0", arg=scatter.element_handle(), timeout=60_000
+    )
+    assert int(scatter.get_attribute("data-thumbs")) > len(photos) // 2
+    overlay = space.locator("canvas.cnnviz-scatter-overlay")
+    assert overlay.evaluate(COLOURED) > 0.01  # the dots alone: about 0.002
+    shoot(space, "tsne")
+
+    # 3. conv5-like activations: blocks.4 of Lite0, 112 channels
+    maps = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles").first
+    assert maps.get_attribute("data-n-tiles") == "112"
+    assert maps.evaluate(NON_BLANK) > 16
+    shoot(page.locator(".cnnviz-feature-maps").first, "activations")
+
+    # 4. top patches of that layer's channels
+    patches = page.locator(".cnnviz-top-patches").first
+    assert patches.locator("canvas.cnnviz-tiles").evaluate(COLOURED) > 0.05
+    shoot(patches, "top-patches")
+
+    # 5. the occlusion map of the bull mastiff
+    occlusion = page.locator(".cnnviz-occlusion").first
+    heat = occlusion.locator("canvas.cnnviz-heatmap")
+    page.wait_for_function(
+        "h => h.closest('.cnnviz-occlusion').dataset.running === 'false'",
+        arg=heat.element_handle(),
+        timeout=120_000,
+    )
+    assert heat.evaluate(NON_BLANK) > 16
+    shoot(occlusion, "occlusion")
+
+    # 6. the summary: the explorer on the same photo
+    shoot(page.locator(".cnnviz-explorer"), "explorer")
+    assert page.console_errors == []
