@@ -553,7 +553,8 @@ def dataset_pass(
 
     `data` is a map-style Dataset of (image, label) items or a DataLoader that does not
     shuffle. An eval-mode view of the model runs in inference mode on `device` (the GPU when
-    there is one); the model itself is untouched. A tqdm progress bar shows images/s unless `progress=False`.
+    there is one); the model itself is untouched. A tqdm progress bar shows images/s unless
+    `progress=False`.
     """
     n = dataset_length(data)
     if n == 0:
