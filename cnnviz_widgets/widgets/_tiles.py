@@ -20,10 +20,14 @@ export default { render({ el }) {
 """
 
 
-def bundle(name: str) -> pathlib.Path | str:
-    """The built ES module for a widget, or a stub that says how to build it."""
+def bundle(name: str) -> str:
+    """The built ES module for a widget (its text), or a stub that says how to build it.
+
+    Text, not a path: anywidget turns a path into a file watcher whose signal keeps a strong
+    reference to every widget instance made from the class, so no widget could ever be
+    garbage-collected (its model with it)."""
     path = STATIC / name
-    return path if path.exists() else _MISSING % name
+    return path.read_text(encoding="utf-8") if path.exists() else _MISSING % name
 
 
 class TileGridWidget(anywidget.AnyWidget):

@@ -9,10 +9,15 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 Job = Callable[[Callable[[], bool]], None]
 
+#: seconds a worker thread waits for a new job before it ends (the next submit starts one)
+IDLE_EXIT_S = 30.0
+
 
 class LatestWorker:
     """Runs submitted jobs one at a time on a daemon thread; a newer job supersedes older ones.
 
+    The thread starts with the first job and ends after `IDLE_EXIT_S` seconds without one, or at
+    `close()`.
     A job is called with `is_current()`, which turns False as soon as a newer job is submitted,
     so it can stop between steps: a user clicking quickly never waits for stale work.
     """
@@ -60,9 +65,12 @@ class LatestWorker:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._closed:
-                    self._cv.wait()
-                if self._closed:
+                if self._pending is None and not self._closed:
+                    self._cv.wait(IDLE_EXIT_S)
+                if self._closed or self._pending is None:
+                    # closed, or idle for IDLE_EXIT_S: the thread ends (submit starts another),
+                    # so a widget the user forgets to close keeps no thread
+                    self._thread = None
                     return
                 generation, job = self._pending
                 self._pending = None
@@ -72,6 +80,7 @@ class LatestWorker:
             except BaseException as err:  # kept for wait() to re-raise, and logged
                 self.last_error = err
                 log.exception("cnnviz background job failed")
+            job = None  # the finished job (and the widget its closure holds) is not kept alive
             with self._cv:
                 if self._pending is None:
                     self._idle.set()

@@ -257,8 +257,9 @@ class OcclusionMap(anywidget.AnyWidget):
         p = params["patch_size"]
         total = sum(int(np.prod(map_shape((h, w), p, s, "centered"))) for s in strides)
         done, t0 = 0, time.perf_counter()
-        maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
+        maps = None
         try:
+            maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
             for res in maps:
                 if not is_current():
                     return
@@ -267,10 +268,11 @@ class OcclusionMap(anywidget.AnyWidget):
                 self._show_map(res, len(results), done / total, time.perf_counter() - t0)
         except Exception as err:
             if is_current():
-                self.status = f"error: {err}"
+                self.status = f"error: {type(err).__name__}: {err}"
             raise
         finally:
-            maps.close()
+            if maps is not None:
+                maps.close()
             if is_current():
                 self.running = False
 
