@@ -85,6 +85,11 @@ const CSS = `
 .cnnviz-embedding .cnnviz-legend-item.cnnviz-hidden { opacity: 0.45; }
 .cnnviz-embedding .cnnviz-legend-item.cnnviz-hidden .cnnviz-legend-name { text-decoration: line-through; }
 .cnnviz-embedding .cnnviz-swatch { width: 10px; height: 10px; border-radius: 50%; flex: none; }
+.cnnviz-embedding .cnnviz-legend-more {
+  font: inherit; font-size: 11px; color: ${FG2}; background: none; cursor: pointer;
+  border: 1px solid ${BORDER}; border-radius: 3px; padding: 0 6px;
+}
+.cnnviz-embedding .cnnviz-legend { max-height: 160px; overflow-y: auto; }
 .cnnviz-embedding .cnnviz-legend-count { color: ${FG2}; font-variant-numeric: tabular-nums; }
 .cnnviz-embedding .cnnviz-plot { position: relative; width: 100%; border: 1px solid ${BORDER}; box-sizing: border-box; overflow: hidden; line-height: 0; }
 .cnnviz-embedding .cnnviz-scatter { display: block; }
@@ -138,6 +143,7 @@ const DATA_TRAITS = /** @type {const} */ ([
   "predictions",
   "class_colors",
 ]);
+const LEGEND_MAX = 24;
 const LEGEND_TRAITS = /** @type {const} */ ([
   "class_names",
   "class_colors",
@@ -930,20 +936,29 @@ function render({ model, el }) {
 
   // --- legend ---------------------------------------------------------------------------------
 
+  // Only the classes that have points are listed (an ImageNet model on a few hundred photos
+  // names 1,000 classes), most frequent first; past LEGEND_MAX a button shows the rest.
   let legendKey = "";
+  let legendOpen = false;
   function updateLegend() {
     const classNames = names();
     const labels = decodeLabels(model.get("labels"));
     const rawColors = model.get("class_colors");
     const given = Array.isArray(rawColors) ? rawColors.map(String) : [];
     const nClasses = Math.max(classNames.length, given.length);
-    const key = `${classNames.join("\u0000")}|${given.join(",")}|${labels.length}`;
     const counts = new Array(nClasses).fill(0);
     for (const c of labels) if (c >= 0 && c < nClasses) counts[c] += 1;
-    if (key !== legendKey || legend.childElementCount !== nClasses) {
+    const hidden = hiddenSet();
+    let listed = [...Array(nClasses).keys()];
+    if (labels.length > 0) listed = listed.filter((c) => counts[c] > 0 || hidden.has(c));
+    listed.sort((a, b) => counts[b] - counts[a] || a - b);
+    const shown = legendOpen ? listed : listed.slice(0, LEGEND_MAX);
+    const more = listed.length - shown.length;
+    const key = `${classNames.join("\u0000")}|${given.join(",")}|${shown.join(",")}|${more}`;
+    if (key !== legendKey) {
       legendKey = key;
       const items = [];
-      for (let c = 0; c < nClasses; c++) {
+      for (const c of shown) {
         const item = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-legend-item"));
         item.type = "button";
         item.dataset.class = String(c);
@@ -954,32 +969,44 @@ function render({ model, el }) {
         const name = make("span", "cnnviz-legend-name");
         name.textContent = c < classNames.length ? classNames[c] : `class ${c}`;
         const count = make("span", "cnnviz-legend-count");
-        count.textContent = String(counts[c]);
         item.append(swatch, name, count);
         items.push(item);
       }
+      if (more > 0 || legendOpen) {
+        const toggle = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-legend-more"));
+        toggle.type = "button";
+        toggle.textContent = legendOpen ? "fewer" : `+${more} more`;
+        toggle.title = legendOpen
+          ? `show the ${LEGEND_MAX} largest classes only`
+          : `${more} more classes with points`;
+        if (listed.length > LEGEND_MAX) items.push(toggle);
+      }
       legend.replaceChildren(...items);
-    } else {
-      legend.querySelectorAll(".cnnviz-legend-count").forEach((e, c) => {
-        e.textContent = String(counts[c] ?? 0);
-      });
     }
-    const hidden = hiddenSet();
+    legend.dataset.classes = String(listed.length);
+    legend.dataset.shown = String(shown.length);
     for (const item of /** @type {NodeListOf<HTMLElement>} */ (
       legend.querySelectorAll(".cnnviz-legend-item")
     )) {
       const c = Number(item.dataset.class);
       const off = hidden.has(c);
+      const count = item.querySelector(".cnnviz-legend-count");
+      if (count) count.textContent = String(counts[c] ?? 0);
       item.classList.toggle("cnnviz-hidden", off);
       item.setAttribute("aria-pressed", String(!off));
       item.title = off ? "show this class" : "hide this class";
     }
-    legend.style.display = nClasses > 0 ? "" : "none";
+    legend.style.display = listed.length > 0 ? "" : "none";
   }
 
   /** @param {MouseEvent} ev */
   const onLegendClick = (ev) => {
     const target = /** @type {Element | null} */ (ev.target);
+    if (target?.closest?.(".cnnviz-legend-more")) {
+      legendOpen = !legendOpen;
+      updateLegend();
+      return;
+    }
     const item = /** @type {HTMLElement | null} */ (
       target?.closest?.(".cnnviz-legend-item") ?? null
     );

@@ -83,6 +83,16 @@ def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
         "c => Number(c.dataset.thumbs) > 0", arg=scatter.element_handle(), timeout=60_000
     )
     assert int(scatter.get_attribute("data-thumbs")) > len(photos) // 2
+    # the legend lists the classes that have photos (not all 1,000 ImageNet names), at most
+    # 24 at first; "+N more" shows the rest
+    labelled = {int(c) for c in photos.targets if c >= 0}
+    legend = space.locator(".cnnviz-legend")
+    assert legend.get_attribute("data-classes") == str(len(labelled))
+    assert space.locator(".cnnviz-legend-item").count() == min(24, len(labelled))
+    if len(labelled) > 24:
+        space.locator(".cnnviz-legend-more").click()
+        assert space.locator(".cnnviz-legend-item").count() == len(labelled)
+        space.locator(".cnnviz-legend-more").click()
     overlay = space.locator("canvas.cnnviz-scatter-overlay")
     assert overlay.evaluate(COLOURED) > 0.01  # the dots alone: about 0.002
     shoot(space, "tsne")
@@ -109,6 +119,10 @@ def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
     assert heat.evaluate(NON_BLANK) > 16
     shoot(occlusion, "occlusion")
 
-    # 6. the summary: the explorer on the same photo
-    shoot(page.locator(".cnnviz-explorer"), "explorer")
+    # 6. the summary: the explorer on the same photo (a window it fits in: a screenshot of an
+    # element taller than the window comes out with JupyterLab's chrome across it)
+    explorer = page.locator(".cnnviz-explorer")
+    box = explorer.bounding_box()
+    page.set_viewport_size({"width": 1400, "height": int(box["height"]) + 400})
+    shoot(explorer, "explorer")
     assert page.console_errors == []
