@@ -76,7 +76,7 @@ class CNNExplorer(PanelHost, _Host):
         method: str = "tsne",
         selected_index: int = 0,
         k: int = 8,
-        top_k: int = 9,
+        top_k: int | None = None,
         batch_size: int = 256,
         device=None,
         display: Callable[[int], np.ndarray] | None = None,
@@ -93,6 +93,8 @@ class CNNExplorer(PanelHost, _Host):
             raise ValueError(
                 f"selected_index {selected_index} is out of range 0..{len(dataset) - 1}"
             )
+        if top_k is None:  # 9 patches per channel, fewer on a smaller dataset
+            top_k = min(9, len(dataset))
         example = self._image(selected_index)
         choices = layer_choices(model, example)
         name = (
