@@ -1305,7 +1305,27 @@ def run_checks(page: Page, dpr: float) -> list[str]:
         "heatmap redrawn after cleanup",
     )
     page.wait_for_timeout(100)
+    run_shadow_checks(page, notes)
     return notes
+
+
+def run_shadow_checks(page: Page, notes: list[str]) -> None:
+    """A widget rendered before its element joins a shadow root (marimo) still gets its styles
+    there: styles in document.head do not reach into a shadow root."""
+    page.evaluate("async () => { window.shadowCleanup = await harness.renderInShadow('ee'); }")
+    display = """() => {
+        const legend = document.querySelector('#shadow-ee').shadowRoot
+            .querySelector('.cnnviz-legend');
+        return legend ? getComputedStyle(legend).display : null;
+    }"""
+    try:
+        page.wait_for_function(f"() => ({display})() === 'flex'", timeout=5000)
+    except Exception:
+        check(False, f"legend in a shadow root is unstyled: display {page.evaluate(display)!r}")
+    page.evaluate(
+        "() => { window.shadowCleanup(); document.querySelector('#shadow-ee').remove(); }"
+    )
+    notes.append("styles reach a shadow root")
 
 
 def main() -> int:

@@ -546,9 +546,26 @@ async function main() {
     cleanups[name] = await module.default.render({ model: models[name], el: target });
   }
 
+  /**
+   * Render `name`'s widget into an element that joins a shadow root only after render returns
+   * (as marimo and the explorer's panels do); the host is `#shadow-<name>`.
+   * @param {string} name
+   */
+  async function renderInShadow(name) {
+    const host = document.createElement("div");
+    host.id = `shadow-${name}`;
+    document.body.append(host);
+    const shadow = host.attachShadow({ mode: "open" });
+    const el = document.createElement("div");
+    const cleanup = await mounts[name].module.default.render({ model: models[name], el });
+    shadow.append(el);
+    return cleanup;
+  }
+
   return {
     models,
     cleanups,
+    renderInShadow,
     renderStart,
     pixelAt,
     distinctColors,

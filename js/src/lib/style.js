@@ -20,22 +20,46 @@ export const SELECT_COLOR = "#ff7f0e";
 export const MARK_COLOR = "#1f77b4";
 
 /**
- * Inject `css` once per root node under the id `id`.
- * @param {HTMLElement} el an element already attached where the widget renders (or `el` itself)
+ * @param {Node} root a Document or ShadowRoot
+ * @param {Document} doc
  * @param {string} id
  * @param {string} css
  */
-export function injectStyle(el, id, css) {
-  const root = el.getRootNode();
+function insertStyle(root, doc, id, css) {
   const isShadow = typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot;
-  const doc = el.ownerDocument;
-  const host = isShadow ? root : doc.head || doc.documentElement;
   const existing = isShadow ? root.getElementById(id) : doc.getElementById(id);
   if (existing) return;
   const style = doc.createElement("style");
   style.id = id;
   style.textContent = css;
-  host.appendChild(style);
+  (isShadow ? root : doc.head || doc.documentElement).appendChild(style);
+}
+
+/**
+ * Inject `css` once per root node (the document, or the shadow root the widget lives in) under
+ * the id `id`. A widget rendered before its element is attached (marimo renders into a shadow
+ * root, and a composite's panels render before the composite attaches them) gets the style in
+ * the document at once and, once the element is attached, in the shadow root it lands in:
+ * styles in `document.head` do not reach into a shadow root.
+ * @param {HTMLElement} el an element of the widget (attached or not yet)
+ * @param {string} id
+ * @param {string} css
+ */
+export function injectStyle(el, id, css) {
+  const doc = el.ownerDocument;
+  if (el.isConnected) {
+    insertStyle(el.getRootNode(), doc, id, css);
+    return;
+  }
+  insertStyle(doc, doc, id, css);
+  const view = doc.defaultView;
+  if (!view) return;
+  let frames = 0;
+  const attached = () => {
+    if (el.isConnected) insertStyle(el.getRootNode(), doc, id, css);
+    else if (++frames < 1200) view.requestAnimationFrame(attached); // about 20 s
+  };
+  view.requestAnimationFrame(attached);
 }
 
 /** Declarations of a hover tooltip (dark-on-light in light themes, inverted in dark ones). */
