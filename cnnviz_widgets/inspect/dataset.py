@@ -545,7 +545,7 @@ def dataset_pass(
     *,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int | None], None] = True,
     num_workers: int = 0,
     desc: str = "dataset pass",
 ) -> list[Any]:
@@ -554,7 +554,8 @@ def dataset_pass(
     `data` is a map-style Dataset of (image, label) items or a DataLoader that does not
     shuffle. An eval-mode view of the model runs in inference mode on `device` (the GPU when
     there is one); the model itself is untouched. A tqdm progress bar shows images/s unless
-    `progress=False`.
+    `progress=False`; a callable `progress(done, total)` is called after each batch instead (a
+    widget's progress bar; an exception it raises, such as a cancellation, ends the pass).
     """
     n = dataset_length(data)
     if n == 0:
@@ -578,7 +579,9 @@ def dataset_pass(
     with ExitStack() as stack:
         cap = stack.enter_context(ActivationCapture(model, outputs, device=target))
         inputs = _capture_inputs(cap, wanted)
-        bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not progress))
+        report = progress if callable(progress) else None
+        shown = bool(progress) and report is None
+        bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not shown))
         start = 0
         for raw in _chain(first, batches):
             images, labels = _split(raw, start)
@@ -602,6 +605,8 @@ def dataset_pass(
                 consumer.update(batch)
             start += b
             bar.update(b)
+            if report is not None:
+                report(start, n)
     return [consumer.result() for consumer in consumers]
 
 
