@@ -156,14 +156,14 @@ def measure_threshold(device: torch.device, batch: int, repeats: int) -> None:
     """
     import torch.nn.functional as F
 
-    from cnnviz_widgets.inspect.incremental import _Rows
+    from cnnviz_widgets.inspect.incremental.gather import Rows
 
     torch.manual_seed(0)
     for c, hw in [(64, 56), (128, 28), (256, 14)]:
         w = torch.randn(c, c, 3, 3, device=device) * 0.05
         base = torch.randn(1, c, hw, hw, device=device)
-        rows_pad = _Rows(base, (1, 1, 1, 1), 0.0)
-        rows = _Rows(base, (0, 0, 0, 0), 0.0)
+        rows_pad = Rows(base, (1, 1, 1, 1), 0.0)
+        rows = Rows(base, (0, 0, 0, 0), 0.0)
         oy = torch.randint(0, 1, (batch,), device=device)
         ratios = {}
         sizes = sorted({max(3, round(hw * f**0.5)) for f in (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)})
