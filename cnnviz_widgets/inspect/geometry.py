@@ -1,6 +1,6 @@
 """One table of op geometry: what each module, function or method call does to a map's grid.
 
-Shared by the receptive fields (`receptive.py`) and the incremental engine (`incremental.py`):
+Shared by the receptive fields (`receptive.py`) and the incremental engine (`incremental/ops.py`):
 
 - `pair(v)`: an int or a sequence as (rows, columns).
 - `window_of(...)` / `Window`: kernel, stride, padding (before and after), dilation and ceil mode
