@@ -19,7 +19,7 @@ def digits():
 @pytest.fixture(scope="module")
 def view(digits):
     model, dataset, classes = digits
-    return EmbeddingExplorer(model, dataset, classes, progress=False)
+    return EmbeddingExplorer(model, dataset, classes, progress=False).wait()
 
 
 def test_points_are_the_map_of_the_penultimate_features(digits, view):
@@ -80,5 +80,13 @@ def test_grid_layout_gives_each_point_its_own_cell_in_map_order():
 
 def test_labels_beyond_the_class_names_are_refused(digits):
     model, dataset, _ = digits
-    with pytest.raises(ValueError, match=r"labels run from 0 to 9, but there are only 3 class"):
+    # dataset.targets: refused at once
+    with pytest.raises(ValueError, match=r"has label \d+, but there are 3 class names"):
         EmbeddingExplorer(model, dataset, ["a", "b", "c"], progress=False)
+    # labels known only by reading the items: the pass finds them, the view says so
+    items = torch.utils.data.Subset(dataset, range(60))
+    view = EmbeddingExplorer(model, items, ["a", "b", "c"], method="pca", progress=False)
+    with pytest.raises(ValueError, match=r"labels run from 0 to 9, but there are only 3 class"):
+        view.wait(60)
+    assert view.running is False and view.status.startswith("error: ValueError: labels run")
+    view.close()

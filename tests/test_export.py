@@ -97,7 +97,7 @@ def feature_maps(demo):
 @pytest.fixture(scope="module")
 def explorer(demo):
     model, dataset, classes = demo
-    return EmbeddingExplorer(model, dataset, classes, method="pca", progress=False)
+    return EmbeddingExplorer(model, dataset, classes, method="pca", progress=False).wait()
 
 
 # --- to_html ---------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_feature_maps_png_follows_sort_order(feature_maps, tmp_path):
 
 def test_top_patches_png(demo, tmp_path):
     model, dataset, _ = demo
-    tp = TopPatches(model, dataset, "conv2", k=3, channels_per_page=4, progress=False)
+    tp = TopPatches(model, dataset, "conv2", k=3, channels_per_page=4, progress=False).wait()
     tp.page = 1
     tp.save_png(tmp_path / "p.png")
     sheet = render.decode_png((tmp_path / "p.png").read_bytes())

@@ -292,9 +292,9 @@ def test_top_patches_labels_outside_the_classes_are_named(demo):
     # no targets: the labels read in the pass (those of the patches shown) are checked
     bad = Relabelled(dataset, [12] * 40, with_targets=False)
     with pytest.raises(ValueError, match=r"has label 12, but there are 10 class names"):
-        TopPatches(model, bad, "conv2", 3, classes=classes, progress=False)
+        TopPatches(model, bad, "conv2", 3, classes=classes, progress=False).wait(60)
     good = Relabelled(dataset, [i % 10 for i in range(40)], with_targets=False)
-    fine = TopPatches(model, good, "conv1", 3, classes=classes, progress=False)
+    fine = TopPatches(model, good, "conv1", 3, classes=classes, progress=False).wait(60)
     with pytest.raises(traitlets.TraitError, match=r"k 41 is out of range 1\.\.40"):
         fine.k = 41
     with pytest.raises(traitlets.TraitError, match="channels_per_page 0 is out of range"):
@@ -312,5 +312,5 @@ def test_numpy_and_torch_integers_are_taken_as_indices(demo):
     with pytest.raises(ValueError, match=r"target must be an int; got 2\.5"):
         OcclusionMap(model, x, 2.5)
     small = Relabelled(dataset, [i % 10 for i in range(40)], with_targets=False)
-    top = TopPatches(model, small, "conv1", np.int64(2), classes=classes, progress=False)
+    top = TopPatches(model, small, "conv1", np.int64(2), classes=classes, progress=False).wait()
     assert top.k == 2 and top.top.k == 2

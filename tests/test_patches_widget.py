@@ -11,7 +11,7 @@ from cnnviz_widgets.widgets.patches import TopPatches
 @pytest.fixture(scope="module")
 def view(demo):
     model, dataset, classes = demo
-    return TopPatches(model, dataset, "relu3", k=4, classes=classes, progress=False)
+    return TopPatches(model, dataset, "relu3", k=4, classes=classes, progress=False).wait()
 
 
 def test_page_holds_each_channels_best_images_and_their_patches(demo, view):
@@ -57,8 +57,10 @@ def test_layer_change_reranks_and_layer_picker_describes_fields(view):
     assert labels["conv3"] == "conv3 · 64×8×8 · stride 4 · RF 18×18"
     assert "fc1" not in labels
     view.layer = "conv1"
+    view.wait()
     assert view.top.layer == "conv1" and view.tile_shape == [3, 3] and view.n_pages == 2
     view.layer = "relu3"
+    view.wait()
 
 
 def test_bad_requests_explain_themselves(demo):

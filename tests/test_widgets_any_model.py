@@ -46,8 +46,9 @@ def test_every_widget_opens_and_shows_the_models_own_answer(name):
         torch.as_tensor(maps.activations), captured["out"][0], rtol=1e-4, atol=1e-5
     )
 
-    patches = TopPatches(model, dataset, layer, 2, progress=False)
+    patches = TopPatches(model, dataset, layer, 2, progress=False).wait(300)
     assert patches.n_tiles > 0
+    patches.close()
 
     view = OcclusionMap(model, images[2], patch_size=size // 4, strides=[size // 4])
     expected = occlusion_map(

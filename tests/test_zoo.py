@@ -603,7 +603,7 @@ def test_feature_maps_and_top_patches(built: Built, request):
     fm = FeatureMaps(model, image, layer=layer)
     expect = capture(model, image[None], [layer])[layer][0]
     np.testing.assert_allclose(fm.activations, expect.numpy(), rtol=1e-5, atol=1e-6)
-    top = TopPatches(model, dataset, layer, k=2, progress=False, batch_size=len(dataset))
+    top = TopPatches(model, dataset, layer, k=2, progress=False, batch_size=len(dataset)).wait()
     batch = torch.stack([x for x, _ in dataset])
     act = capture(model, batch, [layer])[layer]
     best = act.flatten(2).amax(dim=2).max(dim=0).values  # (C,) each channel's best unit

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,8 @@ PCA_DIMS = 50  # t-SNE input width: wider features are PCA-reduced first
 EARLY_ITER = 125  # early-exaggeration iterations (openTSNE default 250)
 N_ITER = 250  # iterations after it (openTSNE default 500)
 EXAGGERATION = 12.0
+#: openTSNE iterations between two `embed(callback=...)` calls
+CALLBACK_EVERY = 50
 INTS_IN_INTERVAL = 2  # FFT grid: embedding units per interval (openTSNE default 1)
 EXACT_KNN_MAX = 25_000  # above this many points the t-SNE neighbours come from Annoy
 ANNOY_TREES = 50  # recall of the 90 neighbours about 0.92 at 70,000 x 50
@@ -237,7 +239,7 @@ def _initial_map(x: np.ndarray) -> np.ndarray:
     return start / scale * 1e-4 if scale > 0 else np.zeros_like(start)
 
 
-def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verbose):
+def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verbose, callback):
     from openTSNE import TSNEEmbedding, affinity
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
@@ -260,14 +262,34 @@ def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verb
         random_state=random_state,
         verbose=verbose,
     )
+    total = early_iter + n_iter
+
+    def every(offset: int) -> dict:
+        if callback is None:
+            return {}
+
+        def call(iteration, error, current):  # openTSNE's signature; True would stop it
+            callback(np.asarray(current, dtype=np.float32), offset + iteration, total)
+
+        return {"callbacks": [call], "callbacks_every_iters": CALLBACK_EVERY}
+
     embedding.optimize(
         early_iter,
         exaggeration=EXAGGERATION,
         momentum=0.5,
         learning_rate=max(n / EXAGGERATION, 200.0),
         inplace=True,
+        propagate_exception=True,
+        **every(0),
     )
-    embedding.optimize(n_iter, momentum=0.8, learning_rate=max(float(n), 200.0), inplace=True)
+    embedding.optimize(
+        n_iter,
+        momentum=0.8,
+        learning_rate=max(float(n), 200.0),
+        inplace=True,
+        propagate_exception=True,
+        **every(early_iter),
+    )
     return np.asarray(embedding)
 
 
@@ -305,6 +327,7 @@ def embed(
     n_iter: int = N_ITER,
     n_jobs: int | None = None,
     verbose: bool = False,
+    callback: Callable[[np.ndarray, int, int], None] | None = None,
 ) -> np.ndarray:
     """A 2-D map (N, 2) float32 of (N, D) features by t-SNE (default) or PCA.
 
@@ -313,7 +336,10 @@ def embed(
     `backend` "auto" uses openTSNE when installed, else scikit-learn ("opentsne" and
     "sklearn" force one; `early_iter`/`n_iter` apply to openTSNE only). `n_jobs` defaults
     to the idle cores (`default_jobs`). `perplexity` is lowered, with a warning, for fewer
-    than 3 * perplexity + 1 points.
+    than 3 * perplexity + 1 points. `callback(map_so_far, iteration, iterations)` is called
+    every `CALLBACK_EVERY` openTSNE iterations (a widget animates the map; an exception it
+    raises, such as a cancellation, ends the optimisation); scikit-learn's t-SNE has no such
+    hook and PCA is one step.
     """
     _check_choice(method, METHODS, "method")
     _check_choice(backend, BACKENDS, "backend")
@@ -340,7 +366,9 @@ def embed(
     # Principal-component scores also when not reducing: their first two columns are the init.
     reduced = pca(x, dims) if x.shape[1] >= 2 else x
     if backend == "opentsne":
-        xy = _tsne_opentsne(reduced, perplexity, random_state, jobs, early_iter, n_iter, verbose)
+        xy = _tsne_opentsne(
+            reduced, perplexity, random_state, jobs, early_iter, n_iter, verbose, callback
+        )
     else:
         xy = _tsne_sklearn(reduced, perplexity, random_state, jobs, verbose)
     return np.ascontiguousarray(xy, dtype=np.float32)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -11,6 +13,17 @@ Job = Callable[[Callable[[], bool]], None]
 
 #: seconds a worker thread waits for a new job before it ends (the next submit starts one)
 IDLE_EXIT_S = 30.0
+
+
+_LIVE: weakref.WeakSet[LatestWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, stop the jobs still running (they stop at their next check), so no
+    thread is killed in the middle of native code."""
+    for worker in list(_LIVE):
+        worker.close(timeout=5)
 
 
 class LatestWorker:
@@ -32,6 +45,7 @@ class LatestWorker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.last_error: BaseException | None = None
+        _LIVE.add(self)
 
     def submit(self, job: Job) -> None:
         """Queue `job`, superseding whatever is queued or running."""

@@ -10,11 +10,20 @@ import traitlets
 from torch import nn
 
 from .. import export, render
-from ..inspect.dataset import check_dataset, display_image
-from ..inspect.embedding import METRICS, embed, grid_layout, neighbours
+from ..inspect.dataset import (
+    Features,
+    check_dataset,
+    check_labels,
+    dataset_length,
+    display_image,
+    known_labels,
+)
+from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
+from ._progress import PassProgress, Superseded
 from ._tiles import bundle
+from ._worker import LatestWorker
 
 
 def _binary_from_json(value, widget):
@@ -27,7 +36,11 @@ class EmbeddingExplorer(anywidget.AnyWidget):
 
     One pass over the dataset gives the features (the penultimate layer by default, or any
     `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
-    2-D. Points are coloured by class (click the legend to hide one); hover shows the image;
+    2-D. The widget returns at once: the pass runs in the background with its progress in the
+    view, a PCA map shows as soon as it is done, and the t-SNE map moves to its final layout
+    as it is optimised. `wait()` blocks until the map is final (for scripts; `features` and
+    `xy` are None until then). `progress` is kept for compatibility: the view shows it.
+    Points are coloured by class (click the legend to hide one); hover shows the image;
     a click sets `selected_index`, whose `k` nearest neighbours in feature space are shown;
     lasso selection fills `selected_indices`. `show_thumbnails`, `arrangement="grid"` and
     `highlight_misclassified` change how the map is drawn.
@@ -78,6 +91,8 @@ class EmbeddingExplorer(anywidget.AnyWidget):
         thumb_px: int = 32,
         display: Callable[[int], np.ndarray] | None = None,
         progress: bool = True,
+        features: Callable[[Callable[[int, int | None], None]], Features] | None = None,
+        start: bool = True,
         **kwargs,
     ):
         check_dataset(dataset, "EmbeddingExplorer")
@@ -85,21 +100,86 @@ class EmbeddingExplorer(anywidget.AnyWidget):
         check_positive("thumb_px", thumb_px)
         if metric not in METRICS:
             raise ValueError(f"Unknown metric {metric!r}; metrics are: {', '.join(METRICS)}")
+        if method == "tsne" and len(dataset) < MIN_TSNE_POINTS:
+            raise ValueError(
+                f"t-SNE needs at least {MIN_TSNE_POINTS} points; the dataset has "
+                f"{len(dataset)}. Use method='pca'"
+            )
         self._dataset = dataset
         self._display = display
+        self._thumb_px = thumb_px
         self.k = k
         self.metric = metric
         self.random_state = random_state
-        feats = feature_pass(
-            model, dataset, layer, batch_size=batch_size, device=device, progress=progress
+        #: the pass's result (None until the background pass is done; `wait()` for it)
+        self.features: Features | None = None
+        #: the finished 2-D map (None until done)
+        self.xy: np.ndarray | None = None
+        self._worker = LatestWorker("cnnviz-embedding")
+        if features is None:
+
+            def features(report):
+                return feature_pass(
+                    model, dataset, layer, batch_size=batch_size, device=device, progress=report
+                )
+
+        self._features_fn = features
+        self._layer_given = layer is not None
+        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
+        targets = known_labels(dataset)
+        if names and targets is not None:
+            check_labels(targets, len(names))  # before the pass, from dataset.targets
+        self._names_given = [str(c) for c in names]
+        super().__init__(
+            method=method,
+            class_names=self._names_given,
+            class_colors=render.class_colors(len(names)),
+            caption=f"{len(dataset):,} images",
+            running=True,
+            progress=0.0,
+            status="reading the dataset…",
+            **kwargs,
         )
-        self.features = feats
+        self.observe(self._on_method, names=["method"])
+        self.observe(self._show_neighbours, names=["selected_index"])
+        if start:  # else the owner calls `_submit()` when it is ready (CNNExplorer)
+            self._submit()
+
+    def _submit(self) -> None:
+        self._worker.submit(self._job)
+
+    def __len__(self) -> int:
+        return dataset_length(self._dataset)
+
+    # ------------------------------------------------------------------ background work
+
+    def _job(self, is_current: Callable[[], bool]) -> None:
+        """The dataset pass (skipped once done), then the map: PCA at once, t-SNE animated."""
+        try:
+            if self.features is None:
+                report = PassProgress(self._show_progress, is_current)
+                self._take(self._features_fn(report))
+            self._embed(is_current)
+        except Superseded:
+            return
+        except Exception as err:
+            if is_current():
+                with self.hold_sync():
+                    self.running = False
+                    self.status = f"error: {type(err).__name__}: {err}"
+            raise
+
+    def _show_progress(self, fraction: float, text: str) -> None:
+        with self.hold_sync():
+            self.progress, self.status = fraction, text
+
+    def _take(self, feats: Features) -> None:
+        """Show what the pass found: labels, predictions, class names, thumbnails."""
         labels = feats.labels
         n_classes = int(labels.max()) + 1 if len(labels) else 0
         if feats.predictions is not None:
             n_classes = max(n_classes, int(feats.predictions.max()) + 1)
-        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
-        names = names or [f"class {i}" for i in range(n_classes)]
+        names = self._names_given or [f"class {i}" for i in range(n_classes)]
         if labels.min(initial=0) < -1 or labels.max(initial=-1) >= len(names):
             raise ValueError(
                 f"labels run from {labels.min()} to {labels.max()}, but there are only "
@@ -109,21 +189,18 @@ class EmbeddingExplorer(anywidget.AnyWidget):
         confidences = (
             feats.confidences if feats.confidences is not None else np.zeros(len(labels), "f4")
         )
-        what = f"input of {feats.layer}" if layer is None else feats.layer
-        super().__init__(
-            method=method,
-            class_names=[str(c) for c in names],
-            class_colors=render.class_colors(len(names)),
-            labels=labels.astype("<i4").tobytes(),
-            predictions=predictions.astype("<i4").tobytes(),
-            confidences=confidences.astype("<f4").tobytes(),
-            caption=f"{len(labels)} images · {what} · {feats.features.shape[1]} features",
-            **kwargs,
-        )
-        self._thumbnails(thumb_px)
-        self._embed()
-        self.observe(self._embed, names=["method"])
-        self.observe(self._show_neighbours, names=["selected_index"])
+        what = feats.layer if self._layer_given else f"input of {feats.layer}"
+        with self.hold_sync():
+            self.class_names = names
+            self.class_colors = render.class_colors(len(names))
+            self.labels = labels.astype("<i4").tobytes()
+            self.predictions = predictions.astype("<i4").tobytes()
+            self.confidences = confidences.astype("<f4").tobytes()
+            self.caption = f"{len(labels):,} images · {what} · {feats.features.shape[1]} features"
+            self.status = "thumbnails…"
+        self._thumbnails(self._thumb_px)
+        self.features = feats
+        self._show_neighbours({"new": self.selected_index})
 
     def _thumbnails(self, thumb_px: int) -> None:
         images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
@@ -132,18 +209,63 @@ class EmbeddingExplorer(anywidget.AnyWidget):
             self.thumb_pages, self.thumb_shape = pages, list(shape)
             self.thumb_cols, self.thumbs_per_page = cols, per_page
 
-    def __len__(self) -> int:
-        return len(self.features.labels)
+    def _show_map(self, xy: np.ndarray, **traits) -> None:
+        with self.hold_sync():
+            self.points = render.unit_square(xy).tobytes()
+            for name, value in traits.items():
+                setattr(self, name, value)
 
-    def _embed(self, change=None) -> None:
+    def _embed(self, is_current: Callable[[], bool]) -> None:
+        method = self.method
+        x = self.features.features
+        if method == "tsne" and not self.points:  # a map at once, while t-SNE runs
+            self._show_map(embed(x, method="pca"), status="computing t-SNE…", progress=0.0)
+        elif method == "tsne":
+            self._show_progress(0.0, "computing t-SNE…")
+        else:
+            self._show_progress(0.0, "computing PCA…")
+
+        def step(current: np.ndarray, iteration: int, iterations: int) -> None:
+            if not is_current():
+                raise Superseded
+            self._show_map(
+                current,
+                progress=iteration / iterations,
+                status=f"t-SNE · iteration {iteration} of {iterations}",
+            )
+
+        xy = embed(x, method=method, random_state=self.random_state, callback=step)
+        if not is_current():
+            raise Superseded
+        self.xy = xy
+        self._show_map(
+            xy,
+            grid_points=render.unit_square(grid_layout(xy)).tobytes(),
+            running=False,
+            progress=1.0,
+            status=f"{'PCA' if method == 'pca' else 't-SNE'} map",
+        )
+
+    def _on_method(self, change=None) -> None:
         with self.hold_sync():
-            self.running, self.progress, self.status = True, 0.0, f"computing {self.method}…"
-        self.xy = embed(self.features.features, method=self.method, random_state=self.random_state)
-        with self.hold_sync():
-            self.points = render.unit_square(self.xy).tobytes()
-            self.grid_points = render.unit_square(grid_layout(self.xy)).tobytes()
-            self.running, self.progress = False, 1.0
-            self.status = f"{self.method.upper() if self.method == 'pca' else 't-SNE'} map"
+            self.running, self.progress = True, 0.0
+        self._submit()
+
+    def wait(self, timeout: float | None = None) -> EmbeddingExplorer:
+        """Block until the pass and the map are done (the widget, for chaining); re-raises the
+        background job's error. `TimeoutError` after `timeout` seconds."""
+        if not self._worker.wait(timeout):
+            raise TimeoutError(f"the map was not finished after {timeout} s")
+        if self._worker.last_error is not None:
+            raise self._worker.last_error
+        return self
+
+    def close(self) -> None:
+        """Close the widget and end its background work."""
+        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
+        if worker is not None:
+            worker.close()
+        super().close()
 
     @traitlets.validate("selected_index")
     def _valid_index(self, proposal):
@@ -154,7 +276,7 @@ class EmbeddingExplorer(anywidget.AnyWidget):
 
     def _show_neighbours(self, change) -> None:
         i = change["new"]
-        if i < 0:
+        if i < 0 or self.features is None:  # none yet: shown when the pass is done
             idx, dist = np.zeros(0, np.int64), np.zeros(0, np.float32)
         else:
             k = min(self.k, len(self) - 1)

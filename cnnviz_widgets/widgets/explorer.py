@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import anywidget
 import numpy as np
+import torch
 import traitlets
 from torch import nn
 
@@ -102,14 +103,27 @@ class CNNExplorer(PanelHost, _Host):
         )
         names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
-        # one pass over the dataset for the map's features and the top patches (both cached,
-        # so the two panels below find their results)
-        shared_pass(model, dataset, [name], top_k, display=display, **shared)
+
+        def one_pass(report):
+            """The map's features and the top patches in ONE pass over the dataset (run by
+            the map's background job; both cached, so the top patches then find theirs)."""
+
+            def both(done, total):
+                report(done, total)  # raises when superseded
+                if total:
+                    tp._show_progress(done / total, f"{done:,} / {total:,}")
+
+            features, _ = shared_pass(
+                model, dataset, [name], top_k, display=display, device=device,
+                batch_size=batch_size, progress=both,
+            )  # fmt: skip
+            tp._rank()
+            return features
+
         emb = detached(EmbeddingExplorer)(
             model, dataset, names or None, method=method, k=k, display=display,
-            random_state=random_state, view_px=400, **shared,
+            random_state=random_state, view_px=400, features=one_pass, start=False, **shared,
         )  # fmt: skip
-        names = list(emb.class_names)
         n_out = len(class_probabilities(model, example, device=device))
         if model_classes is None and len(names) == n_out:
             model_classes = names
@@ -118,8 +132,9 @@ class CNNExplorer(PanelHost, _Host):
             model, example, classes=model_classes, device=device, view_px=224, **(occlusion or {})
         )
         tp = detached(TopPatches)(
-            model, dataset, name, top_k, classes=names, display=display, **shared
-        )
+            model, dataset, name, top_k, classes=names, display=display, start=False,
+            **shared,
+        )  # fmt: skip
         fg = detached(FilterGrid)(model, first_conv(model))
         self.embedding, self.feature_maps, self.occlusion = emb, fm, occ
         self.top_patches, self.filters = tp, fg
@@ -134,6 +149,7 @@ class CNNExplorer(PanelHost, _Host):
             self._attach(prefix, panel)
         emb.selected_index = selected_index
         self._show_selection()
+        emb._submit()  # the one dataset pass, in the background: every panel exists by now
 
         # one trait, every panel that shows it
         traitlets.link((self, "layer"), (fm, "layer"))
@@ -175,10 +191,15 @@ class CNNExplorer(PanelHost, _Host):
 
     def _show_selection(self) -> None:
         i = self.selected_index
-        feats = self.embedding.features
+        feats = self.embedding.features  # None while the dataset pass runs
         names, outputs = self.embedding.class_names, self.occlusion.class_names
-        label = int(feats.labels[i])
-        if feats.predictions is not None:
+        if feats is not None:
+            label = int(feats.labels[i])
+        else:
+            item = self._dataset[i]
+            raw = item[1] if isinstance(item, tuple | list) and len(item) > 1 else -1
+            label = int(raw) if isinstance(raw, int | np.integer) or torch.is_tensor(raw) else -1
+        if feats is not None and feats.predictions is not None:
             pred, conf = int(feats.predictions[i]), float(feats.confidences[i])
         else:
             probs = class_probabilities(self._model, self._image(i), device=self._device)
@@ -221,12 +242,17 @@ class CNNExplorer(PanelHost, _Host):
         return export.to_html(self, path, title=title or self.title)
 
     def wait(self, timeout: float | None = 120):
-        """Block until the current occlusion map is finished; returns it."""
+        """Block until the background work is done (the dataset pass, the map, the top
+        patches and the current occlusion map); returns the occlusion map. `timeout` applies
+        to each in turn."""
+        self.embedding.wait(timeout)
+        self.top_patches.wait(timeout)
         return self.occlusion.wait(timeout)
 
     def close(self) -> None:
         """Close the explorer and end its panels' background work."""
-        occlusion = getattr(self, "occlusion", None)  # absent when __init__ raised before it
-        if occlusion is not None:
-            occlusion.close()
+        for name in ("embedding", "top_patches", "occlusion"):
+            panel = getattr(self, name, None)  # absent when __init__ raised before it
+            if panel is not None:
+                panel.close()
         super().close()

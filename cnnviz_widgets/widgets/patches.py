@@ -16,10 +16,13 @@ from ..inspect.dataset import (
     check_labels,
     known_labels,
     top_activations,
+    top_job,
 )
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
+from ._progress import PassProgress, Superseded
 from ._tiles import TileGridWidget, bundle
+from ._worker import LatestWorker
 
 
 def layer_choices(model: nn.Module, image) -> list[dict]:
@@ -41,7 +44,9 @@ def layer_choices(model: nn.Module, image) -> list[dict]:
 class TopPatches(TileGridWidget):
     """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
 
-    One pass over `dataset` ranks every channel (cached per layer). Channels are shown a page
+    One pass over `dataset` ranks every channel (cached per layer); it runs in the background
+    with its progress in the view (the widget returns at once; `wait()` blocks until the page
+    is shown, and `top` is None until the first ranking is done). Channels are shown a page
     at a time, ordered by `sort_by` ("index", "max": the top activation, or "mean" of the
     top k). A click on a patch sets `selected_index` (its image) and `selected_channel`;
     setting `selected_channel` from Python turns to its page. Link `layer` and
@@ -83,6 +88,7 @@ class TopPatches(TileGridWidget):
         display: Callable[[int], np.ndarray] | None = None,
         progress: bool = True,
         tile_px: int = 48,
+        start: bool = True,
         **kwargs,
     ):
         check_dataset(dataset, "TopPatches")
@@ -101,9 +107,15 @@ class TopPatches(TileGridWidget):
             "progress": progress,
         }
         self.max_patch_px = max_patch_px
+        #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
+        self._worker = LatestWorker("cnnviz-top-patches")
+        self._ranked = False
         example = dataset[0][0]
         name = resolve_layer(model, layer)[0]
+        # what the pass would refuse, refused now: k, an empty dataset, a layer with no field
+        top_job(model, dataset, [name], as_index("k", k), display=display, cache=False)
+        receptive_fields(model, tuple(example.shape[-2:]), [name], channels=example.shape[-3])
         super().__init__(
             layer=name,
             k=as_index("k", k),
@@ -113,7 +125,10 @@ class TopPatches(TileGridWidget):
             layer_options=layer_choices(model, example),
             **kwargs,
         )
-        self._rank()
+        if start:  # else whoever fills the cache calls `_rank()` (CNNExplorer's one pass)
+            self._rank()
+        else:
+            self.running, self.status = True, f"ranking {self.layer}…"
         self.observe(self._on_layer, names=["layer", "k"])
         self.observe(self._show_page, names=["page", "sort_by", "channels_per_page"])
         self.observe(self._turn_to_channel, names=["selected_channel"])
@@ -125,7 +140,7 @@ class TopPatches(TileGridWidget):
     @traitlets.validate("k", "channels_per_page")
     def _valid_count(self, proposal):
         name, value = proposal["trait"].name, proposal["value"]
-        if self.top is None:  # being built: the pass checks k (and its type) before any work
+        if not self._ranked:  # being built: checked above, before any work
             return value
         n = len(self._dataset) if name == "k" else None  # each image counts once per channel
         try:
@@ -134,27 +149,62 @@ class TopPatches(TileGridWidget):
             raise traitlets.TraitError(str(err)) from err
 
     def _rank(self, page: int | None = None) -> None:
-        """The dataset pass for the current layer (cached), then `page` (default: the same)."""
+        """Rank the current layer in the background (a cached pass), then show `page`
+        (default: the same one). The widget shows the pass's progress; `wait()` blocks."""
+        self._ranked = True
         with self.hold_sync():
             self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
+        layer, k = self.layer, self.k
+        self._worker.submit(lambda is_current: self._rank_job(layer, k, page, is_current))
+
+    def _rank_job(self, layer: str, k: int, page: int | None, is_current) -> None:
         try:
-            top = top_activations(self._model, self._dataset, [self.layer], self.k, **self._options)
-        finally:
-            self.running = False
-        if self.class_names:  # the labels shown, read in the pass: no second one
-            check_labels(top[self.layer].labels, len(self.class_names), top[self.layer].indices)
-        self.top = top[self.layer]
+            options = {**self._options, "progress": PassProgress(self._show_progress, is_current)}
+            top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
+            if self.class_names:  # the labels shown, read in the pass: no second one
+                check_labels(top.labels, len(self.class_names), top.indices)
+        except Superseded:
+            return
+        except Exception as err:
+            if is_current():
+                with self.hold_sync():
+                    self.running = False
+                    self.status = f"error: {type(err).__name__}: {err}"
+            raise
+        if not is_current():
+            return
+        self.top = top
         with self.hold_sync():
-            self.progress = 1.0
-            self.status = f"{self.top.channels} channels · top {self.k} of {len(self._dataset)}"
-            self.n_pages = -(-self.top.channels // self.channels_per_page)
-            if self.selected_channel >= self.top.channels:
+            self.running, self.progress = False, 1.0
+            self.status = f"{top.channels} channels · top {k} of {len(self._dataset)}"
+            self.n_pages = -(-top.channels // self.channels_per_page)
+            if self.selected_channel >= top.channels:
                 self.selected_channel = -1
             page = min(self.page if page is None else page, self.n_pages - 1)
             if page != self.page:
                 self.page = page  # the observer shows it
             else:
                 self._show_page()
+
+    def _show_progress(self, fraction: float, text: str) -> None:
+        with self.hold_sync():
+            self.progress, self.status = fraction, f"ranking {self.layer}: {text}"
+
+    def wait(self, timeout: float | None = None) -> TopPatches:
+        """Block until the current ranking is shown (the widget, for chaining); re-raises the
+        background pass's error. `TimeoutError` after `timeout` seconds."""
+        if not self._worker.wait(timeout):
+            raise TimeoutError(f"the top patches were not ranked after {timeout} s")
+        if self._worker.last_error is not None:
+            raise self._worker.last_error
+        return self
+
+    def close(self) -> None:
+        """Close the widget and end its background work."""
+        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
+        if worker is not None:
+            worker.close()
+        super().close()
 
     def _on_layer(self, change) -> None:
         self._rank(page=0)
@@ -180,6 +230,8 @@ class TopPatches(TileGridWidget):
         self.page = position // self.channels_per_page
 
     def _show_page(self, change=None) -> None:
+        if self.top is None:  # not ranked yet: the pass shows the page when it is done
+            return
         top, rows = self.top, self.page_channels()
         patches = [top.patch(int(c), r) for c in rows for r in range(top.k)]
         tiles = render.fit_tiles(patches, self.max_patch_px)
@@ -190,7 +242,7 @@ class TopPatches(TileGridWidget):
             self.indices = top.indices[rows].astype("<i4").tobytes()
             self.labels = top.labels[rows].astype("<i4").tobytes()
             self.caption = (
-                f"{self.layer} · {top.channels} channels · patches {rf.describe()} "
+                f"{top.layer} · {top.channels} channels · patches {rf.describe()} "
                 f"· page {self.page + 1}/{self.n_pages}"
             )
             self._show_tiles(tiles, cols=top.k)

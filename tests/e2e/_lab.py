@@ -14,9 +14,13 @@ NON_BLANK = """canvas => {
 
 
 # The explorer's t-SNE map has been drawn with `n` points.
+# The explorer's map is drawn with all n points and final: the dataset pass and the t-SNE
+# (which moves the points while it runs) are done.
 SCATTER_DRAWN = """n => {
   const c = document.querySelector('.cnnviz-explorer canvas.cnnviz-scatter');
-  return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === String(n);
+  const e = c && c.closest('.cnnviz-embedding');
+  return Boolean(e) && Number(c.dataset.drawCount) > 0 && c.dataset.points === String(n)
+    && e.dataset.running === 'false';
 }"""
 
 

@@ -19,7 +19,8 @@ def test_map_renders_hovers_clicks_and_follows_python(lab, page):
     open_and_run_all(page, lab, "02_representation_space.ipynb")
     page.wait_for_function(
         f"() => {{ const c = document.querySelector('{SCATTER}');"
-        " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '1797'; }",
+        " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '1797'"
+        " && c.closest('.cnnviz-embedding').dataset.running === 'false'; }",
         timeout=120_000,
     )
     scatter = page.locator(SCATTER)

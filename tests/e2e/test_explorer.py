@@ -34,8 +34,9 @@ SETTLED = """i => {
   const occ = x && x.querySelector('.cnnviz-occlusion');
   const heat = occ && occ.querySelector('canvas.cnnviz-heatmap');
   if (!heat) return false;
-  return (i < 0 || x.dataset.selectedIndex === String(i)) && occ.dataset.running === 'false'
-    && Number(heat.dataset.maps) >= 2;
+  const done = s => x.querySelector(s).dataset.running === 'false';  // background work ended
+  return (i < 0 || x.dataset.selectedIndex === String(i)) && done('.cnnviz-occlusion')
+    && Number(heat.dataset.maps) >= 2 && done('.cnnviz-embedding') && done('.cnnviz-top-patches');
 }"""
 
 

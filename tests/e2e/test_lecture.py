@@ -27,8 +27,10 @@ COLOURED = """canvas => {
 FINISHED = """() => {
   const x = document.querySelector('.cnnviz-explorer');
   const heat = x && x.querySelector('.cnnviz-occlusion canvas.cnnviz-heatmap');
+  const busy = [...document.querySelectorAll('.cnnviz-embedding, .cnnviz-top-patches')]
+    .some(e => e.dataset.running !== 'false');  // a dataset pass or a t-SNE still running
   return Boolean(heat) && x.querySelector('.cnnviz-occlusion').dataset.running === 'false'
-    && Number(heat.dataset.maps) >= 2;
+    && Number(heat.dataset.maps) >= 2 && !busy;
 }"""
 
 # Every canvas of ours has been drawn at least once.

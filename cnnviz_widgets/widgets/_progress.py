@@ -1,0 +1,42 @@
+"""Progress of a dataset pass as a widget shows it: a fraction, images/s and time left."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Superseded(Exception):
+    """Raised inside a background job whose result nobody wants any more (a newer job exists,
+    or the widget was closed): it ends the job quietly."""
+
+
+class PassProgress:
+    """A `dataset_pass(progress=...)` callback: calls `show(fraction, text)` at most every
+    `every` seconds (and at the end), and raises `Superseded` once `is_current()` is False."""
+
+    def __init__(
+        self,
+        show: Callable[[float, str], None],
+        is_current: Callable[[], bool],
+        what: str = "images",
+        every: float = 0.25,
+    ):
+        self._show, self._is_current, self._what, self._every = show, is_current, what, every
+        self._t0 = time.perf_counter()
+        self._last = -float("inf")
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self._is_current():
+            raise Superseded
+        now = time.perf_counter()
+        if now - self._last < self._every and done != total:
+            return
+        self._last = now
+        rate = done / max(now - self._t0, 1e-9)
+        if total:
+            left = (total - done) / rate if rate > 0 else float("inf")
+            text = f"{done:,} / {total:,} {self._what} · {rate:,.0f}/s · {left:,.0f} s left"
+            self._show(done / total, text)
+        else:
+            self._show(0.0, f"{done:,} {self._what} · {rate:,.0f}/s")

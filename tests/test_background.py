@@ -1,0 +1,131 @@
+"""Dataset views open at once (#11): the pass and the map run in the background, the view shows
+their progress, `wait()` returns the finished result, which equals the synchronous functions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from torch.utils.data import Dataset
+
+from cnnviz_widgets import CNNExplorer, EmbeddingExplorer, TopPatches, render
+from cnnviz_widgets.inspect import embed, feature_pass, top_activations
+
+
+class Slow(Dataset):
+    """The demo's items, each read taking `delay` seconds; counts the reads. Reads from our
+    background threads wait for `gate`: a widget that returns while it is shut did not wait
+    for its pass (no timing involved)."""
+
+    def __init__(self, base, n: int, delay: float = 0.01):
+        self.base, self.n, self.delay = base, n, delay
+        self.classes = base.classes
+        self.reads = 0
+        self.gate = threading.Event()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if threading.current_thread().name.startswith("cnnviz"):
+            self.gate.wait(60)
+        with self._lock:
+            self.reads += 1
+        time.sleep(self.delay)
+        return self.base[i]
+
+
+@pytest.fixture
+def slow(demo):
+    return Slow(demo[1], 120)
+
+
+def test_the_embedding_opens_at_once_and_its_map_equals_the_functions(demo, slow):
+    model = demo[0]
+    view = EmbeddingExplorer(model, slow, method="tsne", progress=False)  # returns, gate shut
+    try:
+        assert view.running and view.features is None and view.status == "reading the dataset…"
+        frames = []
+        view.observe(lambda change: frames.append(change["new"]), names=["points"])
+        statuses = []
+        view.observe(lambda change: statuses.append(change["new"]), names=["status"])
+        slow.gate.set()
+        view.wait(120)
+        assert not view.running and view.status == "t-SNE map" and view.progress == 1.0
+        assert any("/ 120 images" in s and "left" in s for s in statuses), statuses
+        expected = feature_pass(model, slow, progress=False)
+        np.testing.assert_array_equal(view.features.features, expected.features)
+        # PCA at once, then the t-SNE as it is optimised, then the final map
+        assert len(frames) >= 3
+        final = embed(expected.features, method="tsne", random_state=0)
+        np.testing.assert_array_equal(view.xy, final)
+        assert frames[-1] == render.unit_square(final).tobytes()
+        assert frames[0] == render.unit_square(embed(expected.features, method="pca")).tobytes()
+    finally:
+        view.close()
+
+
+def test_a_new_method_during_the_pass_supersedes_the_old_one(demo, slow):
+    view = EmbeddingExplorer(demo[0], slow, method="tsne", progress=False)
+    try:
+        view.method = "pca"
+        slow.gate.set()
+        view.wait(120)
+        assert view.status == "PCA map"
+        np.testing.assert_array_equal(view.xy, embed(view.features.features, method="pca"))
+    finally:
+        view.close()
+
+
+def test_closing_during_the_pass_stops_it(demo):
+    slow = Slow(demo[1], 300, delay=0.02)  # about 6 s to read
+    slow.gate.set()
+    view = EmbeddingExplorer(demo[0], slow, method="pca", progress=False, batch_size=16)
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    view.close()
+    assert time.perf_counter() - t0 < 3
+    assert slow.reads < 300
+    assert not [t for t in threading.enumerate() if t.name.startswith("cnnviz")]
+
+
+def test_top_patches_open_at_once_and_equal_the_function(demo, slow):
+    model = demo[0]
+    view = TopPatches(model, slow, "conv2", 3, progress=False)  # returns, gate shut
+    try:
+        assert view.running and view.top is None
+        slow.gate.set()
+        view.wait(120)
+        expected = top_activations(model, slow, ["conv2"], 3, progress=False)["conv2"]
+        np.testing.assert_array_equal(view.top.values, expected.values)
+        assert not view.running and view.n_tiles > 0
+    finally:
+        view.close()
+
+
+def test_the_explorer_opens_at_once_and_runs_the_model_over_the_dataset_once(demo):
+    import copy
+
+    model = copy.deepcopy(demo[0])
+    seen = []  # images through the model (the user's hooks run on the views too)
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    slow = Slow(demo[1], 150)
+    explorer = CNNExplorer(model, slow, method="pca", progress=False)  # returns, gate shut
+    try:
+        explorer.selected_index = 3  # works while the pass waits
+        assert explorer.selected_info["index"] == 3
+        assert explorer.selected_info["label"] == int(demo[1][3][1])
+        assert explorer.embedding.running and explorer.top_patches.running
+        before = sum(seen)
+        slow.gate.set()
+        explorer.wait(120)
+        # one pass (one batch: batch_size 256) for the map's features and the top patches;
+        # beside it only small batches (the selected image, the occlusion engine's probes)
+        assert seen.count(len(slow)) == 1 and sorted(seen)[-2] < 16, seen
+        assert sum(seen) - before < 2 * len(slow)
+        assert explorer.top_patches.top is not None and explorer.embedding.features is not None
+    finally:
+        explorer.close()
