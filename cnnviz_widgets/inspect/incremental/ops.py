@@ -5,8 +5,9 @@
 - WINDOW: conv, max / average pooling, constant padding, described by a `WindowSpec`;
 - POINTWISE: exact at each position (geometry's POINTWISE: activations, eval-mode BatchNorm);
 - BINARY / CAT: elementwise over maps, channel concatenation: the union of the rectangles;
-- GLOBAL: reshapes, reductions, adaptive pooling, linear: the whole map by nature, computed in
-  full without a warning;
+- GLOBAL: reshapes, reductions over rows or columns, adaptive pooling, linear: the whole map
+  by nature, computed in full without a warning (a reduction over channels that keeps the dim
+  is POINTWISE);
 - UNKNOWN: everything else (statistics over the map, permutes, indexing, upsampling, ops no
   table knows): computed in full from there on, with a warning.
 """
@@ -39,13 +40,16 @@ WINDOW, POINTWISE, BINARY, CAT, GLOBAL, UNKNOWN = (
 K = OpKind
 
 #: geometry's kind -> the engine's action; a kind not here is UNKNOWN (POINTWISE_GEOMETRIC too:
-#: its statistics over the whole map change with any patch, so no rectangle stays exact)
+#: its statistics over the whole map change with any patch, so no rectangle stays exact);
+#: REDUCE depends on its dims (`_reduce_action`)
 ACTIONS: dict[OpKind, str] = {
-    K.WINDOW: WINDOW, K.PAD: WINDOW, K.POINTWISE: POINTWISE, K.BINARY: BINARY, K.CAT: CAT,
-    **dict.fromkeys(
-        (K.RESHAPE, K.REDUCE, K.ADAPTIVE_POOL, K.LAST_DIM, K.SHAPE, K.GLOBAL), GLOBAL
-    ),
-}  # fmt: skip
+    K.WINDOW: WINDOW,
+    K.PAD: WINDOW,
+    K.POINTWISE: POINTWISE,
+    K.BINARY: BINARY,
+    K.CAT: CAT,
+    **dict.fromkeys((K.RESHAPE, K.ADAPTIVE_POOL, K.LAST_DIM, K.SHAPE, K.GLOBAL), GLOBAL),
+}
 
 
 def action(
@@ -58,11 +62,33 @@ def action(
         kind = classify(node.op, node.target, bound=_bind(node))
     else:
         kind = classify(node.op, node.target)
+    if kind is K.REDUCE:
+        return _reduce_action(node, base), None
     act = ACTIONS.get(kind, UNKNOWN)
     if act != WINDOW:
         return act, None
     spec = window_spec(node, modules, base)
     return (WINDOW, spec) if spec is not None else (UNKNOWN, None)
+
+
+def _reduce_action(node: fx.Node, base: dict[fx.Node, Any]) -> str:
+    """A reduction of a map over its rows or columns is GLOBAL; over channels only, keeping the
+    dim (CBAM's channel mean), it is POINTWISE: exact at each position."""
+    names = _bind(node) or {}
+    x = value(names.get("input"), base)
+    if "other" in names:  # torch.max(a, b): elementwise, not a reduction
+        return UNKNOWN
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        return GLOBAL
+    dim = names.get("dim")
+    if dim is None or dim == ():
+        return GLOBAL
+    dims = {int(d) % 4 for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+    if dims != {1}:
+        return GLOBAL
+    # max / min over a dim give (values, indices): not a map
+    keep = names.get("keepdim") is True and isinstance(base.get(node), torch.Tensor)
+    return POINTWISE if keep else UNKNOWN
 
 
 def op_name(node: fx.Node, modules: dict[str, nn.Module]) -> str:

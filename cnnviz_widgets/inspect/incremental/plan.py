@@ -96,7 +96,7 @@ def union(rects: list[Rect], H: int, W: int) -> Rect:
 
 
 @dataclass
-class Step:
+class NodePlan:
     """One node of a plan: ``how`` it is computed (an `ops` action on rectangles, FULL or
     OUTPUT), what it reads (``src`` or the map ``operands`` of a union) and its window."""
 
@@ -116,7 +116,7 @@ class IncrementalPlan:
     xs: torch.Tensor
     geos: dict[fx.Node, Rect] = field(default_factory=dict)
     #: the affected nodes in graph order, each with how it is computed
-    nodes: list[Step] = field(default_factory=list)
+    order: list[NodePlan] = field(default_factory=list)
     #: the same as executors (made by `run.Executor.compile`)
     steps: list[tuple[fx.Node, Any]] = field(default_factory=list)
     full_nodes: list[str] = field(default_factory=list)
@@ -154,16 +154,16 @@ class _Planner:
             if node is e.input_node:  # the only affected placeholder
                 p.geos[node] = Rect(p.ys, p.xs, p.patch[0], p.patch[1], H, W)
             elif node.op == "output":
-                p.nodes.append(Step(node, OUTPUT))
+                p.order.append(NodePlan(node, OUTPUT))
             else:
                 ins = [a for a in node.all_input_nodes if a in self.affected]
                 step = self._rect(node) if all(a in p.geos for a in ins) else None
                 if step is None:  # e.g. add(full, rect): full, known
                     p.full_nodes.append(node.name)
-                    step = Step(node, FULL)
+                    step = NodePlan(node, FULL)
                 else:
                     p.rect_fracs[node.name] = p.geos[node].frac
-                p.nodes.append(step)
+                p.order.append(step)
         return p
 
     def _unknown(self, node: fx.Node) -> None:
@@ -176,7 +176,7 @@ class _Planner:
         v = self.base.get(n) if isinstance(n, fx.Node) else None
         return isinstance(v, torch.Tensor) and v.dim() == 4
 
-    def _rect(self, node: fx.Node) -> Step | None:
+    def _rect(self, node: fx.Node) -> NodePlan | None:
         """How ``node`` is computed on rectangles (its rectangle in ``geos``), or None: full."""
         out = self.base[node]
         how, spec = ops.action(node, self.modules, self.base)
@@ -193,8 +193,8 @@ class _Planner:
         assert how in (BINARY, CAT)
         return self._union(node, how)
 
-    def _pointwise(self, node: fx.Node) -> Step | None:
-        """The input's rectangle, when one map of the output's shape is the only input that
+    def _pointwise(self, node: fx.Node) -> NodePlan | None:
+        """The input's rectangle, when one map of the output's grid is the only input that
         changes and no other input has a spatial extent."""
         out = self.base[node]
         inputs = [a for a in node.all_input_nodes if a in self.affected]
@@ -204,15 +204,15 @@ class _Planner:
             src is None
             or not self._is4d(src)
             or src not in self.p.geos
-            or self.base[src].shape[1:] != out.shape[1:]
+            or self.base[src].shape[-2:] != out.shape[-2:]
             or any(ops.spatial(self.base[a]) for a in others)
         ):
             self._unknown(node)
             return None
         self.p.geos[node] = self.p.geos[src]
-        return Step(node, POINTWISE, src=src)
+        return NodePlan(node, POINTWISE, src=src)
 
-    def _window(self, node: fx.Node, spec: WindowSpec) -> Step | None:
+    def _window(self, node: fx.Node, spec: WindowSpec) -> NodePlan | None:
         """Conv, pooling, constant padding: the input rectangle through `window_range`."""
         src = spec.src
         if not self._is4d(src) or src not in self.p.geos:
@@ -228,9 +228,9 @@ class _Planner:
         if self._too_big(g):
             return None
         self.p.geos[node] = g
-        return Step(node, WINDOW, src=src, spec=spec)
+        return NodePlan(node, WINDOW, src=src, spec=spec)
 
-    def _union(self, node: fx.Node, how: str) -> Step | None:
+    def _union(self, node: fx.Node, how: str) -> NodePlan | None:
         """Elementwise ops over maps and torch.cat(dim=1): the union of the operands'
         rectangles. Every tensor operand is a map of the output's size or broadcasts over it."""
         hout, wout = self.base[node].shape[-2:]
@@ -260,7 +260,7 @@ class _Planner:
         if self._too_big(g):
             return None
         self.p.geos[node] = g
-        return Step(node, how, operands=maps)
+        return NodePlan(node, how, operands=maps)
 
 
 def plan_macs(engine: IncrementalEngine, plan: IncrementalPlan) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from ..geometry import OpKind, classify
 from .fold import Folds
 from .gather import Rows, crop
 from .ops import POINTWISE, WINDOW, WindowSpec
-from .plan import FULL, OUTPUT, IncrementalPlan, Step
+from .plan import FULL, OUTPUT, IncrementalPlan, NodePlan
 
 if TYPE_CHECKING:
     from .engine import IncrementalEngine
@@ -118,7 +118,7 @@ class Executor:
     def compile(self, plan: IncrementalPlan) -> list[tuple[fx.Node, Callable[..., Any]]]:
         """One step per planned node."""
         steps = []
-        for s in plan.nodes:
+        for s in plan.order:
             if s.how == OUTPUT:
                 make = self._output
             elif s.how == FULL:
@@ -133,7 +133,9 @@ class Executor:
         return steps
 
     # ---------------------------------------------------------------- full maps
-    def rows(self, node: fx.Node, pads: tuple[int, int, int, int] = (0, 0, 0, 0), value=0.0):
+    def rows(
+        self, node: fx.Node, pads: tuple[int, int, int, int] = (0, 0, 0, 0), value: float = 0.0
+    ) -> Rows:
         """The row table of ``node``'s base map with ``pads`` (top, bottom, left, right)."""
         key = (node, pads, value)
         r = self._rows.get(key)
@@ -153,18 +155,24 @@ class Executor:
             batch.mat[n] = t
         return t
 
-    def _output(self, plan: IncrementalPlan, s: Step) -> Callable[..., Any]:
-        def output(vals: Values, batch: _Batch) -> Any:
-            def arg(n: fx.Node) -> Any:
-                if n not in self.affected:
-                    return self.base[n]
-                return self._full_value(plan, n, vals, batch)
+    def _whole(self, plan: IncrementalPlan, vals: Values, batch: _Batch) -> Callable:
+        """A node's value as a whole map: its base value where the patch does not reach it."""
 
+        def arg(n: fx.Node) -> Any:
+            if n not in self.affected:
+                return self.base[n]
+            return self._full_value(plan, n, vals, batch)
+
+        return arg
+
+    def _output(self, plan: IncrementalPlan, s: NodePlan) -> Callable[..., Any]:
+        def output(vals: Values, batch: _Batch) -> Any:
+            arg = self._whole(plan, vals, batch)
             return (_FULL, fx.graph.map_arg(self.output_node.args[0], arg))
 
         return output
 
-    def _full(self, plan: IncrementalPlan, s: Step) -> Callable[..., Any]:
+    def _full(self, plan: IncrementalPlan, s: NodePlan) -> Callable[..., Any]:
         node = s.node
         fast = self.folds.fast(node)
         if fast is not None:
@@ -178,11 +186,7 @@ class Executor:
         expand = _concatenates(node)
 
         def full(vals: Values, batch: _Batch) -> Any:
-            def arg(n: fx.Node) -> Any:
-                if n not in self.affected:
-                    return self.base[n]
-                return self._full_value(plan, n, vals, batch)
-
+            arg = self._whole(plan, vals, batch)
             args = fx.graph.map_arg(node.args, arg)
             kwargs = fx.graph.map_arg(node.kwargs, arg)
             if expand:  # base operands (batch 1) next to the batch's maps
@@ -192,7 +196,7 @@ class Executor:
         return full
 
     # ---------------------------------------------------------------- rectangles
-    def _pointwise(self, plan: IncrementalPlan, s: Step) -> Callable[..., Any]:
+    def _pointwise(self, plan: IncrementalPlan, s: NodePlan) -> Callable[..., Any]:
         node, src = s.node, s.src
         fast = self.folds.fast(node)
         if fast is not None:
@@ -214,7 +218,7 @@ class Executor:
 
         return pointwise
 
-    def _window(self, plan: IncrementalPlan, s: Step) -> Callable[..., Any]:
+    def _window(self, plan: IncrementalPlan, s: NodePlan) -> Callable[..., Any]:
         """Gather each position's input window (the previous rectangle pasted into the padded
         base), then run the op on the windows with padding 0."""
         node, spec = s.node, s.spec
@@ -294,7 +298,7 @@ class Executor:
             self._divisors[node] = d
         return d
 
-    def _union(self, plan: IncrementalPlan, s: Step) -> Callable[..., Any]:
+    def _union(self, plan: IncrementalPlan, s: NodePlan) -> Callable[..., Any]:
         """Each map operand at the union's offsets: as it is where its rectangle is the
         union's, else gathered (its rectangle pasted into its base)."""
         node, maps = s.node, s.operands
