@@ -598,3 +598,27 @@ def test_adaptive_pool_of_a_one_unit_map_reads_that_unit_everywhere():
     before = receptive_field(model, "features.20", 32)
     assert pool.stride == (0, 0) and pool.output_shape == (512, 7, 7)
     assert pool.box(3, 5) == before.box(0, 0)
+
+
+def test_shape_dependent_code_is_traced_at_the_input_size():
+    class ShapeBranch(nn.Module):
+        """Branches on a size and slices channels by one (plain fx tracing fails on both)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+            self.conv2 = nn.Conv2d(4, 4, 3)
+            self.conv3 = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv1(x)
+            if y.shape[-1] > 4:  # True at 16x16 (y is 8x8), False at 8x8
+                y = F.relu(self.conv2(y))
+            n = y.size(1)
+            return self.conv3(y[:, : n // 2])
+
+    model = ShapeBranch().eval()
+    fields = assert_matches_gradient(model, ["conv2", "conv3"], (16, 16))
+    assert (fields["conv3"].size, fields["conv3"].stride) == ((11, 11), (2, 2))
+    small = receptive_fields(model, (8, 8))  # the other branch at a smaller input
+    assert "conv2" not in small and small["conv3"].size == (7, 7)

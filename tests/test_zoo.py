@@ -380,12 +380,9 @@ def _compare(b: Built, method: str) -> None:
 # Strict: a fix turns the xfail into a failure until the entry is removed here.
 KNOWN_OPEN: dict[tuple[str, str], str] = {
     ("timm-hrnet_w18_small", "receptive"): "HRNet fuse layers upsample: no field given",
-    ("timm-mobilevit_xxs", "receptive"): "MobileVitBlock untraceable for the field analysis",
     ("hand-batch_mean_input", "receptive"): "per-batch input normalisation: no field",
-    ("hand-shape_dependent", "receptive"): "field analysis does not trace shape-dependent code",
     ("hand-mini_unet", "receptive"): "ConvTranspose2d has no field rule",
     ("hand-batch_mean_input", "widgets"): "layer catalogue finds no spatial layer",
-    ("hand-shape_dependent", "widgets"): "layer catalogue does not trace shape-dependent code",
 }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ units' fields are not one (size, stride, offset) family; every such value says w
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
@@ -47,6 +48,7 @@ from .geometry import OpKind as K
 from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
+from .tracing import _Tracer as ShapeTracer
 from .tracing import mutated_input
 from .view import inference_view
 
@@ -219,6 +221,18 @@ class _LayerTracer(ThreadTracer):
         return True
 
 
+class _ShapeLayerTracer(ShapeTracer):
+    """`_LayerTracer` with the sizes of one call's arguments concrete (`tracing.py`): the
+    batch size stays symbolic, every other size is an int while tracing."""
+
+    def __init__(self, example: tuple) -> None:
+        super().__init__(set(), ())
+        self.example = example
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
 _CONSTANT = (type(None), bool, int, float, str)
 
 
@@ -277,41 +291,55 @@ class _FieldRun:
 
     def _traced(self, module, name, args, kwargs, geos, gkw):
         arguments = _forward_arguments(module, args, kwargs)
-        concrete = None
+        concrete, values, fields = None, None, None
         if arguments is not None:
             concrete = {k: v for k, v in arguments.items() if isinstance(v, _CONSTANT)}
             # a list of maps (HRNet's branches) stays a real list of placeholders, one per map,
             # so that the forward may index and assign into it
             lists = {k: v for k, v in arguments.items() if _tensor_list(v)}
             concrete.update({k: [fx.PH] * len(v) for k, v in lists.items()})
-        graph = self._graph(module, concrete)
-        if isinstance(graph, Exception):
-            value = module(*args, **kwargs)
-            self.untraceable[name] = f"{type(graph).__name__}: {graph}"
-            why = f"torch.fx could not trace {name or 'the model'!r} ({type(module).__name__})"
-            return value, _NoField(why)
-        if arguments is not None:  # placeholders follow forward's parameters in order
+            # placeholders follow forward's parameters in order, one per element of a list
             gbound = inspect.signature(module.forward).bind_partial(*geos, **gkw).arguments
             values, fields = [], []
             for k, v in arguments.items():
                 g = gbound.get(k)
-                if _tensor_list(v):  # one placeholder per element
+                if _tensor_list(v):
                     g = g if isinstance(g, (list, tuple)) else [None] * len(v)
                     values += list(v)
                     fields += list(g)
                 else:
                     values.append(v)
                     fields.append(g)
+        graph = self._graph(module, concrete, values)
+        if isinstance(graph, Exception):
+            value = module(*args, **kwargs)
+            self.untraceable[name] = f"{type(graph).__name__}: {graph}"
+            why = f"torch.fx could not trace {name or 'the model'!r} ({type(module).__name__})"
+            return value, _NoField(why)
+        if values is not None:
             return self._run_graph(module, graph, name, tuple(values), {}, tuple(fields), {})
         return self._run_graph(module, graph, name, args, kwargs, geos, gkw)
 
-    def _graph(self, module: nn.Module, concrete: dict | None) -> fx.Graph | Exception:
-        key = (id(module), tuple(sorted((k, repr(v)) for k, v in (concrete or {}).items())))
+    def _graph(
+        self, module: nn.Module, concrete: dict | None, values: list | None
+    ) -> fx.Graph | Exception:
+        """`module`'s graph, every submodule a leaf; where plain tracing fails, traced again
+        with the shapes of this call's `values` (one per placeholder) concrete, so that code
+        that branches on or computes with shapes (`if x.shape[-1] > 8`, MobileViT's patch
+        counts) traces as it runs at this input size."""
+        shapes = tuple(
+            tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in values or ()
+        )
+        key = (id(module), tuple(sorted((k, repr(v)) for k, v in (concrete or {}).items())), shapes)
         if key not in self._graphs:
             try:
                 self._graphs[key] = _LayerTracer().trace(module, concrete_args=concrete or None)
             except Exception as err:  # an untraceable module: its inner layers get no field
                 self._graphs[key] = err
+                if values is not None:
+                    with contextlib.suppress(Exception):
+                        tracer = _ShapeLayerTracer(tuple(values))
+                        self._graphs[key] = tracer.trace(module, concrete_args=concrete or None)
         return self._graphs[key]
 
     def _run_graph(self, root, graph, prefix, args, kwargs, geos, gkw):
