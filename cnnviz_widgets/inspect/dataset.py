@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSam
 from .capture import ActivationCapture, LayerRef, resolve_layer
 from .inputs import model_device
 from .receptive import ReceptiveField, receptive_fields
+from .store import RowStore
 
 ITEMS = "(image, label) pairs whose image is a float tensor (C, H, W)"
 
@@ -314,7 +315,12 @@ class TopKConsumer:
 
 @dataclass(frozen=True, eq=False)
 class Features:
-    """Per image: the features of `layer` and, when the model gives logits, its prediction."""
+    """Per image: the features of `layer` and, when the model gives logits, its prediction.
+
+    The arrays are allocated once per pass and filled batch by batch; above
+    `store.MEMMAP_BYTES` they are views of a memory-mapped temporary file, which goes when
+    they are garbage-collected (see `inspect/store.py`).
+    """
 
     layer: str
     features: np.ndarray  # (N, D)
@@ -347,34 +353,48 @@ class FeatureConsumer:
             name, _ = resolve_layer(model, layer)
             self.layer, self.inputs, self.outputs = name, (), (name,)
         self.dtype = np.dtype(dtype)
-        self._parts: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-        self._preds: list[np.ndarray] = []
-        self._conf: list[np.ndarray] = []
+        self._rows: RowStore | None = None
+        self._length: int | None = None
+        self._all_logits = True
 
     def begin(self, info: PassInfo) -> None:
-        self._parts, self._labels, self._preds, self._conf = [], [], [], []
+        self._rows, self._length, self._all_logits = None, info.length, True
 
     def update(self, batch: Batch) -> None:
         x = batch.inputs[self.layer] if self.inputs else batch.outputs[self.layer]
         x = x.float().mean(dim=(2, 3)) if x.ndim == 4 else x.float().flatten(1)
-        self._parts.append(x.cpu().numpy().astype(self.dtype, copy=False))
         labels = batch.labels if batch.labels is not None else torch.full_like(batch.indices, -1)
-        self._labels.append(labels.cpu().numpy())
+        row = {"features": x.cpu().numpy(), "labels": labels.cpu().numpy()}
         logits = batch.logits
         if isinstance(logits, torch.Tensor) and logits.ndim == 2:
             conf, pred = logits.float().softmax(dim=1).max(dim=1)
-            self._preds.append(pred.cpu().numpy())
-            self._conf.append(conf.cpu().numpy())
+            row["predictions"], row["confidences"] = pred.cpu().numpy(), conf.cpu().numpy()
+        else:
+            self._all_logits = False
+        if self._rows is None:  # the feature width is known now: allocate every row once
+            columns = {
+                "features": (row["features"].shape[1:], self.dtype),
+                "labels": ((), np.int64),
+                "predictions": ((), np.int64),
+                "confidences": ((), np.float32),
+            }
+            self._rows = RowStore(columns, self._length)
+        if not self._all_logits:  # predictions only when every batch has logits
+            row.pop("predictions", None)
+            row.pop("confidences", None)
+        self._rows.write(batch.start, row)
 
     def result(self) -> Features:
-        full = len(self._preds) == len(self._parts)
+        if self._rows is None:
+            raise ValueError("The dataset pass saw no batches")
+        arrays, self._rows = self._rows.finish(), None
+        full = self._all_logits
         return Features(
             layer=self.layer,
-            features=np.concatenate(self._parts),
-            labels=np.concatenate(self._labels).astype(np.int64),
-            predictions=np.concatenate(self._preds).astype(np.int64) if full else None,
-            confidences=np.concatenate(self._conf).astype(np.float32) if full else None,
+            features=arrays["features"],
+            labels=arrays["labels"],
+            predictions=arrays["predictions"] if full else None,
+            confidences=arrays["confidences"] if full else None,
         )
 
 
