@@ -17,7 +17,6 @@ per channel, at its best position (the first one, row-major, when several tie).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -31,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from .capture import ActivationCapture, LayerRef, resolve_layer
+from .fingerprint import data_fingerprint, weights_fingerprint
 from .inputs import model_device
 from .receptive import ReceptiveField, receptive_fields
 from .store import RowStore
@@ -497,18 +497,23 @@ def known_labels(dataset: Any) -> np.ndarray | None:
     return array
 
 
+def check_sequential(loader: DataLoader) -> None:
+    """Raise unless the loader gives a map-style dataset's items in index order."""
+    sampler = loader.sampler
+    if not isinstance(loader.dataset, IterableDataset) and not isinstance(
+        sampler, SequentialSampler
+    ):
+        raise ValueError(
+            f"The DataLoader draws items with {type(sampler).__name__}, so batch positions "
+            "are not dataset indices; pass the dataset itself or a DataLoader with "
+            "shuffle=False"
+        )
+
+
 def _loader(data, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
     """A sequential DataLoader over `data` (which may already be one)."""
     if isinstance(data, DataLoader):
-        sampler = data.sampler
-        if not isinstance(data.dataset, IterableDataset) and not isinstance(
-            sampler, SequentialSampler
-        ):
-            raise ValueError(
-                f"The DataLoader draws items with {type(sampler).__name__}, so batch positions "
-                "are not dataset indices; pass the dataset itself or a DataLoader with "
-                "shuffle=False"
-            )
+        check_sequential(data)
         return data
     if isinstance(data, IterableDataset):  # indices count items in the order it yields them
         return DataLoader(data, batch_size=batch_size, num_workers=num_workers, pin_memory=pin)
@@ -651,26 +656,27 @@ def _capture_inputs(cap: ActivationCapture, names: list[str]) -> dict:
 
 
 class PassCache:
-    """The last few results of dataset passes, keyed by what they depend on.
+    """The last few results of dataset passes, keyed by what they depend on (`data_key`).
 
-    A hit also needs the very same dataset object (ids can be reused after garbage collection).
+    An entry put with an `owner` (data keyed by identity) hits only for that very object (ids
+    can be reused after garbage collection); one put with `owner=None` hits for any data.
     """
 
     def __init__(self, size: int = 8):
         self.size = size
         self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 
-    def get(self, key: tuple, dataset: Any) -> Any:
+    def get(self, key: tuple, owner: Any = None) -> Any:
         """The cached result, or None."""
         hit = self._entries.get(key)
-        if hit is None or hit[0] is not dataset:
+        if hit is None or hit[0] is not owner:
             return None
         self._entries.move_to_end(key)
         return hit[1]
 
-    def put(self, key: tuple, dataset: Any, result: Any) -> None:
+    def put(self, key: tuple, owner: Any, result: Any) -> None:
         """Keep `result`, dropping the oldest entry beyond `size`."""
-        self._entries[key] = (dataset, result)
+        self._entries[key] = (owner, result)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -681,25 +687,47 @@ class PassCache:
 _CACHE = PassCache()
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """A hash of every parameter and buffer (names, shapes, dtypes and bytes)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        # reshape: a 0-d tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+def data_key(data: Dataset | DataLoader) -> tuple:
+    """The part of a cache key that stands for the data: ("content", `data_fingerprint`) (its
+    length and a hash of a sample of its items), or ("object", id, length) for data that cannot
+    be read by index, which then hits only for the very same object. A shuffling DataLoader
+    is refused here, before any cache lookup, as the pass would refuse it."""
+    if isinstance(data, DataLoader):
+        check_sequential(data)
+    digest = data_fingerprint(data)
+    if digest is None:
+        return ("object", id(data), dataset_length(data))
+    return ("content", digest)
+
+
+def _same(result: Any) -> Any:
+    return result
 
 
 @dataclass
 class CachedJob:
-    """One consumer of a dataset pass, with where its result is cached (`cache=None`: not)."""
+    """One consumer of a dataset pass, with where its result is cached (`cache=None`: not).
+
+    `finish` is applied once, before caching; `adopt` to every result returned, hit or not
+    (what is the caller's rather than the data's, such as the dataset object to show).
+    """
 
     consumer: Consumer
     cache: PassCache | None = None
     key: tuple | None = None
-    finish: Callable[[Any], Any] = lambda result: result  # applied once, before caching
+    finish: Callable[[Any], Any] = _same
+    owner: Any = None  # the data, when the key names it by identity
+    adopt: Callable[[Any], Any] = _same
+
+
+def cache_slot(
+    cache: PassCache, data: Dataset | DataLoader, key: tuple, data_part: tuple | None
+) -> dict:
+    """`cache`, `key` and `owner` of a cached job: `key` + the data's key (`data_key`, computed
+    unless given as `data_part`)."""
+    data_part = data_part or data_key(data)
+    owner = data if data_part[0] == "object" else None
+    return {"cache": cache, "key": (*key, data_part), "owner": owner}
 
 
 def cached_pass(
@@ -707,7 +735,7 @@ def cached_pass(
 ) -> list[Any]:
     """The results of `jobs`: cache hits as they are, every miss computed in ONE `dataset_pass`
     (`options` are its keyword arguments) and cached."""
-    results = [j.cache.get(j.key, data) if j.cache is not None else None for j in jobs]
+    results = [j.cache.get(j.key, j.owner) if j.cache is not None else None for j in jobs]
     todo = [i for i, result in enumerate(results) if result is None]
     if todo:
         fresh = dataset_pass(model, data, [jobs[i].consumer for i in todo], **options)
@@ -715,8 +743,8 @@ def cached_pass(
             job = jobs[i]
             results[i] = job.finish(result)
             if job.cache is not None:
-                job.cache.put(job.key, data, results[i])
-    return results
+                job.cache.put(job.key, job.owner, results[i])
+    return [job.adopt(result) for job, result in zip(jobs, results, strict=True)]
 
 
 def top_job(
@@ -729,8 +757,12 @@ def top_job(
     display: Callable[[int], np.ndarray] | None = None,
     cache: bool = True,
     fingerprint: str | None = None,
+    data: tuple | None = None,
 ) -> CachedJob:
-    """The top-k pass of `top_activations` as a job of `cached_pass` (checked, keyed)."""
+    """The top-k pass of `top_activations` as a job of `cached_pass` (checked, keyed).
+
+    `fingerprint` (of the weights) and `data` (`data_key(dataset)`) when already computed.
+    """
     consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display)
     n = dataset_length(dataset)
     if n == 0:
@@ -740,11 +772,17 @@ def top_job(
             f"k={k} is larger than the dataset ({n} images): each image counts once per "
             f"channel, so choose k <= {n} (or distinct=False)"
         )
+    shown = dataset.dataset if isinstance(dataset, DataLoader) else dataset
+
+    def adopt(result: dict[str, TopActivations]) -> dict[str, TopActivations]:
+        # a hit may come from another object with the same contents: show the caller's
+        return {name: replace(top, dataset=shown, display=display) for name, top in result.items()}
+
     if not cache:
-        return CachedJob(consumer)
+        return CachedJob(consumer, adopt=adopt)
     fingerprint = fingerprint or weights_fingerprint(model)
-    key = (id(model), fingerprint, consumer.outputs, k, distinct, id(dataset), n)
-    return CachedJob(consumer, _CACHE, key)
+    key = (id(model), fingerprint, consumer.outputs, k, distinct)
+    return CachedJob(consumer, adopt=adopt, **cache_slot(_CACHE, dataset, key, data))
 
 
 def top_activations(
@@ -763,8 +801,9 @@ def top_activations(
 ) -> dict[str, TopActivations]:
     """Per channel of each layer, the k dataset units with the largest activation: one pass.
 
-    Results are cached by (model weights, layers, k, distinct, dataset object and length);
-    `display(i)` gives the uint8 image `patch()` crops (default: see `display_image`).
+    Results are cached by (model weights, layers, k, distinct, the dataset's length and a hash
+    of a sample of its items: see `fingerprint.data_fingerprint`); `display(i)` gives the uint8
+    image `patch()` crops (default: see `display_image`).
     """
     job = top_job(model, dataset, layers, k, distinct=distinct, display=display, cache=cache)
     (result,) = cached_pass(
@@ -777,4 +816,4 @@ def top_activations(
         num_workers=num_workers,
         desc="top activations",
     )
-    return {name: replace(top, display=display) for name, top in result.items()}
+    return result

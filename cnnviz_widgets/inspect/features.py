@@ -3,9 +3,12 @@
 >>> feats = extract_features(model, dataset)          # (N, D) float32: penultimate features
 >>> pooled = extract_features(model, dataset, layer="layer3")  # conv output, average-pooled
 
-The cache key is (model object, weights fingerprint, layer, dtype, dataset object, length):
-changing a weight (training, `load_state_dict`) misses it; so does a different dataset object.
-A hit returns the very same read-only arrays, so it costs one hash of the weights.
+The cache key is (model object, weights fingerprint, layer, dtype, data fingerprint): changing
+a weight (training, `load_state_dict`) misses it, and so does changing the dataset's length or
+any of the 16 items its fingerprint samples (`fingerprint.data_fingerprint`), in place or not;
+a new dataset object with the same contents hits. A hit returns the very same read-only
+arrays, so it costs one hash of the weights and 16 item reads (for the 1,797 digits:
+about 2 ms; for an image folder, 16 decodes).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from .dataset import (
     FeatureConsumer,
     Features,
     PassCache,
+    cache_slot,
     cached_pass,
+    data_key,
     dataset_length,
     top_job,
     weights_fingerprint,
@@ -60,8 +65,12 @@ def feature_job(
     dtype: Any = np.float32,
     cache: bool = True,
     fingerprint: str | None = None,
+    data: tuple | None = None,
 ) -> CachedJob:
-    """The pass of `feature_pass` as a job of `cached_pass` (checked, keyed)."""
+    """The pass of `feature_pass` as a job of `cached_pass` (checked, keyed).
+
+    `fingerprint` (of the weights) and `data` (`data_key(dataset)`) when already computed.
+    """
     consumer = FeatureConsumer(model, layer, dtype=_check_dtype(dtype))
     n = dataset_length(dataset)
     if n == 0:
@@ -69,8 +78,8 @@ def feature_job(
     if not cache:
         return CachedJob(consumer, finish=_frozen)
     fingerprint = fingerprint or weights_fingerprint(model)
-    key = (id(model), fingerprint, consumer.layer, consumer.dtype.name, id(dataset), n)
-    return CachedJob(consumer, _CACHE, key, _frozen)
+    key = (id(model), fingerprint, consumer.layer, consumer.dtype.name)
+    return CachedJob(consumer, finish=_frozen, **cache_slot(_CACHE, dataset, key, data))
 
 
 def feature_pass(
@@ -121,8 +130,8 @@ def extract_features(
     """(N, D) features of every image (read-only); see `feature_pass` for labels and predictions.
 
     `layer=None`: the input of the last nn.Linear; a conv layer's output is average-pooled.
-    Cached by (weights, layer, dtype, dataset), so calling again with the same model and
-    dataset returns the same array without a forward pass.
+    Cached by (weights, layer, dtype, the dataset's length and sampled contents), so calling
+    again with the same model and dataset returns the same array without a forward pass.
     """
     return feature_pass(
         model,
@@ -157,13 +166,15 @@ def shared_pass(
     computed again; later `feature_pass` / `top_activations` calls with the same arguments are
     cache hits.
     """
-    fingerprint = weights_fingerprint(model)
+    fingerprint, data = weights_fingerprint(model), data_key(dataset)
     features, top = cached_pass(
         model,
         dataset,
         [
-            feature_job(model, dataset, feature_layer, fingerprint=fingerprint),
-            top_job(model, dataset, top_layers, k, display=display, fingerprint=fingerprint),
+            feature_job(model, dataset, feature_layer, fingerprint=fingerprint, data=data),
+            top_job(
+                model, dataset, top_layers, k, display=display, fingerprint=fingerprint, data=data
+            ),
         ],
         batch_size=batch_size,
         device=device,
