@@ -19,7 +19,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import cnnviz_widgets.inspect.dataset as dataset_module
 from cnnviz_widgets.inspect import store
-from cnnviz_widgets.inspect.dataset import FeatureConsumer, dataset_pass, top_activations
+from cnnviz_widgets.inspect.dataset import (
+    FeatureConsumer,
+    PassCache,
+    dataset_pass,
+    top_activations,
+)
 from cnnviz_widgets.inspect.features import clear_feature_cache, extract_features, feature_pass
 from cnnviz_widgets.inspect.fingerprint import data_fingerprint
 
@@ -300,3 +305,17 @@ def test_clear_feature_cache_lets_the_mapping_go(small, monkeypatch):
     clear_feature_cache()
     gc.collect()
     assert mapped() is None
+
+
+def test_the_cache_holds_the_model_weakly_and_hits_only_for_it(small):
+    model, data = copy.deepcopy(small[0]), small[1]  # the fixture keeps its own model
+    extract_features(model, data, progress=False)
+    collected = weakref.ref(model)
+    del model
+    gc.collect()
+    assert collected() is None  # the cache did not keep the model alive
+    cache = PassCache()
+    a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    cache.put(("key",), (a,), "result")
+    assert cache.get(("key",), (a,)) == "result"
+    assert cache.get(("key",), (b,)) is None  # an id reused by another object does not hit

@@ -17,6 +17,7 @@ per channel, at its best position (the first one, row-major, when several tie).
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -655,28 +656,39 @@ def _capture_inputs(cap: ActivationCapture, names: list[str]) -> dict:
 # --------------------------------------------------------------- public ----
 
 
+def _reference(obj: Any) -> Callable[[], Any]:
+    """A weak reference to `obj`, or a strong one where it takes none."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
 class PassCache:
     """The last few results of dataset passes, keyed by what they depend on (`data_key`).
 
-    An entry put with an `owner` (data keyed by identity) hits only for that very object (ids
-    can be reused after garbage collection); one put with `owner=None` hits for any data.
+    An entry also names `owners`, objects whose ids are in its key (the model; the data when
+    keyed by identity): it hits only for those very objects, as ids can be reused after garbage
+    collection. The owners are held weakly: the cache does not keep a model alive.
     """
 
     def __init__(self, size: int = 8):
         self.size = size
-        self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[tuple, Any]] = OrderedDict()
 
-    def get(self, key: tuple, owner: Any = None) -> Any:
+    def get(self, key: tuple, owners: tuple = ()) -> Any:
         """The cached result, or None."""
         hit = self._entries.get(key)
-        if hit is None or hit[0] is not owner:
+        if hit is None or len(hit[0]) != len(owners):
+            return None
+        if any(ref() is not obj for ref, obj in zip(hit[0], owners, strict=True)):
             return None
         self._entries.move_to_end(key)
         return hit[1]
 
-    def put(self, key: tuple, owner: Any, result: Any) -> None:
+    def put(self, key: tuple, owners: tuple, result: Any) -> None:
         """Keep `result`, dropping the oldest entry beyond `size`."""
-        self._entries[key] = (owner, result)
+        self._entries[key] = (tuple(_reference(obj) for obj in owners), result)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -716,18 +728,22 @@ class CachedJob:
     cache: PassCache | None = None
     key: tuple | None = None
     finish: Callable[[Any], Any] = _same
-    owner: Any = None  # the data, when the key names it by identity
+    owners: tuple = ()  # the objects named by id in the key (see PassCache)
     adopt: Callable[[Any], Any] = _same
 
 
 def cache_slot(
-    cache: PassCache, data: Dataset | DataLoader, key: tuple, data_part: tuple | None
+    cache: PassCache,
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    key: tuple,
+    data_part: tuple | None,
 ) -> dict:
-    """`cache`, `key` and `owner` of a cached job: `key` + the data's key (`data_key`, computed
-    unless given as `data_part`)."""
+    """`cache`, `key` and `owners` of a cached job: (id(model), *key, the data's key) (`data_key`,
+    computed unless given as `data_part`)."""
     data_part = data_part or data_key(data)
-    owner = data if data_part[0] == "object" else None
-    return {"cache": cache, "key": (*key, data_part), "owner": owner}
+    owners = (model, data) if data_part[0] == "object" else (model,)
+    return {"cache": cache, "key": (id(model), *key, data_part), "owners": owners}
 
 
 def cached_pass(
@@ -735,7 +751,7 @@ def cached_pass(
 ) -> list[Any]:
     """The results of `jobs`: cache hits as they are, every miss computed in ONE `dataset_pass`
     (`options` are its keyword arguments) and cached."""
-    results = [j.cache.get(j.key, j.owner) if j.cache is not None else None for j in jobs]
+    results = [j.cache.get(j.key, j.owners) if j.cache is not None else None for j in jobs]
     todo = [i for i, result in enumerate(results) if result is None]
     if todo:
         fresh = dataset_pass(model, data, [jobs[i].consumer for i in todo], **options)
@@ -743,7 +759,7 @@ def cached_pass(
             job = jobs[i]
             results[i] = job.finish(result)
             if job.cache is not None:
-                job.cache.put(job.key, job.owner, results[i])
+                job.cache.put(job.key, job.owners, results[i])
     return [job.adopt(result) for job, result in zip(jobs, results, strict=True)]
 
 
@@ -781,8 +797,8 @@ def top_job(
     if not cache:
         return CachedJob(consumer, adopt=adopt)
     fingerprint = fingerprint or weights_fingerprint(model)
-    key = (id(model), fingerprint, consumer.outputs, k, distinct)
-    return CachedJob(consumer, adopt=adopt, **cache_slot(_CACHE, dataset, key, data))
+    key = (fingerprint, consumer.outputs, k, distinct)
+    return CachedJob(consumer, adopt=adopt, **cache_slot(_CACHE, model, dataset, key, data))
 
 
 def top_activations(

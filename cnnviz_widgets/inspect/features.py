@@ -79,8 +79,8 @@ def feature_job(
     if not cache:
         return CachedJob(consumer, finish=_frozen)
     fingerprint = fingerprint or weights_fingerprint(model)
-    key = (id(model), fingerprint, consumer.layer, consumer.dtype.name)
-    return CachedJob(consumer, finish=_frozen, **cache_slot(_CACHE, dataset, key, data))
+    key = (fingerprint, consumer.layer, consumer.dtype.name)
+    return CachedJob(consumer, finish=_frozen, **cache_slot(_CACHE, model, dataset, key, data))
 
 
 def feature_pass(
