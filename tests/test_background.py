@@ -113,7 +113,7 @@ def test_the_explorer_opens_at_once_and_runs_the_model_over_the_dataset_once(dem
     seen = []  # images through the model (the user's hooks run on the views too)
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     slow = Slow(demo[1], 150)
-    explorer = CNNExplorer(model, slow, method="pca", progress=False)  # returns, gate shut
+    explorer = CNNExplorer(model, slow, method="pca", progress=False, batch_size=256)
     try:
         explorer.selected_index = 3  # works while the pass waits
         assert explorer.selected_info["index"] == 3
@@ -122,10 +122,25 @@ def test_the_explorer_opens_at_once_and_runs_the_model_over_the_dataset_once(dem
         before = sum(seen)
         slow.gate.set()
         explorer.wait(120)
-        # one pass (one batch: batch_size 256) for the map's features and the top patches;
-        # beside it only small batches (the selected image, the occlusion engine's probes)
+        # one pass (one batch of 150) for the map's features and the top patches; beside it
+        # only small batches (the selected image, the occlusion engine's probes)
         assert seen.count(len(slow)) == 1 and sorted(seen)[-2] < 16, seen
         assert sum(seen) - before < 2 * len(slow)
         assert explorer.top_patches.top is not None and explorer.embedding.features is not None
     finally:
         explorer.close()
+
+
+def test_a_model_created_in_the_browser_gets_the_whole_state_on_request(demo, monkeypatch):
+    # updates sent before the browser has built the model are dropped there: each model asks
+    # once it exists (js/src/lib/sync.js), and the widget answers with its whole state
+    from cnnviz_widgets.widgets._base import SYNC_REQUEST
+
+    view = TopPatches(demo[0], demo[1], "conv2", 3, progress=False).wait()
+    sent = []
+    monkeypatch.setattr(view, "send_state", lambda key=None: sent.append(key))
+    view._handle_custom_msg({"type": "something else"}, [])
+    assert sent == []
+    view._handle_custom_msg({"type": SYNC_REQUEST}, [])
+    assert sent == [None]  # None: every synced trait
+    view.close()

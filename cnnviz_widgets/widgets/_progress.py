@@ -40,3 +40,14 @@ class PassProgress:
             self._show(done / total, text)
         else:
             self._show(0.0, f"{done:,} {self._what} · {rate:,.0f}/s")
+
+
+def pass_batch_size(model, device, batch_size: int | None) -> int:
+    """`batch_size`, or the default of a pass a widget runs in the background: 256 images on a
+    GPU, 32 on the CPU (where a batch of 256 ImageNet-size images takes a minute, so the
+    progress bar would not move; smaller batches cost little there)."""
+    if batch_size is not None:
+        return batch_size
+    from ..inspect.dataset import pick_device
+
+    return 256 if pick_device(model, device).type == "cuda" else 32

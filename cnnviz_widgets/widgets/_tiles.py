@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pathlib
 
-import anywidget
 import numpy as np
 import traitlets
 
 from .. import render
+from ._base import Widget
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
@@ -30,7 +30,7 @@ def bundle(name: str) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else _MISSING % name
 
 
-class TileGridWidget(anywidget.AnyWidget):
+class TileGridWidget(Widget):
     """Base for widgets that show a grid of image tiles sent as one PNG atlas."""
 
     atlas_png = traitlets.Bytes(b"").tag(sync=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import anywidget
 import numpy as np
 import traitlets
 from torch import nn
@@ -21,7 +20,8 @@ from ..inspect.dataset import (
 from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
-from ._progress import PassProgress, Superseded
+from ._base import Widget
+from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 from ._worker import LatestWorker
 
@@ -31,7 +31,7 @@ def _binary_from_json(value, widget):
     return bytes(value) if value is not None else b""
 
 
-class EmbeddingExplorer(anywidget.AnyWidget):
+class EmbeddingExplorer(Widget):
     """Every image of `dataset` as a point of the t-SNE (or PCA) map of the model's features.
 
     One pass over the dataset gives the features (the penultimate layer by default, or any
@@ -85,7 +85,7 @@ class EmbeddingExplorer(anywidget.AnyWidget):
         method: str = "tsne",
         k: int = 8,
         metric: str = "euclidean",
-        batch_size: int = 256,
+        batch_size: int | None = None,
         device=None,
         random_state: int = 0,
         thumb_px: int = 32,
@@ -105,6 +105,7 @@ class EmbeddingExplorer(anywidget.AnyWidget):
                 f"t-SNE needs at least {MIN_TSNE_POINTS} points; the dataset has "
                 f"{len(dataset)}. Use method='pca'"
             )
+        batch_size = pass_batch_size(model, device, batch_size)
         self._dataset = dataset
         self._display = display
         self._thumb_px = thumb_px

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import anywidget
 import numpy as np
 import torch
 import traitlets
@@ -16,7 +15,9 @@ from ..inspect.dataset import check_dataset
 from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
+from ._base import Widget
 from ._panels import PanelHost, detached, host_traits
+from ._progress import pass_batch_size
 from ._tiles import bundle
 from .activations import FeatureMaps
 from .embedding import EmbeddingExplorer
@@ -32,7 +33,7 @@ PANELS = {
     "fg": FilterGrid,
 }
 
-_Host = type("_ExplorerPanels", (anywidget.AnyWidget,), host_traits(PANELS))
+_Host = type("_ExplorerPanels", (Widget,), host_traits(PANELS))
 
 
 class CNNExplorer(PanelHost, _Host):
@@ -78,7 +79,7 @@ class CNNExplorer(PanelHost, _Host):
         selected_index: int = 0,
         k: int = 8,
         top_k: int | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         device=None,
         display: Callable[[int], np.ndarray] | None = None,
         progress: bool = True,
@@ -102,6 +103,7 @@ class CNNExplorer(PanelHost, _Host):
             resolve_layer(model, layer)[0] if layer is not None else default_layer(model, choices)
         )
         names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
+        batch_size = pass_batch_size(model, device, batch_size)
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
 
         def one_pass(report):

@@ -8,7 +8,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-import anywidget
 import numpy as np
 import torch
 import traitlets
@@ -20,6 +19,7 @@ from ..inspect.inputs import as_index, check_positive, model_device, model_image
 from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
+from ._base import Widget
 from ._tiles import bundle
 from ._worker import LatestWorker
 
@@ -55,7 +55,7 @@ def check_strides(strides) -> list[int] | None:
     return [check_positive(f"strides[{i}] =", s) for i, s in enumerate(strides)]
 
 
-class OcclusionMap(anywidget.AnyWidget):
+class OcclusionMap(Widget):
     """The image with the map of the target's score as a patch of `baseline` slides over it.
 
     Maps are computed on a background thread coarse-to-fine (`strides`, default doubling from

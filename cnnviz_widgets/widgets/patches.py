@@ -20,7 +20,7 @@ from ..inspect.dataset import (
 )
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
-from ._progress import PassProgress, Superseded
+from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
 from ._worker import LatestWorker
 
@@ -83,7 +83,7 @@ class TopPatches(TileGridWidget):
         classes: Sequence[str] | None = None,
         channels_per_page: int = 8,
         max_patch_px: int = 64,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         device=None,
         display: Callable[[int], np.ndarray] | None = None,
         progress: bool = True,
@@ -101,7 +101,7 @@ class TopPatches(TileGridWidget):
         self._model = model
         self._dataset = dataset
         self._options = {
-            "batch_size": batch_size,
+            "batch_size": pass_batch_size(model, device, batch_size),
             "device": device,
             "display": display,
             "progress": progress,

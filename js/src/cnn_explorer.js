@@ -15,6 +15,7 @@ import { drawScaledImage } from "./lib/image.js";
 import { panelModel } from "./lib/panel.js";
 import { saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 import occlusion from "./occlusion_map.js";
 import topPatches from "./top_patches.js";
 
@@ -324,4 +325,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

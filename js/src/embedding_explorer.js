@@ -50,6 +50,7 @@ import {
   SELECT_COLOR,
   TOOLTIP_RULES,
 } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 import { createThumbAtlas } from "./lib/thumbs.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
@@ -1322,4 +1323,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

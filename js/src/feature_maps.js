@@ -7,6 +7,7 @@ import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
 import { drawScaledImage } from "./lib/image.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
@@ -210,4 +211,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

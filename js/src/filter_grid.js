@@ -8,6 +8,7 @@ import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot } from "./lib/codecs.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { FG, FG2, FONT, injectStyle } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
@@ -135,4 +136,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

@@ -22,6 +22,7 @@ import { field, make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, TOOLTIP_RULES } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
 /** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
@@ -847,4 +848,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

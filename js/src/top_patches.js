@@ -18,6 +18,7 @@ import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./
 import { field, make, showProgress } from "./lib/dom.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
+import { initialize } from "./lib/sync.js";
 import { createTileGrid } from "./lib/tilegrid.js";
 
 /** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
@@ -428,4 +429,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

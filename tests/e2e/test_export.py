@@ -185,6 +185,7 @@ def test_occlusion_page_shows_what_save_png_writes(browser, demo, tmp_path):
 def test_embedding_page(browser, demo, tmp_path):
     model, dataset, classes = demo
     ee = EmbeddingExplorer(model, dataset, [HOSTILE, *classes[1:]], method="pca", progress=False)
+    ee.wait()  # the map is computed in the background
     ee.selected_index = 3
     path = tmp_path / "embedding.html"
     ee.to_html(path)
@@ -226,6 +227,7 @@ def test_png_button_downloads_the_tiles(browser, demo, tmp_path, kind):
         widget, root, name = FilterGrid(model), ".cnnviz-filter-grid", "filters-conv1.png"
     else:
         widget = TopPatches(model, dataset, "conv2", k=3, channels_per_page=4, progress=False)
+        widget.wait()  # ranked in the background
         root, name = ".cnnviz-top-patches", "top-patches-conv2-page1.png"
     path = tmp_path / f"{kind}.html"
     widget.to_html(path)
