@@ -16,11 +16,15 @@ from cnnviz_widgets.inspect.geometry import (
     bind,
     classify,
     is_gate,
+    is_shift,
     pad_of_call,
     pad_of_module,
     pair,
     tensor_operands,
     tf_same_padding,
+    transposed_of_call,
+    transposed_of_module,
+    transposed_reads,
     window_of_call,
     window_of_module,
 )
@@ -156,3 +160,20 @@ def test_bind_keyword_and_positional_calls():
     assert interp["mode"] == "nearest" and interp["scale_factor"] == 2
     with pytest.raises(TypeError):
         bind("call_function", torch.relu, (x, y, y))
+
+
+def test_transposed_convolutions_and_shifts():
+    up = nn.ConvTranspose2d(2, 2, (4, 2), stride=2, padding=(1, 0), dilation=(1, 2))
+    assert classify("call_module", None, up) is OpKind.TRANSPOSED
+    assert classify("call_function", F.conv_transpose2d) is OpKind.TRANSPOSED
+    w = transposed_of_module(up)
+    assert (w.kernel, w.stride, w.padding, w.dilation) == ((4, 2), (2, 2), (1, 0), (1, 2))
+    got = transposed_of_call(F.conv_transpose2d, (x, up.weight), {"stride": 2, "padding": (1, 0)})
+    assert (got.kernel, got.stride, got.padding, got.dilation) == ((4, 2), (2, 2), (1, 0), (1, 1))
+    assert transposed_of_module(nn.Conv2d(2, 2, 3)) is None
+    # rows: o = 2i - 1 + k, k < 4: unit 0 reads units -1 (padding) and 0, unit 1 reads 0 and 1
+    assert transposed_reads(w, 4, 0) == [(-1, 0), (0, 1), (0, 1), (1, 2)]
+    # columns: o = 2i + 2k, k < 2: odd units read nothing
+    assert transposed_reads(w, 4, 1) == [(-1, 0), None, (0, 1), None]
+    assert is_shift("call_function", operator.sub) and is_shift("call_method", "__rsub__")
+    assert not is_shift("call_function", operator.mul) and not is_gate("call_method", "sub")

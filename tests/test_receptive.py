@@ -44,7 +44,7 @@ def positive_copy(model: nn.Module) -> nn.Module:
                 setattr(parent, name, pool)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 m.weight.fill_(1.0 / m.weight[0].numel())
                 if m.bias is not None:
                     m.bias.fill_(0.1)
@@ -420,6 +420,18 @@ def assert_probe_matches(model, layers, size, units=None):
     return fields
 
 
+def _layer_output(model, layer, x):
+    out = {}
+    module = dict(model.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, a, o: out.setdefault("y", o))
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return out["y"]
+
+
 def _supports(model, layer, x, units):
     module = dict(model.named_modules())[layer]
     out = {}
@@ -515,27 +527,252 @@ def test_spatial_layers_with_a_whole_map_input_say_so_truthfully():
 
         def forward(self, x):
             y = self.conv(x)
-            return self.out(y + y.mean((2, 3), keepdim=True))
+            return self.out(y + y.flatten(2).softmax(-1).view_as(y))  # attention-like
 
-    with pytest.raises(ValueError, match=r"'out'.*value computed from the whole map") as err:
-        receptive_field(GlobalAdd(), "out", 10, channels=1)
-    assert "no spatial output" not in str(err.value)
+    model = GlobalAdd()
+    fields = receptive_fields(model, 10, channels=1)
+    assert list(fields) == ["conv", "out"]  # listed, with the whole image as the field
+    rf = fields["out"]
+    assert rf.kind == "image" and not rf.exact and rf.describe() == "whole image (10×10)"
+    assert rf.box(0, 0) == rf.box(7, 7) == (0, 10, 0, 10)
+    assert "mix whole rows, columns or the whole map" in rf.note
+    assert "combines the map with a value computed from the whole map" in rf.note
+    x = (torch.rand(1, 1, 10, 10, dtype=torch.float64) + 0.5).requires_grad_(True)
+    (grad,) = torch.autograd.grad(_layer_output(model.double(), "out", x)[0, :, 4, 4].sum(), x)
+    assert bbox(grad[0, 0] != 0) == (0, 10, 0, 10)  # and truly so: a corner pixel reaches it
     rf = receptive_field(efficientnet_b0(weights=None), "features.2.0.block.2", 64)
     assert rf.gated and rf.output_shape == (96, 16, 16)  # the (C, H, W) layer after a gate
 
 
-def test_upsampling_has_no_field_and_says_why():
-    class Up(nn.Module):
+class Centred(nn.Module):
+    """`x - x.mean(dims)` before two convs; `detach` cuts the mean out of the gradient."""
+
+    def __init__(self, dims, detach=False):
+        super().__init__()
+        self.dims, self.detach = dims, detach
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2)
+
+    def forward(self, x):
+        mean = x.mean(dim=self.dims, keepdim=True)
+        x = x - (mean.detach() if self.detach else mean)
+        return self.conv2(F.relu(self.conv1(x)))
+
+
+def test_a_subtracted_mean_keeps_the_field_marked_shifted():
+    # per image (InstanceNorm without the scale) and per batch (the zoo's batch_mean_input)
+    for dims in ((2, 3), (0, 2, 3)):
+        fields = receptive_fields(Centred(dims).eval(), 16, ["conv1", "conv2"])
+        conv2 = fields["conv2"]
+        assert (conv2.size, conv2.stride, conv2.offset) == ((5, 5), (2, 2), (-1, -1))
+        assert all(f.shifted and not f.gated and f.exact for f in fields.values())
+        assert conv2.describe() == "5×5, stride 2 + global shift"
+        # what the flag leaves out, cut: the geometric field is the gradient's support
+        probe = positive_copy(Centred(dims, detach=True))
+        for layer, rf in fields.items():
+            _, h, w = rf.output_shape
+            for i, j in [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]:
+                supports, _ = gradient_supports(probe, layer, (16, 16), [(i, j)] * 2, 3)
+                assert bbox(supports[0]) == rf.clipped_box(i, j), (dims, layer, (i, j), rf)
+
+
+def test_a_batch_mean_alone_is_pointwise_in_space():
+    fields = receptive_fields(Centred(0).eval(), 16, ["conv1", "conv2"])
+    assert not any(f.shifted or f.gated for f in fields.values())
+    probe = positive_copy(Centred(0)).double()
+    for layer, rf in fields.items():
+        _, h, w = rf.output_shape
+        for i, j in [(0, 0), (h // 2, w // 2), (h - 1, w - 1)]:
+            # a unit of the first of three images: x - x.mean(0) reaches every image of the
+            # batch, each at the pixels of the unit's field only
+            x = (torch.rand(3, 3, 16, 16, dtype=torch.float64) + 0.5).requires_grad_(True)
+            out = _layer_output(probe, layer, x)
+            (grad,) = torch.autograd.grad(out[0, :, i, j].sum(), x)
+            for b in range(3):
+                assert bbox(grad[b].abs().sum(0) > 0) == rf.clipped_box(i, j), (layer, b, rf)
+
+
+def assert_bound_holds(model, layers, size, channels=1):
+    """Every unit's gradient support lies in its (clipped) box, and the box is the smallest at
+    its stride: among units whose box's start the border does not clip, some support starts
+    there, and likewise at the end, per axis. Returns the fields by layer."""
+    fields = receptive_fields(model, size, layers, channels=channels)
+    probe = positive_copy(model).double()
+    for layer, rf in fields.items():
+        _, h, w = rf.output_shape
+        units = [(i, j) for i in range(h) for j in range(w)]
+        x = torch.rand(len(units), channels, *size, dtype=torch.float64) + 0.5
+        supports, _ = _supports(probe, layer, x.requires_grad_(True), units)
+        starts, ends = [set(), set()], [set(), set()]
+        for (i, j), support in zip(units, supports, strict=True):
+            if not support.any():
+                continue  # a unit no input reaches (a transposed conv's kernel < its stride)
+            got, box, clipped = bbox(support), rf.box(i, j), rf.clipped_box(i, j)
+            assert clipped[0] <= got[0] and got[1] <= clipped[1], (layer, (i, j), got, rf)
+            assert clipped[2] <= got[2] and got[3] <= clipped[3], (layer, (i, j), got, rf)
+            for a, unit in enumerate((i, j)):
+                if box[2 * a] >= 0:
+                    starts[a].add(got[2 * a] - unit * rf.stride[a] - rf.offset[a])
+                if box[2 * a + 1] <= size[a]:
+                    ends[a].add(got[2 * a + 1] - unit * rf.stride[a] - rf.offset[a])
+        for a in (0, 1):
+            assert min(starts[a]) == 0 and max(ends[a]) == rf.size[a], (layer, a, rf)
+    return fields
+
+
+class Resize(nn.Module):
+    """conv k3 s2 (7x7 from 16x16: a field of 3 at stride 2), a resize, a conv k3."""
+
+    def __init__(self, resize, stride=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, stride=stride)
+        self.resize = resize
+        self.up = nn.Identity()
+        self.after = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x):
+        return self.after(self.up(self.resize(self.conv(x))))
+
+
+@pytest.mark.parametrize(
+    "resize,up,after",
+    [
+        # nearest x2: units 2m and 2m+1 read unit m, whose window starts at 2m: the windows
+        # start at o-1 or o (offset -1, size 3+1); the conv after adds 2
+        (nn.Upsample(scale_factor=2), ((4, 4), (1, 1), (-1, -1)), ((6, 6), (1, 1), (-1, -1))),
+        # bilinear x2: unit o reads units m-1, m (o = 2m) or m, m+1 (o = 2m+1)
+        (
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            ((6, 6), (1, 1), (-2, -2)),
+            ((8, 8), (1, 1), (-2, -2)),
+        ),
+        # a size, not a factor: rows x2, columns as they were (exact at stride 2 there)
+        (
+            lambda x: F.interpolate(x, size=(14, 7), mode="nearest"),
+            ((4, 3), (1, 2), (-1, 0)),
+            ((6, 7), (1, 2), (-1, 0)),
+        ),
+    ],
+)
+def test_upsampling_gives_the_smallest_bound_at_one_stride(resize, up, after):
+    model = Resize(resize if isinstance(resize, nn.Module) else _Lambda(resize))
+    fields = assert_bound_holds(model, ["conv", "up", "after"], (16, 16))
+    assert fields["conv"].exact
+    for name, want in (("up", up), ("after", after)):
+        rf = fields[name]
+        assert (rf.size, rf.stride, rf.offset) == want, (name, rf)
+        assert rf.kind == "bound" and not rf.exact
+        assert "upsamples the map (7, 7) to" in rf.note and "smallest at one stride" in rf.note
+    assert fields["up"].describe().startswith("≤ ")
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def test_resizing_to_the_same_size_is_exact_and_finer_than_pixels_is_refused():
+    same = Resize(nn.Upsample(size=(7, 7), mode="bilinear"))
+    rf = receptive_field(same, "up", 16, channels=1)
+    assert rf.exact and (rf.size, rf.stride, rf.offset) == ((3, 3), (2, 2), (0, 0))
+    finer = Resize(nn.Upsample(scale_factor=2), stride=1)  # 14x14 at stride 1 -> 28x28
+    with pytest.raises(
+        ValueError,
+        match=r"upsamples the map \(14, 14\) to \(28, 28\).*rows step "
+        r"by 0.5 input pixels.*less than one",
+    ):
+        receptive_field(finer, "up", 16, channels=1)
+
+
+def test_a_one_unit_map_upsampled_reads_one_window_and_joins_a_map_as_a_bound():
+    class Broadcast(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = nn.Conv2d(1, 1, 3, stride=2)
-            self.up = nn.Upsample(scale_factor=2)
+            self.local = nn.Conv2d(1, 1, 3, padding=1)
+            self.whole = nn.Conv2d(1, 1, 4, stride=4)  # 8x8 -> 2x2
+            self.squeeze = nn.Conv2d(1, 1, 2)  # 2x2 -> 1x1
+            self.up = nn.Upsample(scale_factor=8)  # 1x1 -> 8x8: every unit reads that one
+            self.out = nn.Identity()
 
         def forward(self, x):
-            return self.up(self.conv(x))
+            return self.out(self.local(x) + self.up(self.squeeze(self.whole(x))))
 
-    with pytest.raises(ValueError, match=r"upsamples the map \(7, 7\) to \(14, 14\)"):
-        receptive_field(Up(), "up", 16, channels=1)
+    fields = assert_bound_holds(Broadcast(), ["up", "out"], (8, 8))
+    up, out = fields["up"], fields["out"]
+    assert up.exact and (up.size, up.stride, up.offset) == ((8, 8), (0, 0), (0, 0))
+    # the one window [0, 8) seen from units 0..7 at stride 1: from -7 to 8
+    assert (out.size, out.stride, out.offset) == ((15, 15), (1, 1), (-7, -7))
+    assert out.kind == "bound" and "stride 0" in out.note
+
+
+class Transposed(nn.Module):
+    """conv k3 s2 (a field of 3 at stride 2), a transposed conv, a conv k3 after it."""
+
+    def __init__(self, stride, padding=0, kernel=2, dilation=1, output_padding=0, functional=False):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, stride=stride)
+        self.up = nn.ConvTranspose2d(
+            2, 2, kernel, stride, padding, output_padding, dilation=dilation
+        )
+        self.functional = functional
+        self.out = nn.Identity()
+        self.after = nn.Conv2d(2, 1, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.functional:
+            u = self.up
+            x = F.conv_transpose2d(
+                x, u.weight, u.bias, stride=u.stride, padding=u.padding,
+                output_padding=u.output_padding, dilation=u.dilation,
+            )  # fmt: skip
+            return self.after(self.out(x))
+        return self.after(self.up(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs,up",
+    [
+        # U-Net's 2x2 at stride 2: units 2m and 2m+1 read unit m (as nearest x2 does)
+        (dict(stride=2, kernel=2), ((4, 4), (1, 1), (-1, -1))),
+        # DCGAN's 4x4 stride 2 padding 1: unit 2m reads m-1, m; unit 2m+1 reads m, m+1
+        (dict(stride=2, kernel=4, padding=1), ((6, 6), (1, 1), (-2, -2))),
+        # 3x3 stride 2 padding 1 output_padding 1 (a "same" upsampling)
+        (dict(stride=2, kernel=3, padding=1, output_padding=1), ((5, 5), (1, 1), (-1, -1))),
+        # a kernel smaller than the stride: every other unit reads nothing (bias only)
+        (dict(stride=2, kernel=1), ((3, 3), (1, 1), (0, 0))),
+        # dilated: unit 2m reads m-2 .. m, odd units nothing
+        (dict(stride=2, kernel=3, dilation=2), ((7, 7), (1, 1), (-4, -4))),
+        # the same in F.conv_transpose2d
+        (dict(stride=2, kernel=4, padding=1, functional=True), ((6, 6), (1, 1), (-2, -2))),
+    ],
+)
+def test_strided_transposed_convolutions_give_the_smallest_bound(kwargs, up):
+    functional = kwargs.get("functional", False)
+    model = Transposed(**kwargs).eval()
+    layer = "out" if functional else "up"
+    fields = assert_bound_holds(model, [layer, "after"], (17, 17))
+    rf = fields[layer]
+    assert (rf.size, rf.stride, rf.offset) == up, rf
+    assert rf.kind == "bound" and "transposed convolution at stride 2" in rf.note
+    assert fields["after"].kind == "bound"
+
+
+def test_a_transposed_convolution_at_stride_one_is_an_exact_convolution():
+    model = Transposed(stride=1, kernel=3, padding=1).eval()
+    rf = assert_matches_gradient(model, "up", (16, 16), channels=1)
+    # a conv k3 padded by k-1-p = 1 on the stride-1 field of size 3
+    assert rf.exact and (rf.size, rf.stride, rf.offset) == ((5, 5), (1, 1), (-1, -1))
+    model = Transposed(stride=1, kernel=3).eval()  # no padding: the map grows by 2
+    rf = assert_matches_gradient(model, "up", (16, 16), channels=1)
+    assert rf.exact and (rf.size, rf.stride, rf.offset) == ((5, 5), (1, 1), (-2, -2))
+    image = nn.ConvTranspose2d(1, 1, 2, stride=2)  # on the image itself: half-pixel steps
+    with pytest.raises(ValueError, match=r"step by 0.5 input pixels"):
+        receptive_field(nn.Sequential(image), "0", 8, channels=1)
 
 
 def _grid_layers(model, size):
@@ -572,6 +809,8 @@ def _timm(name):
         (_timm, "ese_vovnet19b_dw"),
         (_timm, "convnext_atto"),
         (_timm, "ghostnet_100"),
+        (_timm, "hrnet_w18_small"),  # nearest upsampling in the fuse layers: bounds
+        (_timm, "mobilevit_xxs"),  # shape-dependent code; after its attention: the whole image
     ],
 )
 def test_every_grid_layer_has_a_field(make, name):

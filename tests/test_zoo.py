@@ -7,8 +7,10 @@ For each model (random weights, random BatchNorm statistics, a small random imag
   images from the placement's definition, not from the library), in probability (max abs diff
   <= 1e-4) and in logits (relative to the logits' scale), for every placement the library has;
 * **receptive fields**: every layer with a (C, H, W) output gets a field (a 1x1 map computed
-  from a global reduction may say it has none), and for a few sampled units of a few layers the
-  input pixels with a nonzero gradient lie inside the unit's field;
+  from a global reduction may say it has none): exact, a bound (after upsampling or a strided
+  transposed conv) or the whole image (after attention); for a few sampled units of a few
+  layers the input pixels with a nonzero gradient lie inside the unit's field, and where the
+  field is the whole image the gradient does reach every border;
 * **widgets**: FeatureMaps and TopPatches build on the deepest feature map (the explorer's
   default layer) over 8 random images, and show what a direct forward pass gives.
 
@@ -375,15 +377,9 @@ def _compare(b: Built, method: str) -> None:
     assert not failures, f"{b.case.id} {method}:\n" + "\n".join(failures)
 
 
-# Known open failures (issue #10: receptive fields through HRNet's upsampling fuse, MobileViT's
-# untraceable block, transposed convs, and models with no traceable spatial layer for the widgets).
+# Known open failures, (case id, check) -> reason ("receptive", "widgets"): none at present.
 # Strict: a fix turns the xfail into a failure until the entry is removed here.
-KNOWN_OPEN: dict[tuple[str, str], str] = {
-    ("timm-hrnet_w18_small", "receptive"): "HRNet fuse layers upsample: no field given",
-    ("hand-batch_mean_input", "receptive"): "per-batch input normalisation: no field",
-    ("hand-mini_unet", "receptive"): "ConvTranspose2d has no field rule",
-    ("hand-batch_mean_input", "widgets"): "layer catalogue finds no spatial layer",
-}  # fmt: skip
+KNOWN_OPEN: dict[tuple[str, str], str] = {}
 
 
 def _mark_known(request, built: Built, check: str) -> None:
@@ -424,12 +420,18 @@ def _hw(rf) -> tuple[int, int]:
 
 
 def _probe_layers(names: list[str], fields: dict) -> list[str]:
-    """Up to three ungated layers with more than one unit: early, middle, deep.
+    """Up to three ungated, unshifted layers with more than one unit: early, middle, deep.
 
-    A gated field (squeeze-excite) is geometric by definition while the gradient also flows
-    through the gate's global statistics, so such layers are not probed."""
+    A gated or shifted field (squeeze-excite, a subtracted mean) is geometric by definition
+    while the gradient also flows through the global statistics, so such layers are not
+    probed; a field of the whole image holds any gradient (`_whole_map_probe` checks those)."""
     usable = [
-        n for n in names if math.prod(_hw(fields[n])) > 1 and not getattr(fields[n], "gated", False)
+        n
+        for n in names
+        if math.prod(_hw(fields[n])) > 1
+        and not getattr(fields[n], "gated", False)
+        and not getattr(fields[n], "shifted", False)
+        and getattr(fields[n], "kind", "exact") != "image"
     ]
     if len(usable) <= 3:
         return usable
@@ -453,15 +455,15 @@ def test_receptive_fields(built: Built, request):
         if not info.is_spatial:
             continue
         try:
-            fields[info.name] = _field(analysis, info.name)
+            fields[info.name] = rf = _field(analysis, info.name)
         except ValueError as e:
             one_unit = info.output_shape[1:] == (1, 1)
             if one_unit and "has no spatial output" in str(e):
                 continue  # a 1x1 map from a global reduction (squeeze-excite)
-            if "depends on the whole map" in str(e):
-                whole.append(info.name)  # attention: checked below by the probe
-                continue
             missing.append(f"{info.name} ({info.type}, {info.output_shape}): {e}")
+            continue
+        if getattr(rf, "kind", "exact") == "image":
+            whole.append(info.name)  # the whole image (attention): checked below by the probe
     bad = []
     for name, rf in fields.items():
         shape = next(i.output_shape for i in catalogue if i.name == name)
@@ -490,7 +492,7 @@ def test_receptive_fields(built: Built, request):
 
 
 def _whole_map_probe(model, image, names: list[str]) -> list[str]:
-    """Layers said to depend on the whole map: a unit's gradient does reach every border."""
+    """Layers whose field is the whole image: a unit's gradient does reach every border."""
     bad = []
     _, h, w = image.shape
     picks = names if len(names) <= 3 else [names[0], names[len(names) // 2], names[-1]]
@@ -500,7 +502,7 @@ def _whole_map_probe(model, image, names: list[str]) -> list[str]:
         box = _gradient_box(model, name, image, oh // 2, ow // 2)
         if box is not None and box != (0, h, 0, w):
             bad.append(
-                f"{name}: said to depend on the whole map, but unit ({oh // 2}, {ow // 2})'s "
+                f"{name}: its field is the whole image, but unit ({oh // 2}, {ow // 2})'s "
                 f"gradient stays in rows {box[0]}:{box[1]}, cols {box[2]}:{box[3]}"
             )
     return bad

@@ -13,7 +13,11 @@ Shared by the receptive fields (`receptive.py`) and the incremental engine (`inc
 - `bind(op, target, args, kwargs)`: a call's arguments by parameter name, so that
   `torch.cat(tensors=[a, b], dim=1)`, `torch.relu(input=x)`, `torch.add(a, other=b)` and
   `x.mean((2, 3), keepdim=True)` read alike.
-- `is_gate(...)`: a multiply of a map by a per-channel (N, C, 1, 1) factor.
+- `transposed_of_module(...)` / `transposed_of_call(...)`: the parameters of a transposed
+  convolution (`nn.ConvTranspose2d`, `F.conv_transpose2d`) as a `Window`;
+  `transposed_reads(...)`: which input units each of its output units reads.
+- `is_gate(...)`: a multiply of a map by a per-channel (N, C, 1, 1) factor; `is_shift(...)`: an
+  add or subtract of one (a subtracted mean).
 
 Modules are matched by exact type, or by a subclass that keeps its base's `forward` (a
 subclass with its own forward is UNKNOWN here: trace it). The tables keep two kinds of
@@ -73,6 +77,7 @@ class OpKind(str, Enum):
     PERMUTE = "permute"  # permute / transpose / movedim: the layout changes
     RESHAPE = "reshape"  # view / reshape / flatten: the grid survives only if H, W do
     UPSAMPLE = "upsample"  # nearest / bilinear interpolation
+    TRANSPOSED = "transposed"  # transposed convolution: see `transposed_of`
     SHAPE = "shape"  # size / dim / numel: not a tensor
     GLOBAL = "global"  # mixes the whole map by nature
     UNKNOWN = "unknown"  # not in the table: trace into it, or give up
@@ -265,6 +270,25 @@ def is_gate(op: str, target: Any) -> bool:
     if op == "call_function":
         return target in GATE_FUNCTIONS
     return op == "call_method" and target in GATE_METHODS
+
+
+#: Binary ops that add or subtract their operands (a shift when one is (N, C, 1, 1)).
+SHIFT_FUNCTIONS = {
+    operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub,
+    torch.subtract, torch.rsub,
+}  # fmt: skip
+SHIFT_METHODS = {
+    "add", "add_", "sub", "sub_", "subtract", "subtract_", "__add__", "__radd__", "__iadd__",
+    "__sub__", "__rsub__", "__isub__",
+}  # fmt: skip
+
+
+def is_shift(op: str, target: Any) -> bool:
+    """Whether a BINARY call adds or subtracts (so that a (N, C, 1, 1) operand shifts channels,
+    as a subtracted mean does)."""
+    if op == "call_function":
+        return target in SHIFT_FUNCTIONS
+    return op == "call_method" and target in SHIFT_METHODS
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,8 +624,57 @@ def _tensorish(value: Any) -> bool:
     return isinstance(value, (torch.Tensor, torch.fx.Node))
 
 
+# --------------------------------------------------------------------------------------------
+# transposed convolutions
+
+MODULE_KINDS[nn.ConvTranspose2d] = K.TRANSPOSED
+FUNCTION_KINDS.update(dict.fromkeys((F.conv_transpose2d, torch.conv_transpose2d), K.TRANSPOSED))
+
+
+def transposed_of_module(module: nn.Module) -> Window | None:
+    """The kernel, stride, padding and dilation of an `nn.ConvTranspose2d` (or a subclass that
+    keeps its forward) as a `Window` with mode "transposed", else None. Its output unit o reads
+    input unit i through tap k where o = i*stride - padding + k*dilation (`transposed_reads`);
+    `output_padding` only adds units at the end."""
+    if _kind_of_type(module) is not K.TRANSPOSED or not isinstance(module, nn.ConvTranspose2d):
+        return None
+    return Window(
+        pair(module.kernel_size), pair(module.stride), pair(module.padding),
+        pair(module.dilation), mode="transposed",
+    )  # fmt: skip
+
+
+def transposed_of_call(
+    target: Any, args: Sequence = (), kwargs: dict | None = None
+) -> Window | None:
+    """`transposed_of_module` for `F.conv_transpose2d(input, weight, bias, stride, padding,
+    output_padding, groups, dilation)`, arguments positional or keyword; else None."""
+    if FUNCTION_KINDS.get(target) is not K.TRANSPOSED:
+        return None
+    b = bind("call_function", target, args, kwargs or {})
+    return Window(
+        pair(tuple(b["weight"].shape[-2:])), pair(b.get("stride", 1)), pair(b.get("padding", 0)),
+        pair(b.get("dilation", 1)), mode="transposed",
+    )  # fmt: skip
+
+
+def transposed_reads(w: Window, n_out: int, axis: int) -> list[tuple[int, int] | None]:
+    """For each output unit of a transposed convolution along `axis`, the first and last input
+    unit it reads (inclusive), or None for a unit no tap reaches (only the bias: a kernel
+    smaller than the stride). Unit o reads i = (o + padding - k*dilation) / stride for the taps
+    k whose quotient is a whole number; units before the first or past the last of the input
+    count, as a convolution's padding does (its field is then clipped to the image)."""
+    k, s, p, d = w.kernel[axis], w.stride[axis], w.padding[axis], w.dilation[axis]
+    reads: list[tuple[int, int] | None] = []
+    for o in range(n_out):
+        hit = [(o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0]
+        reads.append((min(hit), max(hit)) if hit else None)
+    return reads
+
+
 __all__ = [
     "FUNCTION_KINDS", "METHOD_KINDS", "MODULE_KINDS", "OpKind", "Pad", "Pair", "Window",
-    "bind", "classify", "conv_padding", "is_gate", "pad_of_call", "pad_of_module", "pair",
-    "tensor_operands", "tf_same_padding", "window_of_call", "window_of_module",
+    "bind", "classify", "conv_padding", "is_gate", "is_shift", "pad_of_call", "pad_of_module",
+    "pair", "tensor_operands", "tf_same_padding", "transposed_of_call", "transposed_of_module",
+    "transposed_reads", "window_of_call", "window_of_module",
 ]  # fmt: skip

@@ -1,29 +1,39 @@
-"""Exact receptive fields from the traced graph (torch.fx): size, stride and offset per layer.
+"""Receptive fields from the traced graph (torch.fx): size, stride and offset per layer.
 
 Unit (i, j) of a layer sees input rows ``[i*stride_h + offset_h, i*stride_h + offset_h + size_h)``
 and likewise columns; the offset is negative where the field starts in the zero padding.
 
 This is the geometric field of the convolutional path. The model is traced module by module
 with ``torch.fx`` (every submodule a leaf, then traced in turn, with its None/bool/number
-arguments as constants), and one zero image of ``input_size`` runs through the graph so that
-every node has its real shape. What each op does to the grid comes from `geometry.py`. Per
-axis, a window op (kernel k, stride s, padding p before, dilation d; TF-"same" and ceil mode
-included) maps the field ``(size S, stride J, offset O)`` of its input to
-``(S + d(k-1)J, sJ, O - pJ)``; pointwise ops keep it; a residual add or a channel
-concatenation takes the union (the hull) of its inputs' fields, after checking that their
-strides agree. Every value carries its layout (which dim is N, C, H, W), so a permute to
-channels-last and back, with Linear / LayerNorm / softmax on the channel dim in between (as in
-ConvNeXt), is pointwise; channel reshapes (ShuffleNet's shuffle), channel slices, chunks and
-reductions over channels keep the grid.
+arguments as constants; a module whose code branches on or computes with shapes is traced
+again with its call's shapes concrete, as `tracing.py` does), and one zero image of
+``input_size`` runs through the graph so that every node has its real shape. What each op
+does to the grid comes from `geometry.py`. Per axis, a window op (kernel k, stride s, padding
+p before, dilation d; TF-"same" and ceil mode included) maps the field ``(size S, stride J,
+offset O)`` of its input to ``(S + d(k-1)J, sJ, O - pJ)``; pointwise ops keep it; a residual
+add or a channel concatenation takes the union (the hull) of its inputs' fields, after
+checking that their strides agree. Every value carries its layout (which dim is N, C, H, W),
+so a permute to channels-last and back, with Linear / LayerNorm / softmax on the channel dim
+in between (as in ConvNeXt), is pointwise; channel reshapes (ShuffleNet's shuffle), channel
+slices, chunks and reductions over channels (and over the batch) keep the grid.
 
 A channel gate computed from a global pool (squeeze-excite: the map times a (N, C, 1, 1)
 tensor derived from a mean over the map) scales channels and does not widen the crop: the
-field is that of the map, marked ``gated`` ("+ global gate"). Normalisations that pool
-statistics over the map (GroupNorm, InstanceNorm) are treated as pointwise: the rest of the
-image reaches a unit only through a few statistics. Reflect/replicate/circular padding is
-treated as if it were zeros. An op that mixes the whole map (global pooling, flatten, linear
-over a spatial dim) leaves no spatial field; so does upsampling (see `_upsampled`), whose
-units' fields are not one (size, stride, offset) family; every such value says why.
+field is that of the map, marked ``gated`` ("+ global gate"); a per-channel value computed
+from the whole map and added or subtracted (``x - x.mean((0, 2, 3))``) likewise, marked
+``shifted``. Normalisations that pool statistics over the map (GroupNorm, InstanceNorm) are
+treated as pointwise: the rest of the image reaches a unit only through a few statistics.
+Reflect/replicate/circular padding is treated as if it were zeros.
+
+Upsampling (`_upsampled`: nearest, bilinear, ... found by running the op on one-hot maps) and
+strided transposed convolutions (`_transposed`) make a finer grid whose neighbouring units
+read differently placed windows: no (size, stride, offset) gives each unit its own hull, so
+the field is the smallest one at one stride that holds every unit's, marked a bound
+(``kind="bound"``, `_finer`); a transposed convolution at stride 1 is an exact convolution,
+and a grid finer than the input's pixels has no field. An op that mixes whole rows, columns
+or the whole map (flatten, attention, a linear over a spatial dim) gives the maps computed
+from it the whole image as their field (``kind="image"``); pooled to one position, a value
+has no spatial field. Every value without a field says why.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -61,9 +72,20 @@ class ReceptiveField:
 
     `gated`: a channel gate computed from the whole map (squeeze-excite) scales the layer's
     units, so they also depend on the rest of the image through a few global statistics;
-    the crop is still the geometric field. `layout` is "CHW", or "HWC" for a channels-last
+    the crop is still the geometric field. `shifted`: likewise for a per-channel value
+    computed from the whole map that is added or subtracted (a subtracted mean: per-image or
+    per-batch input normalisation). `layout` is "CHW", or "HWC" for a channels-last
     map (ConvNeXt's blocks between their permutes; only given on request, see
     `FieldAnalysis.field`), whose `output_shape` is then (H, W, C).
+
+    `kind` says how the box relates to what a unit sees; `note` says why when not "exact":
+
+    - "exact": each unit's box is the hull of the input pixels that reach it;
+    - "bound": after upsampling or a strided transposed convolution, neighbouring units read
+      differently placed windows, so no (size, stride, offset) gives each unit its own hull;
+      the box is the smallest one at one stride that holds every unit's;
+    - "image": the units mix whole rows, columns or the whole map (attention, a flatten and
+      back, a linear over a spatial dim): the box is the whole image (stride 0).
     """
 
     layer: str
@@ -74,6 +96,14 @@ class ReceptiveField:
     input_size: Pair
     gated: bool = False
     layout: str = "CHW"
+    shifted: bool = False
+    kind: str = "exact"
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        """Whether each unit's box is exactly the hull of the pixels that reach it."""
+        return self.kind == "exact"
 
     def box(self, i, j) -> tuple[Any, Any, Any, Any]:
         """(y0, y1, x0, x1) seen by unit (i, j), half-open and unclipped; works on arrays too."""
@@ -91,12 +121,18 @@ class ReceptiveField:
         return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
 
     def describe(self) -> str:
-        """A short label such as `196×196, stride 16` (`… + global gate` when gated)."""
+        """A short label such as `196×196, stride 16` (`… + global gate` when gated,
+        `… + global shift` when shifted); a bound reads `≤ 14×14, stride 2`, a field of the
+        whole image `whole image (64×64)`."""
+        if self.kind == "image":
+            return f"whole image ({self.input_size[0]}×{self.input_size[1]})"
         stride = (
             self.stride[0] if self.stride[0] == self.stride[1] else "×".join(map(str, self.stride))
         )
+        bound = "≤ " if self.kind == "bound" else ""
         gate = " + global gate" if self.gated else ""
-        return f"{self.size[0]}×{self.size[1]}, stride {stride}{gate}"
+        shift = " + global shift" if self.shifted else ""
+        return f"{bound}{self.size[0]}×{self.size[1]}, stride {stride}{gate}{shift}"
 
 
 @dataclass(frozen=True)
@@ -104,13 +140,17 @@ class _Geo:
     """A spatial field, per axis: size, stride (jump) and offset in input pixels.
 
     `dims` labels the value's dims (N, C, H, W; several C where channels are split);
-    `gated` marks a field that a global channel gate scaled on the way."""
+    `gated` / `shifted` mark a field that a global channel gate scaled / a global per-channel
+    value shifted on the way; `exact` is False for a bound, and `note` then says why."""
 
     size: Pair
     stride: Pair
     offset: Pair
     dims: tuple[str, ...] = NCHW
     gated: bool = False
+    shifted: bool = False
+    exact: bool = True
+    note: str = ""
 
     def window(self, w: G.Window) -> _Geo:
         """The field after a sliding window op (convolution or pooling)."""
@@ -149,29 +189,44 @@ def _union(geos: list[_Geo], what: str, value: Any = None) -> _Geo | _NoField:
 
     Along an axis where the result `value` has one unit, the stride only says how the grid
     would step: a stride 0 there (a 1-unit map pooled to 1x1, as squeeze-excite does at the
-    last stage of a small input) agrees with any other."""
+    last stage of a small input) agrees with any other. Along an axis of n units, a map read
+    at one position (stride 0: a 1-unit map upsampled, as HRNet's deepest branch is at a small
+    input) joins a map at stride J as a bound: the one window, seen from every unit, is the
+    field of size S + (n-1)J at stride J that starts (n-1)J earlier."""
     first = geos[0]
     for g in geos[1:]:
         if _spatial_dims(g.dims) != _spatial_dims(first.dims):
             return _NoField(f"{what} combines maps of layouts {first.dims} and {g.dims}")
-    stride = []
+    stride, start, end, note = [], [], [], ""
     for a, dim in enumerate(_spatial_dims(first.dims)):
         steps = {g.stride[a] for g in geos}
-        one_unit = _is_map(value, first) and value.shape[dim] == 1
-        if len(steps) > 1 and one_unit:
+        units = value.shape[dim] if _is_map(value, first) else None
+        if len(steps) > 1 and units == 1:
             steps.discard(0)
+        spread = 0  # how far a stride-0 window is spread to step with the others
+        if len(steps) == 2 and 0 in steps and units is not None:
+            steps.discard(0)
+            spread = (units - 1) * next(iter(steps))
+            note = note or (
+                f"{what} joins a map read at one position (stride 0) to a map at stride "
+                f"{next(iter(steps))}, so no (size, stride, offset) gives each unit its own "
+                "window; the field is the smallest at one stride that holds every unit's"
+            )
         if len(steps) > 1:
             strides = " and ".join(str(s) for s in dict.fromkeys(g.stride for g in geos))
             return _NoField(f"{what} combines maps with strides {strides}")
         stride.append(steps.pop())
-    start = _per_axis(lambda a: min(g.offset[a] for g in geos))
-    end = _per_axis(lambda a: max(g.offset[a] + g.size[a] for g in geos))
+        start.append(min(g.offset[a] - (spread if g.stride[a] == 0 else 0) for g in geos))
+        end.append(max(g.offset[a] + g.size[a] for g in geos))
     return _Geo(
         size=(end[0] - start[0], end[1] - start[1]),
         stride=(stride[0], stride[1]),
-        offset=start,
+        offset=(start[0], start[1]),
         dims=max((g.dims for g in geos), key=len),
         gated=any(g.gated for g in geos),
+        shifted=any(g.shifted for g in geos),
+        exact=all(g.exact for g in geos) and not note,
+        note=next((g.note for g in geos if g.note), note),
     )
 
 
@@ -445,7 +500,9 @@ def _module_field(kind: K, what: str, module: nn.Module, x: Any, geo: Any, value
     if kind is K.RESHAPE:
         return _reshaped(geo, x, value, what)
     if kind is K.UPSAMPLE:
-        return _upsampled(what, x, value)
+        return _upsampled(what, x, value, geo, module.forward)
+    if kind is K.TRANSPOSED:
+        return _transposed(what, x, value, geo, G.transposed_of_module(module))
     return _NoField(f"the receptive field of {what} is not known (unsupported operation)")
 
 
@@ -500,7 +557,9 @@ def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> An
     if kind is K.SPLIT:
         return _split(geo, bound.get("dim", 0), value, what)
     if kind is K.UPSAMPLE:
-        return _upsampled(what, x, value)
+        return _upsampled(what, x, value, geo, lambda t: target(**{**bound, "input": t}))
+    if kind is K.TRANSPOSED:
+        return _transposed(what, x, value, geo, G.transposed_of_call(target, args, kwargs))
     if kind is K.GLOBAL:
         return _NoField(f"{what} mixes the whole map", global_=True)
     return _unsupported(what, geos, value, args)
@@ -545,7 +604,9 @@ def _combine(name: str, geos: list, value: Any) -> Any:
 
 
 def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: Any) -> Any:
-    """Elementwise with broadcasting; a map times a global (…, 1, 1) factor is a gate."""
+    """Elementwise with broadcasting; a map times a global (…, 1, 1) factor is a gate, plus or
+    minus one a shift (a subtracted mean); any other value computed from the whole map makes
+    each unit depend on the whole map."""
     operands = [(v, _flat_geos(gbound.get(n.split("[")[0]))) for n, v in G.tensor_operands(bound)]
     maps = [g for _, gs in operands for g in gs if isinstance(g, _Geo)]
     others = [(v, g) for v, gs in operands for g in gs if isinstance(g, _NoField)]
@@ -554,6 +615,8 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
         pooled = any(0 in g.stride for g in maps) and not all(0 in g.stride for g in maps)
         if isinstance(field, _Geo) and pooled and G.is_gate(op, target):
             return replace(field, gated=True)  # a gate pooled from a 1-unit map
+        if isinstance(field, _Geo) and pooled and G.is_shift(op, target):
+            return replace(field, shifted=True)
         return field
     if not maps:
         return others[0][1]
@@ -567,10 +630,17 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
     flat = all(v.ndim < -h or (v.shape[h] == 1 and v.shape[w] == 1) for v, _ in others)
     if G.is_gate(op, target) and flat:
         return replace(union, gated=True)
+    if G.is_shift(op, target) and flat:
+        return replace(union, shifted=True)
     reason = others[0][1].reason
+    per_channel = (
+        "; only a per-channel gate (multiply) or shift (add, subtract) keeps the geometric field"
+        if flat
+        else ""
+    )
     return _NoField(
-        f"{what} combines the map with a value computed from the whole map ({reason}); only a "
-        "multiplying gate (squeeze-excite) keeps the geometric field"
+        f"{what} combines the map with a value computed from the whole map ({reason}){per_channel}",
+        global_=True,
     )
 
 
@@ -728,16 +798,140 @@ def _split(geo: _Geo, dim: Any, value: Any, what: str) -> Any:
     ] * len(parts)
 
 
-def _upsampled(what: str, x: Any, value: Any) -> _NoField:
-    """Upsampling by f: f neighbouring output units read the same input unit (nearest) or
-    overlapping pairs (bilinear), so their fields are not spaced by one stride and no
-    (size, stride, offset) describes them all."""
-    size = f"{tuple(x.shape[-2:])} to {tuple(value.shape[-2:])}" if _is_map(x) else ""
-    return _NoField(
-        f"{what} upsamples the map {size}: neighbouring output units read the same input "
-        "units, so their fields are not spaced by one stride and no (size, stride, offset) "
-        "describes them"
+def _upsampled(what: str, x: Any, value: Any, geo: _Geo, resize) -> Any:
+    """Interpolation (nearest, bilinear, bicubic, area; any size or scale): which input units
+    each output unit reads is found by running `resize` (the op itself) on one-hot maps, one
+    per input row (column); then `_finer` gives the field."""
+    if not _is_map(x) or not _is_map(value) or not geo.channels_first:
+        return _NoField(f"{what} resizes dims that are not the map's rows and columns")
+    size_in, size_out = pair(x.shape[-2:]), pair(value.shape[-2:])
+    up = size_out[0] >= size_in[0] and size_out[1] >= size_in[1]
+    verb = "upsamples" if up else "resizes"
+    change = f"{verb} the map {size_in} to {size_out}"
+    try:
+        reads = (
+            _resize_reads(resize, size_in, size_out, 0),
+            _resize_reads(resize, size_in, size_out, 1),
+        )
+    except Exception as err:  # pragma: no cover - the op ran on the real map just before
+        return _NoField(f"{what} {change}; which units it reads is not known ({err})")
+    steps = _per_axis(lambda a: Fraction(geo.stride[a] * size_in[a], size_out[a]))
+    why = (
+        f"{what} {change}: neighbouring units read the same input units, so their windows are "
+        "not spaced by one stride"
     )
+    return _finer(geo, f"{what} {change}", why, reads, steps)
+
+
+def _resize_reads(resize, size_in: Pair, size_out: Pair, axis: int) -> list:
+    """For each output unit of `resize` along `axis`: the first and last input unit (inclusive)
+    with a nonzero weight, or None. Runs on one-hot rows (columns), a chunk at a time."""
+    n = size_in[axis]
+    reads = torch.zeros(n, size_out[axis], dtype=torch.bool)
+    chunk = max(1, min(n, (1 << 22) // (size_out[0] * size_out[1])))
+    for first in range(0, n, chunk):
+        c = min(chunk, n - first)
+        hot = torch.zeros(1, c, *size_in)
+        k = torch.arange(c)
+        if axis == 0:
+            hot[0, k, first + k, :] = 1.0
+        else:
+            hot[0, k, :, first + k] = 1.0
+        with torch.no_grad():
+            out = resize(hot)
+        if tuple(out.shape[-2:]) != size_out:
+            raise ValueError(f"the probe gave {tuple(out.shape[-2:])}")
+        reads[first : first + c] = out[0].abs().amax(dim=2 - axis) > 0
+    found = reads.any(0)
+    lo = reads.int().argmax(0)
+    hi = n - 1 - reads.flip(0).int().argmax(0)
+    return [(int(lo[o]), int(hi[o])) if found[o] else None for o in range(size_out[axis])]
+
+
+def _transposed(what: str, x: Any, value: Any, geo: _Geo, w: G.Window | None) -> Any:
+    """A transposed convolution: unit o reads i = (o + p - k*d) / s for its taps k (`geometry.
+    transposed_reads`). At stride 1 that is a convolution padded by d(k-1) - p (an exact
+    field); at stride s > 1 units read differently placed taps: a bound at stride J/s."""
+    if w is None:
+        return _NoField(f"the window of {what} is not known")
+    if not _is_map(x) or not _is_map(value) or not geo.channels_first:
+        return _NoField(f"{what} slides over dims that are not the map's rows and columns")
+    size_out = pair(value.shape[-2:])
+    reads = _per_axis(lambda a: G.transposed_reads(w, size_out[a], a))
+    steps = _per_axis(lambda a: Fraction(geo.stride[a], w.stride[a]))
+    stride = w.stride[0] if w.stride[0] == w.stride[1] else "×".join(map(str, w.stride))
+    why = (
+        f"{what} is a transposed convolution at stride {stride}: neighbouring units read "
+        "differently placed taps, so their windows are not spaced by one stride"
+    )
+    return _finer(geo, what, why, reads, steps)
+
+
+def _finer(geo: _Geo, what: str, why: str, reads, steps: tuple[Fraction, Fraction]) -> Any:
+    """The field of a map whose unit o reads input units reads[axis][o] = (first, last) (None:
+    none), per axis; `steps` is how far the units step in input pixels (the input's stride
+    over the upsampling factor). Exact where each unit reads a window at one stride from the
+    previous one; else the smallest field at one stride that holds every unit's window
+    (marked a bound, with `why`); none where a unit steps by less than a pixel."""
+    axes = []
+    for a in (0, 1):
+        got = _finer_axis(reads[a], geo.size[a], geo.stride[a], geo.offset[a], steps[a])
+        if isinstance(got, str):
+            return _NoField(f"{what}: {('rows', 'columns')[a]} {got}")
+        axes.append(got)
+    exact = all(e for *_, e in axes)
+    note = geo.note or (
+        "" if exact else f"{why}; the field is the smallest at one stride that holds every unit's"
+    )
+    return replace(
+        geo,
+        size=(axes[0][0], axes[1][0]),
+        stride=(axes[0][1], axes[1][1]),
+        offset=(axes[0][2], axes[1][2]),
+        exact=geo.exact and exact,
+        note=note,
+    )
+
+
+def _finer_axis(reads: list, size: int, stride: int, offset: int, step: Fraction) -> Any:
+    """(size, stride, offset, exact) along one axis (see `_finer`), or why there is none.
+
+    Unit o sees pixels [lo*J + O, hi*J + O + S) where (lo, hi) = reads[o] and the input map's
+    field is (S, J, O). With a whole-pixel stride J', the smallest field holding them all
+    starts at min(lo*J - o*J') + O and ends at max(hi*J + S - o*J') + O; its size is convex in
+    J', so the best J' is found by walking from the nearest whole number to `step`."""
+    units = [(o, r) for o, r in enumerate(reads) if r is not None]
+    if not units:
+        return "read none of the input"
+    every = len(units) == len(reads)
+    if stride == 0:  # every input unit has the same window
+        return size, 0, offset, every
+    if len({r for _, r in units}) == 1:  # every unit reads the same input units
+        lo, hi = units[0][1]
+        return (hi - lo) * stride + size, 0, offset + lo * stride, every
+    if step < 1:
+        return (
+            f"step by {float(step):.3g} input pixels from unit to unit (stride {stride} over the "
+            f"upsampling), less than one: no field at a whole-pixel stride holds its units"
+        )
+
+    def hull(j: int) -> tuple[int, int]:
+        start = min(lo * stride - o * j for o, (lo, _) in units)
+        end = max(hi * stride + size - o * j for o, (_, hi) in units)
+        return end - start, start
+
+    j = max(1, round(step))
+    best = hull(j)
+    for d in (-1, 1):
+        while j + d >= 1 and hull(j + d)[0] < best[0]:
+            j += d
+            best = hull(j)
+    extent, start = best
+    exact = every and all(
+        lo * stride - o * j == start and hi * stride + size - o * j == start + extent
+        for o, (lo, hi) in units
+    )
+    return extent, j, offset + start, exact
 
 
 def _unsupported(name: str, geos: list, value: Any, args: tuple) -> Any:
@@ -786,7 +980,9 @@ def _getitem_field(args, gargs, value) -> Any:
         d += 1
     if "H" not in dims or "W" not in dims:
         return _NoField(f"indexing with {index!r} drops the map's grid", global_=True)
-    new = _Geo(geo.size, (stride[0], stride[1]), (offset[0], offset[1]), tuple(dims), geo.gated)
+    new = replace(
+        geo, stride=(stride[0], stride[1]), offset=(offset[0], offset[1]), dims=tuple(dims)
+    )
     return new if _is_map(value, new) else _NoField(f"indexing with {index!r} is not understood")
 
 
@@ -800,9 +996,20 @@ class FieldAnalysis:
 
     def names(self, *, channels_last: bool = False) -> list[str]:
         """Layers that have a receptive field, in call order: (C, H, W) maps, and with
-        `channels_last` also the (H, W, C) maps inside ConvNeXt-style blocks."""
+        `channels_last` also the (H, W, C) maps inside ConvNeXt-style blocks; maps whose units
+        mix the whole map have the whole image as their field."""
         layouts = (NCHW, ("N", "H", "W", "C")) if channels_last else (NCHW,)
-        return [n for n, g in self._run.fields.items() if isinstance(g, _Geo) and g.dims in layouts]
+        return [
+            n
+            for n, g in self._run.fields.items()
+            if (isinstance(g, _Geo) and g.dims in layouts) or self._whole(n)
+        ]
+
+    def _whole(self, name: str) -> bool:
+        """`name` outputs a grid (a 3-dim map, not 1x1) computed from a whole-map mix."""
+        geo, shape = self._run.fields.get(name), self._run.shapes.get(name)
+        grid = shape is not None and len(shape) == 3 and tuple(shape[-2:]) != (1, 1)
+        return isinstance(geo, _NoField) and geo.global_ and grid
 
     def field(self, layer: LayerRef, *, channels_last: bool = False) -> ReceptiveField:
         """The receptive field of `layer`; a ValueError says why a layer has none.
@@ -829,6 +1036,9 @@ class FieldAnalysis:
                     input_size=self.input_size,
                     gated=geo.gated,
                     layout=layout,
+                    shifted=geo.shifted,
+                    kind="exact" if geo.exact else "bound",
+                    note=geo.note,
                 )
             dims = "x".join(geo.dims[1:])
             raise ValueError(
@@ -852,17 +1062,21 @@ class FieldAnalysis:
                     f"trace {inside[0] or 'the model'!r} ({why}); {valid}"
                 )
             raise ValueError(f"Layer {name!r} is never called by the forward pass; {valid}")
-        grid = shape is not None and len(shape) == 3 and tuple(shape[-2:]) != (1, 1)
+        if self._whole(name):
+            return ReceptiveField(
+                layer=name,
+                size=self.input_size,
+                stride=(0, 0),
+                offset=(0, 0),
+                output_shape=shape,
+                input_size=self.input_size,
+                kind="image",
+                note=f"its units mix whole rows, columns or the whole map: {geo.reason}",
+            )
         if not geo.global_:
             raise ValueError(
                 f"Cannot compute the receptive field of layer {name!r} ({kind}, output shape "
                 f"{shape}): {geo.reason}; {valid}"
-            )
-        if grid:
-            raise ValueError(
-                f"Layer {name!r} ({kind}, output shape {shape}) has a spatial output, but each "
-                f"unit depends on the whole map, so it has no receptive field: {geo.reason}; "
-                f"{valid}"
             )
         raise ValueError(
             f"Layer {name!r} ({kind}, output shape {shape}) has no spatial output, so it has no "
