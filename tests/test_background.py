@@ -1,5 +1,5 @@
-"""Dataset views open at once (#11): the pass and the map run in the background, the view shows
-their progress, `wait()` returns the finished result, which equals the synchronous functions."""
+"""Dataset views with `background=True` open at once (#11): the pass and the map run on a thread,
+the view shows their progress, `wait()` returns the finished result, equal to the functions."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def slow(demo):
 
 def test_the_embedding_opens_at_once_and_its_map_equals_the_functions(demo, slow):
     model = demo[0]
-    view = EmbeddingExplorer(model, slow, method="tsne", progress=False)  # returns, gate shut
+    view = EmbeddingExplorer(
+        model, slow, method="tsne", progress=False, background=True
+    )  # returns, gate shut
     try:
         assert view.running and view.features is None and view.status == "reading the dataset…"
         frames = []
@@ -69,7 +71,7 @@ def test_the_embedding_opens_at_once_and_its_map_equals_the_functions(demo, slow
 
 
 def test_a_new_method_during_the_pass_supersedes_the_old_one(demo, slow):
-    view = EmbeddingExplorer(demo[0], slow, method="tsne", progress=False)
+    view = EmbeddingExplorer(demo[0], slow, method="tsne", progress=False, background=True)
     try:
         view.method = "pca"
         slow.gate.set()
@@ -83,7 +85,9 @@ def test_a_new_method_during_the_pass_supersedes_the_old_one(demo, slow):
 def test_closing_during_the_pass_stops_it(demo):
     slow = Slow(demo[1], 300, delay=0.02)  # about 6 s to read
     slow.gate.set()
-    view = EmbeddingExplorer(demo[0], slow, method="pca", progress=False, batch_size=16)
+    view = EmbeddingExplorer(
+        demo[0], slow, method="pca", progress=False, batch_size=16, background=True
+    )
     time.sleep(0.5)
     t0 = time.perf_counter()
     view.close()
@@ -94,7 +98,9 @@ def test_closing_during_the_pass_stops_it(demo):
 
 def test_top_patches_open_at_once_and_equal_the_function(demo, slow):
     model = demo[0]
-    view = TopPatches(model, slow, "conv2", 3, progress=False)  # returns, gate shut
+    view = TopPatches(
+        model, slow, "conv2", 3, progress=False, background=True
+    )  # returns, gate shut
     try:
         assert view.running and view.top is None
         slow.gate.set()
@@ -113,7 +119,9 @@ def test_the_explorer_opens_at_once_and_runs_the_model_over_the_dataset_once(dem
     seen = []  # images through the model (the user's hooks run on the views too)
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     slow = Slow(demo[1], 150)
-    explorer = CNNExplorer(model, slow, method="pca", progress=False, batch_size=256)
+    explorer = CNNExplorer(
+        model, slow, method="pca", progress=False, batch_size=256, background=True
+    )
     try:
         explorer.selected_index = 3  # works while the pass waits
         assert explorer.selected_info["index"] == 3

@@ -26,8 +26,11 @@ from cnnviz_widgets import (
 from cnnviz_widgets.widgets import _worker
 
 
-def ours() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("cnnviz")]
+def ours(before=()) -> list[str]:
+    """Our threads, but those in `before` (other tests' widgets may still idle)."""
+    return [
+        t.name for t in threading.enumerate() if t.name.startswith("cnnviz") and t not in before
+    ]
 
 
 WIDGETS = {
@@ -44,6 +47,7 @@ WIDGETS = {
 
 @pytest.mark.parametrize("kind", list(WIDGETS))
 def test_a_closed_widget_and_its_model_are_garbage(demo, kind):
+    before = set(threading.enumerate())
     model = copy.deepcopy(demo[0])
     dataset = Subset(demo[1], range(40))
     widget = WIDGETS[kind](model, dataset, demo[2])
@@ -54,19 +58,20 @@ def test_a_closed_widget_and_its_model_are_garbage(demo, kind):
     del widget, model
     gc.collect()
     assert [r() is None for r in refs] == [True, True], "the widget or its model is still alive"
-    assert ours() == []
+    assert ours(before) == []
 
 
 def test_a_forgotten_widget_keeps_no_thread_once_idle(demo, monkeypatch):
     # a notebook re-runs a cell twenty times and never closes the old widgets
     monkeypatch.setattr(_worker, "IDLE_EXIT_S", 0.2)
     views = [OcclusionMap(demo[0], demo[1][i][0], patch_size=8, strides=[8]) for i in range(5)]
+    threads = {v._worker._thread for v in views} - {None}
     for v in views:
         v.wait(60)
     deadline = time.monotonic() + 10
-    while ours() and time.monotonic() < deadline:
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert ours() == []
+    assert threads and not any(t.is_alive() for t in threads)
     # an idle widget still works: its next job starts a thread again
     views[0].target = (views[0].target + 1) % 10
     got = views[0].wait(60)

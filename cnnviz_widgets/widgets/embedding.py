@@ -36,10 +36,12 @@ class EmbeddingExplorer(Widget):
 
     One pass over the dataset gives the features (the penultimate layer by default, or any
     `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
-    2-D. The widget returns at once: the pass runs in the background with its progress in the
-    view, a PCA map shows as soon as it is done, and the t-SNE map moves to its final layout
-    as it is optimised. `wait()` blocks until the map is final (for scripts; `features` and
-    `xy` are None until then). `progress` is kept for compatibility: the view shows it.
+    2-D. The view shows the pass's progress, a PCA map as soon as the features are in, and the
+    t-SNE map moving to its final layout as it is optimised. With `background=True` the
+    widget returns at once and all of that runs on a background thread (`wait()` blocks until
+    the map is final; `features` and `xy` are None until then). Off by default: in JupyterLab
+    a background job's last update can be missed by the view (an open issue). `progress` is
+    kept for compatibility: the view shows the progress.
     Points are coloured by class (click the legend to hide one); hover shows the image;
     a click sets `selected_index`, whose `k` nearest neighbours in feature space are shown;
     lasso selection fills `selected_indices`. `show_thumbnails`, `arrangement="grid"` and
@@ -93,6 +95,7 @@ class EmbeddingExplorer(Widget):
         progress: bool = True,
         features: Callable[[Callable[[int, int | None], None]], Features] | None = None,
         start: bool = True,
+        background: bool = False,
         **kwargs,
     ):
         check_dataset(dataset, "EmbeddingExplorer")
@@ -117,6 +120,7 @@ class EmbeddingExplorer(Widget):
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
         self._worker = LatestWorker("cnnviz-embedding")
+        self._background = background
         if features is None:
 
             def features(report):
@@ -147,7 +151,10 @@ class EmbeddingExplorer(Widget):
             self._submit()
 
     def _submit(self) -> None:
-        self._worker.submit(self._job)
+        if self._background:
+            self._worker.submit(self._job)
+        else:  # here and now: the view still shows the progress and the t-SNE as they go
+            self._job(lambda: True)
 
     def __len__(self) -> int:
         return dataset_length(self._dataset)

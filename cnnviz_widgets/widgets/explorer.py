@@ -85,6 +85,7 @@ class CNNExplorer(PanelHost, _Host):
         progress: bool = True,
         random_state: int = 0,
         occlusion: dict | None = None,
+        background: bool = False,
         **kwargs,
     ):
         self._model = model
@@ -124,7 +125,8 @@ class CNNExplorer(PanelHost, _Host):
 
         emb = detached(EmbeddingExplorer)(
             model, dataset, names or None, method=method, k=k, display=display,
-            random_state=random_state, view_px=400, features=one_pass, start=False, **shared,
+            random_state=random_state, view_px=400, features=one_pass, start=False,
+            background=background, **shared,
         )  # fmt: skip
         n_out = len(class_probabilities(model, example, device=device))
         if model_classes is None and len(names) == n_out:
@@ -135,6 +137,7 @@ class CNNExplorer(PanelHost, _Host):
         )
         tp = detached(TopPatches)(
             model, dataset, name, top_k, classes=names, display=display, start=False,
+            background=background,
             **shared,
         )  # fmt: skip
         fg = detached(FilterGrid)(model, first_conv(model))
@@ -151,7 +154,7 @@ class CNNExplorer(PanelHost, _Host):
             self._attach(prefix, panel)
         emb.selected_index = selected_index
         self._show_selection()
-        emb._submit()  # the one dataset pass, in the background: every panel exists by now
+        emb._submit()  # the one dataset pass (background=True: on a thread): every panel exists
 
         # one trait, every panel that shows it
         traitlets.link((self, "layer"), (fm, "layer"))

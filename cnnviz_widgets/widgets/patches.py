@@ -44,9 +44,9 @@ def layer_choices(model: nn.Module, image) -> list[dict]:
 class TopPatches(TileGridWidget):
     """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
 
-    One pass over `dataset` ranks every channel (cached per layer); it runs in the background
-    with its progress in the view (the widget returns at once; `wait()` blocks until the page
-    is shown, and `top` is None until the first ranking is done). Channels are shown a page
+    One pass over `dataset` ranks every channel (cached per layer), its progress in the view;
+    with `background=True` it runs on a background thread and the widget returns at once
+    (`wait()` blocks until the page is shown; `top` is None until then). Channels are shown a page
     at a time, ordered by `sort_by` ("index", "max": the top activation, or "mean" of the
     top k). A click on a patch sets `selected_index` (its image) and `selected_channel`;
     setting `selected_channel` from Python turns to its page. Link `layer` and
@@ -89,6 +89,7 @@ class TopPatches(TileGridWidget):
         progress: bool = True,
         tile_px: int = 48,
         start: bool = True,
+        background: bool = False,
         **kwargs,
     ):
         check_dataset(dataset, "TopPatches")
@@ -110,6 +111,7 @@ class TopPatches(TileGridWidget):
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
         self._worker = LatestWorker("cnnviz-top-patches")
+        self._background = background
         self._ranked = False
         example = dataset[0][0]
         name = resolve_layer(model, layer)[0]
@@ -155,7 +157,10 @@ class TopPatches(TileGridWidget):
         with self.hold_sync():
             self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
         layer, k = self.layer, self.k
-        self._worker.submit(lambda is_current: self._rank_job(layer, k, page, is_current))
+        if self._background:
+            self._worker.submit(lambda is_current: self._rank_job(layer, k, page, is_current))
+        else:  # here and now, the view showing the pass's progress
+            self._rank_job(layer, k, page, lambda: True)
 
     def _rank_job(self, layer: str, k: int, page: int | None, is_current) -> None:
         try:

@@ -11,8 +11,9 @@ an elementwise op over several maps or a channel concatenation takes the union o
 (`union`). Every position of a batch gets a rectangle of one size (the largest any needs) at its
 own offsets; one that would cross the border is shifted inward, not clipped, so a batch stays
 one dense (B, C, h, w) tensor. A node goes *full* (computed on whole maps) when its rectangle
-covers more than `full_threshold` of its map (the gather would cost more than it saves), when
-its op mixes the whole map or is not known (`ops.action`), or when it reads a full node.
+covers all of its map or more than `full_threshold` of it (the gather would cost more than it
+saves), when its op mixes the whole map or is not known (`ops.action`), or when it reads a
+full node.
 """
 
 from __future__ import annotations
