@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             "growth_rss_mb": round(last["peak_rss_added_mb"] - first["peak_rss_added_mb"], 1),
             "growth_result_mb": round(last["result_mb"] - first["result_mb"], 1),
             **machine(),
+            "threads": args.threads,  # the passes' (this process's own may differ)
         }
         print(json.dumps(summary), flush=True)
 

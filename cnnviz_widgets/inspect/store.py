@@ -6,8 +6,9 @@
 
 Why not keep each batch's arrays and concatenate them at the end: every batch then leaves a
 small long-lived allocation between the large short-lived ones (the images, the activations),
-and the C heap can neither reuse nor return the gaps, so resident memory grew about 5x faster
-than the results (+380 MB at 50,000 1x32x32 images for 24 MB of features), and the final
+and the C heap can neither reuse nor return the gaps, so resident memory grew far faster than
+the results, and erratically (+426 MB at 50,000 1x32x32 images for 24 MB of features in one
+run; +0.3 to +1.2 GB at 100,000 for 51 MB: benchmarks/RESULTS.md), and the final
 concatenation held the result twice. Here the arrays are allocated once, when the first batch
 gives the feature width, and each batch is copied into its rows.
 
