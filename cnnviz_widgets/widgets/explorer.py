@@ -132,14 +132,16 @@ class CNNExplorer(PanelHost, _Host):
         if model_classes is None and len(names) == n_out:
             model_classes = names
         fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
-        occ = detached(OcclusionMap)(
-            model, example, classes=model_classes, device=device, view_px=224, **(occlusion or {})
-        )
         tp = detached(TopPatches)(
             model, dataset, name, top_k, classes=names, display=display, start=False,
             background=background,
             **shared,
         )  # fmt: skip
+        if not background:  # the pass first, then the occlusion map: not both on the cores
+            emb._submit()
+        occ = detached(OcclusionMap)(
+            model, example, classes=model_classes, device=device, view_px=224, **(occlusion or {})
+        )
         fg = detached(FilterGrid)(model, first_conv(model))
         self.embedding, self.feature_maps, self.occlusion = emb, fm, occ
         self.top_patches, self.filters = tp, fg
@@ -154,7 +156,8 @@ class CNNExplorer(PanelHost, _Host):
             self._attach(prefix, panel)
         emb.selected_index = selected_index
         self._show_selection()
-        emb._submit()  # the one dataset pass (background=True: on a thread): every panel exists
+        if background:  # the one dataset pass, on a thread: every panel exists by now
+            emb._submit()
 
         # one trait, every panel that shows it
         traitlets.link((self, "layer"), (fm, "layer"))
