@@ -36,7 +36,12 @@ def layer_choices(model: nn.Module, image) -> list[dict]:
             continue
         shape = "×".join(map(str, info.output_shape))
         stride = rf.stride[0] if rf.stride[0] == rf.stride[1] else "×".join(map(str, rf.stride))
-        label = f"{name} · {shape} · stride {stride} · RF {rf.size[0]}×{rf.size[1]}"
+        kind = getattr(rf, "kind", "exact")
+        if kind == "image":  # mixes the whole map (attention): every unit sees the image
+            label = f"{name} · {shape} · RF whole image"
+        else:  # a bound (after upsampling, a strided transposed conv) is marked ≤
+            bound = "≤ " if kind == "bound" else ""
+            label = f"{name} · {shape} · stride {stride} · RF {bound}{rf.size[0]}×{rf.size[1]}"
         choices.append({"name": name, "label": label})
     return choices
 
