@@ -19,6 +19,21 @@ class Widget(anywidget.AnyWidget):
         super().__init__(*args, **kwargs)
         self.on_msg(_resend_state)
 
+    def _wait_worker(self, timeout: float | None, what: str) -> None:
+        """Block until the widget's background worker (`_worker`) is idle; re-raise its last
+        job's error; `TimeoutError` naming `what` after `timeout` seconds."""
+        if not self._worker.wait(timeout):
+            raise TimeoutError(f"{what} after {timeout} s")
+        if self._worker.last_error is not None:
+            raise self._worker.last_error
+
+    def close(self) -> None:
+        """Close the widget and end its background work, if it has any."""
+        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
+        if worker is not None:
+            worker.close()
+        super().close()
+
 
 def _resend_state(widget: Widget, content, buffers) -> None:
     if isinstance(content, dict) and content.get("type") == SYNC_REQUEST:

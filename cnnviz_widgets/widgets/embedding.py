@@ -262,18 +262,8 @@ class EmbeddingExplorer(Widget):
     def wait(self, timeout: float | None = None) -> EmbeddingExplorer:
         """Block until the pass and the map are done (the widget, for chaining); re-raises the
         background job's error. `TimeoutError` after `timeout` seconds."""
-        if not self._worker.wait(timeout):
-            raise TimeoutError(f"the map was not finished after {timeout} s")
-        if self._worker.last_error is not None:
-            raise self._worker.last_error
+        self._wait_worker(timeout, "the map was not finished")
         return self
-
-    def close(self) -> None:
-        """Close the widget and end its background work."""
-        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
-        if worker is not None:
-            worker.close()
-        super().close()
 
     @traitlets.validate("selected_index")
     def _valid_index(self, proposal):

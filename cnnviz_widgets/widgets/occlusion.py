@@ -295,13 +295,6 @@ class OcclusionMap(Widget):
             self.progress = progress
             self.maps_done = count
 
-    def close(self) -> None:
-        """Close the widget and end its background thread."""
-        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
-        if worker is not None:
-            worker.close()
-        super().close()
-
     def wait(self, timeout: float | None = 120) -> OcclusionResult:
         """Block until the current run is finished; returns its finest map."""
         if not self._worker.wait(timeout):

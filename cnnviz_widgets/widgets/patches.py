@@ -203,18 +203,8 @@ class TopPatches(TileGridWidget):
     def wait(self, timeout: float | None = None) -> TopPatches:
         """Block until the current ranking is shown (the widget, for chaining); re-raises the
         background pass's error. `TimeoutError` after `timeout` seconds."""
-        if not self._worker.wait(timeout):
-            raise TimeoutError(f"the top patches were not ranked after {timeout} s")
-        if self._worker.last_error is not None:
-            raise self._worker.last_error
+        self._wait_worker(timeout, "the top patches were not ranked")
         return self
-
-    def close(self) -> None:
-        """Close the widget and end its background work."""
-        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
-        if worker is not None:
-            worker.close()
-        super().close()
 
     def _on_layer(self, change) -> None:
         self._rank(page=0)
