@@ -549,7 +549,7 @@ async function main() {
   /**
    * Render `name`'s widget into an element that joins a shadow root only after render returns
    * (as marimo and the explorer's panels do); the host is `#shadow-<name>`.
-   * @param {string} name
+   * @param {keyof typeof mounts} name
    */
   async function renderInShadow(name) {
     const host = document.createElement("div");
