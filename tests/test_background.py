@@ -153,3 +153,58 @@ def test_a_model_created_in_the_browser_gets_the_whole_state_on_request(demo, mo
     view._handle_custom_msg({"type": SYNC_REQUEST}, [])
     assert sent == [None]  # None: every synced trait
     view.close()
+
+
+def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
+    demo, monkeypatch
+):
+    # ipywidgets is not thread-safe (a worker's state change racing the kernel thread's can be
+    # lost, leaving a view stuck): with a kernel's event loop running, every trait change of a
+    # background job happens on that loop's thread, and the result equals the same view's
+    # computed without a thread
+    import asyncio
+
+    from tornado.ioloop import IOLoop
+
+    from cnnviz_widgets.widgets import _kernel
+
+    model, dataset, _ = demo
+    loop = IOLoop(make_current=False)
+    monkeypatch.setattr(_kernel, "kernel_loop", lambda: loop)
+    changed_on = []
+
+    def record(change):
+        changed_on.append((change["name"], threading.current_thread().name))
+
+    async def run(view):
+        view.observe(record)  # every trait
+        for _ in range(1200):
+            if not view.running and not _kernel._QUEUE:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError
+
+    views = [
+        EmbeddingExplorer(model, dataset, method="tsne", progress=False, background=True),
+        TopPatches(model, dataset, "conv2", 3, progress=False, background=True),
+    ]
+    try:
+        for view in views:
+            loop.run_sync(lambda view=view: run(view))
+        off = [(name, thread) for name, thread in changed_on if thread != "MainThread"]
+        assert not off and len(changed_on) > 10, off
+        emb = EmbeddingExplorer(model, dataset, method="tsne", progress=False)
+        assert views[0].points == emb.points and views[0].status == emb.status == "t-SNE map"
+        assert views[0].thumb_pages == emb.thumb_pages and views[0].labels == emb.labels
+        tp = TopPatches(model, dataset, "conv2", 3, progress=False)
+        assert views[1].atlas_png == tp.atlas_png and views[1].status == tp.status
+        # blocked in wait() (the loop not running), the view still ends with the results
+        again = TopPatches(model, dataset, "conv3", 2, progress=False, background=True).wait(60)
+        assert not again.running and again.atlas_png == TopPatches(
+            model, dataset, "conv3", 2, progress=False
+        ).atlas_png
+        views.append(again)
+    finally:
+        for view in views:
+            view.close()
+        loop.close(all_fds=True)

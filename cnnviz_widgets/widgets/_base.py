@@ -9,7 +9,12 @@ the browser, asks for the whole state once (`initialize` in js/src/lib/sync.js) 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import anywidget
+
+from . import _kernel
 
 SYNC_REQUEST = "cnnviz-sync"
 
@@ -19,16 +24,36 @@ class Widget(anywidget.AnyWidget):
         super().__init__(*args, **kwargs)
         self.on_msg(_resend_state)
 
+    _closed = False
+
+    def _post(self, fn: Callable[[], None], is_current: Callable[[], bool]) -> None:
+        """Set traits from a background job: `fn` runs on the kernel's thread (see _kernel.py),
+        unless the job is superseded or the widget closed by then."""
+        _kernel.post(fn, lambda: is_current() and not self._closed)
+
+    def _set(self, **traits) -> None:
+        """Set `traits` together: the view gets them in one message."""
+        with self.hold_sync():
+            for name, value in traits.items():
+                setattr(self, name, value)
+
     def _wait_worker(self, timeout: float | None, what: str) -> None:
-        """Block until the widget's background worker (`_worker`) is idle; re-raise its last
-        job's error; `TimeoutError` naming `what` after `timeout` seconds."""
-        if not self._worker.wait(timeout):
-            raise TimeoutError(f"{what} after {timeout} s")
+        """Block until the widget's background worker (`_worker`) is idle and its results are
+        in the traits; re-raise its last job's error; `TimeoutError` naming `what` after
+        `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._worker.wait(left):
+                raise TimeoutError(f"{what} after {timeout} s")
+            if not _kernel.drain():  # a result shown can start more work (a new ranking)
+                break
         if self._worker.last_error is not None:
             raise self._worker.last_error
 
     def close(self) -> None:
         """Close the widget and end its background work, if it has any."""
+        self._closed = True
         worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
         if worker is not None:
             worker.close()

@@ -22,12 +22,12 @@ class PassProgress:
         what: str = "images",
         every: float = 0.25,
     ):
-        self._show, self._is_current, self._what, self._every = show, is_current, what, every
+        self._show, self.is_current, self._what, self._every = show, is_current, what, every
         self._t0 = time.perf_counter()
         self._last = -float("inf")
 
     def __call__(self, done: int, total: int | None) -> None:
-        if not self._is_current():
+        if not self.is_current():
             raise Superseded
         now = time.perf_counter()
         if now - self._last < self._every and done != total:

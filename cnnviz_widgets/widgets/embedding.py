@@ -162,26 +162,29 @@ class EmbeddingExplorer(Widget):
     # ------------------------------------------------------------------ background work
 
     def _job(self, is_current: Callable[[], bool]) -> None:
-        """The dataset pass (skipped once done), then the map: PCA at once, t-SNE animated."""
+        """The dataset pass (skipped once done), then the map: PCA at once, t-SNE animated.
+        Runs on the worker (or here, without `background`); what it shows goes through
+        `post`, so traits change on the kernel's thread only."""
+
+        def post(fn: Callable[[], None]) -> None:
+            self._post(fn, is_current)
+
         try:
             if self.features is None:
-                report = PassProgress(self._show_progress, is_current)
-                self._take(self._features_fn(report))
-            self._embed(is_current)
+                report = PassProgress(
+                    lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
+                    is_current,
+                )
+                self._take(self._features_fn(report), post)
+            self._embed(is_current, post)
         except Superseded:
             return
         except Exception as err:
-            if is_current():
-                with self.hold_sync():
-                    self.running = False
-                    self.status = f"error: {type(err).__name__}: {err}"
+            status = f"error: {type(err).__name__}: {err}"
+            post(lambda: self._set(running=False, status=status))
             raise
 
-    def _show_progress(self, fraction: float, text: str) -> None:
-        with self.hold_sync():
-            self.progress, self.status = fraction, text
-
-    def _take(self, feats: Features) -> None:
+    def _take(self, feats: Features, post: Callable[[Callable[[], None]], None]) -> None:
         """Show what the pass found: labels, predictions, class names, thumbnails."""
         labels = feats.labels
         n_classes = int(labels.max()) + 1 if len(labels) else 0
@@ -198,46 +201,51 @@ class EmbeddingExplorer(Widget):
             feats.confidences if feats.confidences is not None else np.zeros(len(labels), "f4")
         )
         what = feats.layer if self._layer_given else f"input of {feats.layer}"
-        with self.hold_sync():
-            self.class_names = names
-            self.class_colors = render.class_colors(len(names))
-            self.labels = labels.astype("<i4").tobytes()
-            self.predictions = predictions.astype("<i4").tobytes()
-            self.confidences = confidences.astype("<f4").tobytes()
-            self.caption = f"{len(labels):,} images · {what} · {feats.features.shape[1]} features"
-            self.status = "thumbnails…"
-        self._thumbnails(self._thumb_px)
-        self.features = feats
-        self._show_neighbours({"new": self.selected_index})
-
-    def _thumbnails(self, thumb_px: int) -> None:
+        traits = {
+            "class_names": names,
+            "class_colors": render.class_colors(len(names)),
+            "labels": labels.astype("<i4").tobytes(),
+            "predictions": predictions.astype("<i4").tobytes(),
+            "confidences": confidences.astype("<f4").tobytes(),
+            "caption": f"{len(labels):,} images · {what} · {feats.features.shape[1]} features",
+        }
+        post(lambda: self._set(**traits, status="thumbnails…"))
         images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
-        pages, shape, cols, per_page = render.sprite_pages(images, thumb_px)
-        with self.hold_sync():
-            self.thumb_pages, self.thumb_shape = pages, list(shape)
-            self.thumb_cols, self.thumbs_per_page = cols, per_page
+        pages, shape, cols, per_page = render.sprite_pages(images, self._thumb_px)
+        thumbs = {
+            "thumb_pages": pages,
+            "thumb_shape": list(shape),
+            "thumb_cols": cols,
+            "thumbs_per_page": per_page,
+        }
+        self.features = feats
 
-    def _show_map(self, xy: np.ndarray, **traits) -> None:
-        with self.hold_sync():
-            self.points = render.unit_square(xy).tobytes()
-            for name, value in traits.items():
-                setattr(self, name, value)
+        def show() -> None:
+            with self.hold_sync():
+                self._set(**thumbs)
+                self._show_neighbours({"new": self.selected_index})
 
-    def _embed(self, is_current: Callable[[], bool]) -> None:
+        post(show)
+
+    def _show_map(self, xy: np.ndarray, post, **traits) -> None:
+        points = render.unit_square(xy).tobytes()  # a copy: t-SNE goes on in `xy`
+        post(lambda: self._set(points=points, **traits))
+
+    def _embed(self, is_current: Callable[[], bool], post) -> None:
         method = self.method
         x = self.features.features
         if method == "tsne" and not self.points:  # a map at once, while t-SNE runs
-            self._show_map(embed(x, method="pca"), status="computing t-SNE…", progress=0.0)
-        elif method == "tsne":
-            self._show_progress(0.0, "computing t-SNE…")
+            self._show_map(embed(x, method="pca"), post, status="computing t-SNE…", progress=0.0)
         else:
-            self._show_progress(0.0, "computing PCA…")
+            what = "t-SNE" if method == "tsne" else "PCA"
+            post(lambda: self._set(progress=0.0, status=f"computing {what}…"))
 
         def step(current: np.ndarray, iteration: int, iterations: int) -> None:
             if not is_current():
                 raise Superseded
             self._show_map(
                 current,
+                post,
                 progress=iteration / iterations,
                 status=f"t-SNE · iteration {iteration} of {iterations}",
             )
@@ -248,6 +256,7 @@ class EmbeddingExplorer(Widget):
         self.xy = xy
         self._show_map(
             xy,
+            post,
             grid_points=render.unit_square(grid_layout(xy)).tobytes(),
             running=False,
             progress=1.0,

@@ -17,7 +17,7 @@ from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
 from ._base import Widget
 from ._panels import PanelHost, detached, host_traits
-from ._progress import pass_batch_size
+from ._progress import PassProgress, pass_batch_size
 from ._tiles import bundle
 from .activations import FeatureMaps
 from .embedding import EmbeddingExplorer
@@ -107,20 +107,22 @@ class CNNExplorer(PanelHost, _Host):
         batch_size = pass_batch_size(model, device, batch_size)
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
 
-        def one_pass(report):
+        def one_pass(report: PassProgress):
             """The map's features and the top patches in ONE pass over the dataset (run by
             the map's background job; both cached, so the top patches then find theirs)."""
+            emb_current = report.is_current
 
             def both(done, total):
                 report(done, total)  # raises when superseded
                 if total:
-                    tp._show_progress(done / total, f"{done:,} / {total:,}")
+                    text = f"{done:,} / {total:,}"
+                    tp._post(lambda: tp._show_progress(done / total, text), emb_current)
 
             features, _ = shared_pass(
                 model, dataset, [name], top_k, display=display, device=device,
                 batch_size=batch_size, progress=both,
             )  # fmt: skip
-            tp._rank()
+            tp._post(tp._rank, emb_current)  # from the cache just filled
             return features
 
         emb = detached(EmbeddingExplorer)(

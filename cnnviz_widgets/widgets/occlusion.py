@@ -252,12 +252,16 @@ class OcclusionMap(Widget):
         self._worker.submit(lambda is_current: self._run(params, results, is_current))
 
     def _run(self, params: dict, results: list, is_current: Callable[[], bool]) -> None:
+        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
+            self._post(fn, is_current)
+
         strides = params.pop("strides")
         h, w = params["image"].shape[-2:]
         p = params["patch_size"]
         total = sum(int(np.prod(map_shape((h, w), p, s, "centered"))) for s in strides)
         done, t0 = 0, time.perf_counter()
         maps = None
+        status = None
         try:
             maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
             for res in maps:
@@ -265,42 +269,38 @@ class OcclusionMap(Widget):
                     return
                 done += res.positions
                 results.append(res)
-                self._show_map(res, len(results), done / total, time.perf_counter() - t0)
+                traits = self._map_traits(res, len(results), done / total, time.perf_counter() - t0)
+                post(lambda traits=traits: self._set(**traits))
         except Exception as err:
-            if is_current():
-                self.status = f"error: {type(err).__name__}: {err}"
+            status = f"error: {type(err).__name__}: {err}"
             raise
         finally:
             if maps is not None:
                 maps.close()
-            if is_current():
-                self.running = False
+            end = {"running": False} if status is None else {"running": False, "status": status}
+            post(lambda: self._set(**end))
 
-    def _show_map(self, res: OcclusionResult, count: int, progress: float, seconds: float) -> None:
+    def _map_traits(self, res: OcclusionResult, count: int, progress: float, seconds: float):
         scores = res.scores.astype("<f4")
-        with self.hold_sync():
-            self.scores = scores.tobytes()
-            self.scores_shape = list(scores.shape)
-            self.map_patch = list(res.patch_size)
-            self.map_stride = list(res.stride)
-            self.map_origin = [int(res.starts[0][0]), int(res.starts[1][0])]
-            self.base_score = float(res.base_score)
-            self.vmin = float(min(scores.min(), res.base_score))
-            self.vmax = float(max(scores.max(), res.base_score))
-            what = "probability" if res.output == "prob" else "logit"
-            self.caption = (
-                f"{what} of '{self.class_names[res.target]}' with the patch at each place"
-            )
-            self.status = f"stride {res.stride[0]} · {res.positions} positions · {seconds:.2f} s"
-            self.progress = progress
-            self.maps_done = count
+        what = "probability" if res.output == "prob" else "logit"
+        return {
+            "scores": scores.tobytes(),
+            "scores_shape": list(scores.shape),
+            "map_patch": list(res.patch_size),
+            "map_stride": list(res.stride),
+            "map_origin": [int(res.starts[0][0]), int(res.starts[1][0])],
+            "base_score": float(res.base_score),
+            "vmin": float(min(scores.min(), res.base_score)),
+            "vmax": float(max(scores.max(), res.base_score)),
+            "caption": f"{what} of '{self.class_names[res.target]}' with the patch at each place",
+            "status": f"stride {res.stride[0]} · {res.positions} positions · {seconds:.2f} s",
+            "progress": progress,
+            "maps_done": count,
+        }
 
     def wait(self, timeout: float | None = 120) -> OcclusionResult:
         """Block until the current run is finished; returns its finest map."""
-        if not self._worker.wait(timeout):
-            raise TimeoutError(f"the occlusion map was not finished after {timeout} s")
-        if self._worker.last_error is not None:
-            raise self._worker.last_error
+        self._wait_worker(timeout, "the occlusion map was not finished")
         return self.results[-1]
 
     @property

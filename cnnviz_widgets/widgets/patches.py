@@ -168,21 +168,26 @@ class TopPatches(TileGridWidget):
             self._rank_job(layer, k, page, lambda: True)
 
     def _rank_job(self, layer: str, k: int, page: int | None, is_current) -> None:
+        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
+            self._post(fn, is_current)
+
         try:
-            options = {**self._options, "progress": PassProgress(self._show_progress, is_current)}
+            report = PassProgress(
+                lambda f, text: post(lambda: self._show_progress(f, text)), is_current
+            )
+            options = {**self._options, "progress": report}
             top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
             if self.class_names:  # the labels shown, read in the pass: no second one
                 check_labels(top.labels, len(self.class_names), top.indices)
         except Superseded:
             return
         except Exception as err:
-            if is_current():
-                with self.hold_sync():
-                    self.running = False
-                    self.status = f"error: {type(err).__name__}: {err}"
+            status = f"error: {type(err).__name__}: {err}"
+            post(lambda: self._set(running=False, status=status))
             raise
-        if not is_current():
-            return
+        post(lambda: self._show_ranking(top, k, page))
+
+    def _show_ranking(self, top: TopActivations, k: int, page: int | None) -> None:
         self.top = top
         with self.hold_sync():
             self.running, self.progress = False, 1.0
@@ -197,8 +202,7 @@ class TopPatches(TileGridWidget):
                 self._show_page()
 
     def _show_progress(self, fraction: float, text: str) -> None:
-        with self.hold_sync():
-            self.progress, self.status = fraction, f"ranking {self.layer}: {text}"
+        self._set(progress=fraction, status=f"ranking {self.layer}: {text}")
 
     def wait(self, timeout: float | None = None) -> TopPatches:
         """Block until the current ranking is shown (the widget, for chaining); re-raises the
