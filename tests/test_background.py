@@ -155,9 +155,7 @@ def test_a_model_created_in_the_browser_gets_the_whole_state_on_request(demo, mo
     view.close()
 
 
-def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
-    demo, monkeypatch
-):
+def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(demo, monkeypatch):
     # ipywidgets is not thread-safe (a worker's state change racing the kernel thread's can be
     # lost, leaving a view stuck): with a kernel's event loop running, every trait change of a
     # background job happens on that loop's thread, and the result equals the same view's
@@ -200,9 +198,10 @@ def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
         assert views[1].atlas_png == tp.atlas_png and views[1].status == tp.status
         # blocked in wait() (the loop not running), the view still ends with the results
         again = TopPatches(model, dataset, "conv3", 2, progress=False, background=True).wait(60)
-        assert not again.running and again.atlas_png == TopPatches(
-            model, dataset, "conv3", 2, progress=False
-        ).atlas_png
+        assert (
+            not again.running
+            and again.atlas_png == TopPatches(model, dataset, "conv3", 2, progress=False).atlas_png
+        )
         views.append(again)
     finally:
         for view in views:
