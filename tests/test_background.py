@@ -1,4 +1,4 @@
-"""Dataset views with `background=True` open at once (#11): the pass and the map run on a thread,
+"""Dataset views open at once (#11): the pass and the map run on a thread,
 the view shows their progress, `wait()` returns the finished result, equal to the functions."""
 
 from __future__ import annotations
@@ -45,9 +45,7 @@ def slow(demo):
 
 def test_the_embedding_opens_at_once_and_its_map_equals_the_functions(demo, slow):
     model = demo[0]
-    view = EmbeddingExplorer(
-        model, slow, method="tsne", progress=False, background=True
-    )  # returns, gate shut
+    view = EmbeddingExplorer(model, slow, method="tsne", progress=False)  # returns, gate shut
     try:
         assert view.running and view.features is None and view.status == "reading the dataset…"
         frames = []
@@ -65,13 +63,44 @@ def test_the_embedding_opens_at_once_and_its_map_equals_the_functions(demo, slow
         final = embed(expected.features, method="tsne", random_state=0)
         np.testing.assert_array_equal(view.xy, final)
         assert frames[-1] == render.unit_square(final).tobytes()
-        assert frames[0] == render.unit_square(embed(expected.features, method="pca")).tobytes()
+        whole = [f for f in frames if len(f) == 8 * len(slow)]  # previews have fewer points
+        assert whole[0] == render.unit_square(embed(expected.features, method="pca")).tobytes()
+    finally:
+        view.close()
+
+
+def test_during_the_pass_the_map_shows_the_images_read_so_far(demo):
+    # a preview every few seconds: the PCA of the features of the images read so far, with
+    # their labels, so points can be seen (and clicked) before the pass ends
+    slow = Slow(demo[1], 150, delay=0.03)  # about 4.5 s to read
+    slow.gate.set()
+    view = EmbeddingExplorer(demo[0], slow, method="pca", progress=False, batch_size=10)
+    previews = []
+
+    def record(change):
+        if len(change["new"]) < 8 * len(slow):
+            previews.append((change["new"], view.labels, view.caption))
+
+    view.observe(record, names=["points"])
+    try:
+        view.wait(120)
+        assert previews, "no map before the pass ended"
+        expected = feature_pass(demo[0], slow, progress=False)
+        for points, labels, caption in previews:
+            n = len(points) // 8
+            assert 3 <= n < len(slow) and n % 10 == 0  # whole batches
+            assert (
+                points == render.unit_square(embed(expected.features[:n], method="pca")).tobytes()
+            )
+            assert labels == expected.labels[:n].astype("<i4").tobytes()
+            assert caption.startswith(f"{n:,} of {len(slow)} images so far")
+        assert len(view.points) == 8 * len(slow) and view.status == "PCA map"
     finally:
         view.close()
 
 
 def test_a_new_method_during_the_pass_supersedes_the_old_one(demo, slow):
-    view = EmbeddingExplorer(demo[0], slow, method="tsne", progress=False, background=True)
+    view = EmbeddingExplorer(demo[0], slow, method="tsne", progress=False)
     try:
         view.method = "pca"
         slow.gate.set()
@@ -86,9 +115,7 @@ def test_closing_during_the_pass_stops_it(demo):
     slow = Slow(demo[1], 300, delay=0.02)  # about 6 s to read
     slow.gate.set()
     before = set(threading.enumerate())  # other tests' idle widgets may still have theirs
-    view = EmbeddingExplorer(
-        demo[0], slow, method="pca", progress=False, batch_size=16, background=True
-    )
+    view = EmbeddingExplorer(demo[0], slow, method="pca", progress=False, batch_size=16)
     time.sleep(0.5)
     t0 = time.perf_counter()
     view.close()
@@ -99,9 +126,7 @@ def test_closing_during_the_pass_stops_it(demo):
 
 def test_top_patches_open_at_once_and_equal_the_function(demo, slow):
     model = demo[0]
-    view = TopPatches(
-        model, slow, "conv2", 3, progress=False, background=True
-    )  # returns, gate shut
+    view = TopPatches(model, slow, "conv2", 3, progress=False)  # returns, gate shut
     try:
         assert view.running and view.top is None
         slow.gate.set()
@@ -120,9 +145,7 @@ def test_the_explorer_opens_at_once_and_runs_the_model_over_the_dataset_once(dem
     seen = []  # images through the model (the user's hooks run on the views too)
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
     slow = Slow(demo[1], 150)
-    explorer = CNNExplorer(
-        model, slow, method="pca", progress=False, batch_size=256, background=True
-    )
+    explorer = CNNExplorer(model, slow, method="pca", progress=False, batch_size=256)
     try:
         explorer.selected_index = 3  # works while the pass waits
         assert explorer.selected_info["index"] == 3
@@ -183,24 +206,25 @@ def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
         raise TimeoutError
 
     views = [
-        EmbeddingExplorer(model, dataset, method="tsne", progress=False, background=True),
-        TopPatches(model, dataset, "conv2", 3, progress=False, background=True),
+        EmbeddingExplorer(model, dataset, method="tsne", progress=False),
+        TopPatches(model, dataset, "conv2", 3, progress=False),
     ]
     try:
         for view in views:
             loop.run_sync(lambda view=view: run(view))
         off = [(name, thread) for name, thread in changed_on if thread != "MainThread"]
         assert not off and len(changed_on) > 10, off
-        emb = EmbeddingExplorer(model, dataset, method="tsne", progress=False)
+        emb = EmbeddingExplorer(model, dataset, method="tsne", progress=False, background=False)
         assert views[0].points == emb.points and views[0].status == emb.status == "t-SNE map"
         assert views[0].thumb_pages == emb.thumb_pages and views[0].labels == emb.labels
-        tp = TopPatches(model, dataset, "conv2", 3, progress=False)
+        tp = TopPatches(model, dataset, "conv2", 3, progress=False, background=False)
         assert views[1].atlas_png == tp.atlas_png and views[1].status == tp.status
         # blocked in wait() (the loop not running), the view still ends with the results
-        again = TopPatches(model, dataset, "conv3", 2, progress=False, background=True).wait(60)
+        again = TopPatches(model, dataset, "conv3", 2, progress=False).wait(60)
         assert (
             not again.running
-            and again.atlas_png == TopPatches(model, dataset, "conv3", 2, progress=False).atlas_png
+            and again.atlas_png
+            == TopPatches(model, dataset, "conv3", 2, background=False).atlas_png
         )
         views.append(again)
     finally:

@@ -86,11 +86,11 @@ def test_labels_beyond_the_class_names_are_refused(digits):
     # labels known only by reading the items: the pass finds them, the view says so
     items = torch.utils.data.Subset(dataset, range(60))
     with pytest.raises(ValueError, match=r"labels run from 0 to 9, but there are only 3 class"):
-        EmbeddingExplorer(model, items, ["a", "b", "c"], method="pca", progress=False)
-    # in the background: wait() raises it, and the view says what failed
-    view = EmbeddingExplorer(
-        model, items, ["a", "b", "c"], method="pca", progress=False, background=True
-    )
+        EmbeddingExplorer(
+            model, items, ["a", "b", "c"], method="pca", progress=False, background=False
+        )
+    # in the background (the default): wait() raises it, and the view says what failed
+    view = EmbeddingExplorer(model, items, ["a", "b", "c"], method="pca", progress=False)
     with pytest.raises(ValueError, match=r"labels run from 0 to 9, but there are only 3 class"):
         view.wait(60)
     assert view.running is False and view.status.startswith("error: ValueError: labels run")

@@ -347,7 +347,18 @@ class FeatureConsumer:
     Feature maps (N, C, H, W) are global-average-pooled to (N, C); other shapes are flattened.
     """
 
-    def __init__(self, model: nn.Module, layer: LayerRef | None = None, *, dtype=np.float32):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerRef | None = None,
+        *,
+        dtype=np.float32,
+        preview: Callable[[Callable[[], Features]], None] | None = None,
+    ):
+        """`preview(rows)`, if given, is called after each batch; `rows()` returns the
+        `Features` of the images seen so far (copies), for a view that fills in as the pass
+        goes (it decides how often to look)."""
+        self._preview = preview
         if layer is None:
             self.layer, self.inputs, self.outputs = (name := last_linear(model)), (name,), ()
         else:
@@ -384,6 +395,20 @@ class FeatureConsumer:
             row.pop("predictions", None)
             row.pop("confidences", None)
         self._rows.write(batch.start, row)
+        if self._preview is not None:
+            self._preview(self._so_far)
+
+    def _so_far(self) -> Features:
+        """The Features of the rows written so far (copies: the pass goes on writing)."""
+        arrays = self._rows.head()
+        full = self._all_logits
+        return Features(
+            layer=self.layer,
+            features=arrays["features"].astype(np.float32),
+            labels=arrays["labels"].copy(),
+            predictions=arrays["predictions"].copy() if full else None,
+            confidences=arrays["confidences"].copy() if full else None,
+        )
 
     def result(self) -> Features:
         if self._rows is None:

@@ -14,7 +14,7 @@ arrays; it costs one hash of the weights and 16 item reads hashed (the demo digi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,12 +67,14 @@ def feature_job(
     cache: bool = True,
     fingerprint: str | None = None,
     data: tuple | None = None,
+    preview: Callable[[Callable[[], Features]], None] | None = None,
 ) -> CachedJob:
     """The pass of `feature_pass` as a job of `cached_pass` (checked, keyed).
 
-    `fingerprint` (of the weights) and `data` (`data_key(dataset)`) when already computed.
+    `fingerprint` (of the weights) and `data` (`data_key(dataset)`) when already computed;
+    `preview` as in `FeatureConsumer` (not called on a cache hit).
     """
-    consumer = FeatureConsumer(model, layer, dtype=_check_dtype(dtype))
+    consumer = FeatureConsumer(model, layer, dtype=_check_dtype(dtype), preview=preview)
     n = dataset_length(dataset)
     if n == 0:
         raise ValueError("The dataset is empty: there are no features to extract")
@@ -94,15 +96,17 @@ def feature_pass(
     progress: bool = True,
     dtype: Any = np.float32,
     cache: bool = True,
+    preview: Callable[[Callable[[], Features]], None] | None = None,
 ) -> Features:
     """Features, labels, predictions and confidences of every image: one cached pass.
 
     `layer=None` takes the input of the model's last nn.Linear (the penultimate features);
     a named layer's (N, C, H, W) output is global-average-pooled to (N, C). `dtype` float16
     halves the host memory for large datasets. Arrays of a result are read-only (they are
-    shared with the cache).
+    shared with the cache). `preview(rows)` is called after each batch, `rows()` giving the
+    features so far (see `FeatureConsumer`).
     """
-    job = feature_job(model, dataset, layer, dtype=dtype, cache=cache)
+    job = feature_job(model, dataset, layer, dtype=dtype, cache=cache, preview=preview)
     (result,) = cached_pass(
         model,
         dataset,
@@ -159,6 +163,7 @@ def shared_pass(
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    preview: Callable[[Callable[[], Features]], None] | None = None,
 ) -> tuple[Features, dict]:
     """`feature_pass` and `top_activations` in ONE pass over the dataset (both cached).
 
@@ -172,7 +177,9 @@ def shared_pass(
         model,
         dataset,
         [
-            feature_job(model, dataset, feature_layer, fingerprint=fingerprint, data=data),
+            feature_job(
+                model, dataset, feature_layer, fingerprint=fingerprint, data=data, preview=preview
+            ),
             top_job(
                 model, dataset, top_layers, k, display=display, fingerprint=fingerprint, data=data
             ),

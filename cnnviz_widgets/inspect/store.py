@@ -117,6 +117,10 @@ class RowStore:
             bigger[name][: self.count] = array[: self.count]
         self._arrays = bigger
 
+    def head(self) -> dict[str, np.ndarray]:
+        """The filled rows of every column, as views (the store goes on writing after them)."""
+        return {name: array[: self.count] for name, array in self._arrays.items()}
+
     def finish(self) -> dict[str, np.ndarray]:
         """The filled rows of every column (views of the one block); the store lets go of them."""
         arrays, self._arrays = self._arrays, {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,17 +32,21 @@ def _binary_from_json(value, widget):
     return bytes(value) if value is not None else b""
 
 
+#: seconds into the pass before the first preview map, and at least between two
+PREVIEW_FIRST_S = 1.0
+PREVIEW_EVERY_S = 2.0
+
+
 class EmbeddingExplorer(Widget):
     """Every image of `dataset` as a point of the t-SNE (or PCA) map of the model's features.
 
     One pass over the dataset gives the features (the penultimate layer by default, or any
     `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
     2-D. The view shows the pass's progress, a PCA map as soon as the features are in, and the
-    t-SNE map moving to its final layout as it is optimised. With `background=True` the
-    widget returns at once and all of that runs on a background thread (`wait()` blocks until
-    the map is final; `features` and `xy` are None until then). Off by default: in JupyterLab
-    a background job's last update can be missed by the view (an open issue). `progress` is
-    kept for compatibility: the view shows the progress.
+    t-SNE map moving to its final layout as it is optimised. The widget returns at once and
+    all of that runs on a background thread (`wait()` blocks until the map is final;
+    `features` and `xy` are None until then); `background=False` computes it before
+    returning. `progress` is kept for compatibility: the view shows the progress.
     Points are coloured by class (click the legend to hide one); hover shows the image;
     a click sets `selected_index`, whose `k` nearest neighbours in feature space are shown;
     lasso selection fills `selected_indices`. `show_thumbnails`, `arrangement="grid"` and
@@ -93,9 +98,9 @@ class EmbeddingExplorer(Widget):
         thumb_px: int = 32,
         display: Callable[[int], np.ndarray] | None = None,
         progress: bool = True,
-        features: Callable[[Callable[[int, int | None], None]], Features] | None = None,
+        features: Callable[..., Features] | None = None,
         start: bool = True,
-        background: bool = False,
+        background: bool = True,
         **kwargs,
     ):
         check_dataset(dataset, "EmbeddingExplorer")
@@ -123,10 +128,11 @@ class EmbeddingExplorer(Widget):
         self._background = background
         if features is None:
 
-            def features(report):
+            def features(report, preview):
                 return feature_pass(
-                    model, dataset, layer, batch_size=batch_size, device=device, progress=report
-                )
+                    model, dataset, layer, batch_size=batch_size, device=device,
+                    progress=report, preview=preview,
+                )  # fmt: skip
 
         self._features_fn = features
         self._layer_given = layer is not None
@@ -170,13 +176,14 @@ class EmbeddingExplorer(Widget):
             self._post(fn, is_current)
 
         try:
-            if self.features is None:
+            fresh = self.features is None
+            if fresh:
                 report = PassProgress(
                     lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
                     is_current,
                 )
-                self._take(self._features_fn(report), post)
-            self._embed(is_current, post)
+                self._take(self._features_fn(report, self._previewer(post)), post)
+            self._embed(is_current, post, pca_first=fresh or not self.points)
         except Superseded:
             return
         except Exception as err:
@@ -184,8 +191,33 @@ class EmbeddingExplorer(Widget):
             post(lambda: self._set(running=False, status=status))
             raise
 
-    def _take(self, feats: Features, post: Callable[[Callable[[], None]], None]) -> None:
-        """Show what the pass found: labels, predictions, class names, thumbnails."""
+    def _previewer(self, post) -> Callable[[Callable[[], Features]], None]:
+        """The pass's `preview`: every few seconds (and at most a tenth of the time), the PCA
+        map of the images read so far, so points can be seen and clicked during the pass."""
+        next_at = time.perf_counter() + PREVIEW_FIRST_S
+
+        def preview(rows: Callable[[], Features]) -> None:
+            nonlocal next_at
+            start = time.perf_counter()
+            if start < next_at:
+                return
+            part = rows()
+            n = len(part.labels)
+            if n >= 3:
+                try:
+                    traits = self._class_traits(part)
+                except ValueError:  # labels beyond the names: the whole pass will say so
+                    return
+                total = f"{len(self):,}"
+                traits["caption"] = f"{n:,} of {total} images so far · PCA (t-SNE when all are in)"
+                traits["points"] = render.unit_square(embed(part.features, method="pca")).tobytes()
+                post(lambda: self._set(**traits))
+            next_at = time.perf_counter() + max(PREVIEW_EVERY_S, 10 * (time.perf_counter() - start))
+
+        return preview
+
+    def _class_traits(self, feats: Features) -> dict:
+        """The traits that colour the points: class names and colours, labels, predictions."""
         labels = feats.labels
         n_classes = int(labels.max()) + 1 if len(labels) else 0
         if feats.predictions is not None:
@@ -200,15 +232,20 @@ class EmbeddingExplorer(Widget):
         confidences = (
             feats.confidences if feats.confidences is not None else np.zeros(len(labels), "f4")
         )
-        what = feats.layer if self._layer_given else f"input of {feats.layer}"
-        traits = {
+        return {
             "class_names": names,
             "class_colors": render.class_colors(len(names)),
             "labels": labels.astype("<i4").tobytes(),
             "predictions": predictions.astype("<i4").tobytes(),
             "confidences": confidences.astype("<f4").tobytes(),
-            "caption": f"{len(labels):,} images · {what} · {feats.features.shape[1]} features",
         }
+
+    def _take(self, feats: Features, post: Callable[[Callable[[], None]], None]) -> None:
+        """Show what the pass found: labels, predictions, class names, thumbnails."""
+        traits = self._class_traits(feats)
+        what = feats.layer if self._layer_given else f"input of {feats.layer}"
+        n, d = feats.features.shape
+        traits["caption"] = f"{n:,} images · {what} · {d} features"
         post(lambda: self._set(**traits, status="thumbnails…"))
         images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
         pages, shape, cols, per_page = render.sprite_pages(images, self._thumb_px)
@@ -231,10 +268,10 @@ class EmbeddingExplorer(Widget):
         points = render.unit_square(xy).tobytes()  # a copy: t-SNE goes on in `xy`
         post(lambda: self._set(points=points, **traits))
 
-    def _embed(self, is_current: Callable[[], bool], post) -> None:
+    def _embed(self, is_current: Callable[[], bool], post, pca_first: bool) -> None:
         method = self.method
         x = self.features.features
-        if method == "tsne" and not self.points:  # a map at once, while t-SNE runs
+        if method == "tsne" and pca_first:  # a map of every image at once, while t-SNE runs
             self._show_map(embed(x, method="pca"), post, status="computing t-SNE…", progress=0.0)
         else:
             what = "t-SNE" if method == "tsne" else "PCA"

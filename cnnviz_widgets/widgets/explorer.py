@@ -50,6 +50,11 @@ class CNNExplorer(PanelHost, _Host):
     (a pretrained ImageNet model on a folder of your own: pass the weights' 1000 category
     names); by default the outputs take `classes` when the counts match, else "class i".
 
+    The explorer returns at once: the one pass over the dataset (the map's features and the
+    top patches), the map and the occlusion map run on background threads, their progress in
+    the view, and a point can be selected meanwhile. `wait()` blocks until all of it is done;
+    `background=False` runs the dataset pass before returning.
+
     The panels are the ordinary widgets (`explorer.embedding`, `.feature_maps`, `.occlusion`,
     `.top_patches`, `.filters`): their methods and results are there to read.
     """
@@ -85,7 +90,7 @@ class CNNExplorer(PanelHost, _Host):
         progress: bool = True,
         random_state: int = 0,
         occlusion: dict | None = None,
-        background: bool = False,
+        background: bool = True,
         **kwargs,
     ):
         self._model = model
@@ -107,7 +112,7 @@ class CNNExplorer(PanelHost, _Host):
         batch_size = pass_batch_size(model, device, batch_size)
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
 
-        def one_pass(report: PassProgress):
+        def one_pass(report: PassProgress, preview):
             """The map's features and the top patches in ONE pass over the dataset (run by
             the map's background job; both cached, so the top patches then find theirs)."""
             emb_current = report.is_current
@@ -120,7 +125,7 @@ class CNNExplorer(PanelHost, _Host):
 
             features, _ = shared_pass(
                 model, dataset, [name], top_k, display=display, device=device,
-                batch_size=batch_size, progress=both,
+                batch_size=batch_size, progress=both, preview=preview,
             )  # fmt: skip
             tp._post(tp._rank, emb_current)  # from the cache just filled
             return features

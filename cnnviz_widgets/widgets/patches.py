@@ -50,12 +50,13 @@ class TopPatches(TileGridWidget):
     """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
 
     One pass over `dataset` ranks every channel (cached per layer), its progress in the view;
-    with `background=True` it runs on a background thread and the widget returns at once
-    (`wait()` blocks until the page is shown; `top` is None until then). Channels are shown a page
-    at a time, ordered by `sort_by` ("index", "max": the top activation, or "mean" of the
-    top k). A click on a patch sets `selected_index` (its image) and `selected_channel`;
-    setting `selected_channel` from Python turns to its page. Link `layer` and
-    `selected_channel` with a FeatureMaps to see the top patches of a clicked feature map.
+    it runs on a background thread and the widget returns at once (`wait()` blocks until the
+    page is shown; `top` is None until then; `background=False` ranks before returning).
+    Channels are shown a page at a time, ordered by `sort_by` ("index", "max": the top
+    activation, or "mean" of the top k). A click on a patch sets `selected_index` (its image)
+    and `selected_channel`; setting `selected_channel` from Python turns to its page. Link
+    `layer` and `selected_channel` with a FeatureMaps to see the top patches of a clicked
+    feature map.
     """
 
     _esm = bundle("top_patches.js")
@@ -94,7 +95,7 @@ class TopPatches(TileGridWidget):
         progress: bool = True,
         tile_px: int = 48,
         start: bool = True,
-        background: bool = False,
+        background: bool = True,
         **kwargs,
     ):
         check_dataset(dataset, "TopPatches")
