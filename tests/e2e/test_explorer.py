@@ -40,9 +40,9 @@ SETTLED = """i => {
 }"""
 
 
-def expected_views(index: int, layer: str = LAYER):
+def expected_views(index: int, layer: str = LAYER, source=load_photos):
     """What the kernel should show for image `index`, recomputed here from the dataset."""
-    model, dataset, classes = load_photos()
+    model, dataset, classes = source()
     image = dataset[index][0]
     maps = capture(model, image, layer)[layer][0].numpy()
     tiles = render.feature_tiles(maps, normalize="layer", colormap="gray")
@@ -108,10 +108,12 @@ def screenshot(page) -> None:
     page.wait_for_timeout(500)  # JupyterLab lays the notebook out again
 
 
-def check_views(page, index: int, timeout: float = 15.0) -> None:
+def check_views(
+    page, index: int, timeout: float = 15.0, layer: str = LAYER, source=load_photos
+) -> None:
     """Bars and feature maps in the browser equal the views recomputed for `index` (the views
     decode their images asynchronously, so this waits up to `timeout` s for them to match)."""
-    tiles, bars = expected_views(index)
+    tiles, bars = expected_views(index, layer, source)
     h, w = tiles.shape[1:3]
     deadline = time.monotonic() + timeout
     while True:
@@ -119,8 +121,9 @@ def check_views(page, index: int, timeout: float = 15.0) -> None:
         maps = page.locator(MAPS)
         n = maps.get_attribute("data-n-tiles")
         order = [int(c) for c in maps.get_attribute("data-order").split(",")]
-        want = [int(tiles[order[p]][h // 2, w // 2]) for p in range(8)]
-        shown = shown_tile_values(page, 8)
+        shown_n = min(8, len(tiles))
+        want = [int(tiles[order[p]][h // 2, w // 2]) for p in range(shown_n)]
+        shown = shown_tile_values(page, shown_n)
         if (names, n, shown) == (bars, str(len(tiles)), want) or time.monotonic() > deadline:
             break
         page.wait_for_timeout(100)
@@ -216,4 +219,77 @@ def test_fast_clicks_end_on_the_last_point(lab, page):
     out.filter(has_text=f"image {last} · layer {LAYER}").wait_for(timeout=30_000)
     grown = page.evaluate("() => performance.memory.usedJSHeapSize") - heap
     assert grown < 64e6, f"the page's JS heap grew by {grown / 1e6:.0f} MB over 20 selections"
+    assert page.console_errors == []
+
+
+MANY = 5_000
+MANY_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+            "source": f"""import time
+
+import torch
+
+from cnnviz_widgets import CNNExplorer
+from cnnviz_widgets.demo import load_demo
+
+model, digits, classes = load_demo(split="all")
+
+
+class Many(torch.utils.data.Dataset):  # {MANY:,} images, each read taking 4 ms
+    def __len__(self):
+        return {MANY}
+
+    def __getitem__(self, i):
+        time.sleep(0.004)
+        return digits[i % len(digits)]
+
+
+explorer = CNNExplorer(model, Many(), classes=classes, method="pca", layer="conv2")
+explorer""",
+        },
+        {
+            "cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+            "source": "e = explorer\nprint(f'selected {e.selected_index} · "
+            "running {e.embedding.running}')",
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4, "nbformat_minor": 5,
+}  # fmt: skip
+
+
+def test_a_point_clicked_during_the_pass_over_5000_images_shows_its_views(lab, page):
+    # the explorer returns at once; during its 20 s pass the map shows the images read so far,
+    # a click on one of them shows its views, and a cell run meanwhile returns (kernel free)
+    import json
+
+    from cnnviz_widgets.demo import load_demo
+
+    (lab["dir"] / "many.ipynb").write_text(json.dumps(MANY_NOTEBOOK))
+    open_and_run_all(page, lab, "many.ipynb")
+    emb = f"{X} .cnnviz-embedding"
+    page.wait_for_function(
+        f"""() => {{ const e = document.querySelector('{emb}');
+          const n = Number(e?.querySelector('canvas.cnnviz-scatter').dataset.points);
+          return e?.dataset.running === "true" && n > 100 && n < {MANY}; }}""",
+        timeout=120_000,
+    )
+    chosen = 42  # a point of the partial map (the images are read in order)
+    click_point(page, chosen)
+    page.wait_for_function(
+        f"i => document.querySelector('{X}').dataset.selectedIndex === String(i)", arg=chosen
+    )
+    check_views(page, chosen, layer="conv2", source=lambda: load_demo(split="all"))
+    assert page.locator(emb).get_attribute("data-running") == "true", "the pass had ended"
+    out = rerun_cell(page, 1)  # the kernel is free during the pass
+    out.filter(has_text=f"selected {chosen} · running True").wait_for(timeout=30_000)
+    # the pass ends: every point, the same selection
+    page.wait_for_function(SETTLED, arg=chosen, timeout=180_000)
+    points = page.locator(SCATTER).get_attribute("data-points")
+    assert points == str(MANY)
+    check_views(page, chosen, layer="conv2", source=lambda: load_demo(split="all"))
     assert page.console_errors == []
