@@ -35,7 +35,7 @@ class Slow(Dataset):
         with self._lock:
             self.reads += 1
         time.sleep(self.delay)
-        return self.base[i]
+        return self.base[i % len(self.base)]
 
 
 @pytest.fixture
@@ -231,3 +231,97 @@ def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
         for view in views:
             view.close()
         loop.close(all_fds=True)
+
+
+def test_interactive_work_on_a_model_pauses_its_background_work():
+    from cnnviz_widgets.widgets._owner import Priority
+    from cnnviz_widgets.widgets._progress import Superseded
+
+    priority = Priority()
+    priority.background_turn()  # nothing interactive: at once
+    entered, release, turns = threading.Event(), threading.Event(), []
+
+    def click():
+        with priority.interactive():
+            entered.set()
+            release.wait(10)
+
+    def background():
+        priority.background_turn()
+        turns.append(time.perf_counter())
+
+    clicker = threading.Thread(target=click)
+    clicker.start()
+    entered.wait(10)
+    worker = threading.Thread(target=background)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not turns  # it waits for the click's work
+    t_release = time.perf_counter()
+    release.set()
+    worker.join(10)
+    clicker.join(10)
+    assert turns and turns[0] >= t_release
+    # a superseded job stops waiting; the thread that does the interactive work never waits
+    with priority.interactive():
+        priority.background_turn()  # same thread: returns
+        done = []
+
+        def superseded():
+            try:
+                priority.background_turn(lambda: False)
+            except Superseded:
+                done.append(True)
+
+        t = threading.Thread(target=superseded)
+        t.start()
+        t.join(5)
+        assert done == [True]
+
+
+def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo, monkeypatch):
+    # an image shown during a long pass over the dataset: the pass (on the same model) makes
+    # no forward while the coarse occlusion map is computed
+    from contextlib import contextmanager
+
+    from cnnviz_widgets import OcclusionMap
+    from cnnviz_widgets.widgets._owner import priority_of
+
+    model, dataset, _ = demo
+    slow = Slow(dataset, 5000, delay=0.001)  # a forward every few ms, for up to ~30 s
+    slow.gate.set()
+    forwards = []  # (thread name, start time) of each forward of the model (or its views)
+    handle = model.register_forward_pre_hook(
+        lambda m, args: forwards.append((threading.current_thread().name, time.perf_counter()))
+    )
+    priority = priority_of(model)
+    windows = []
+    plain = priority.interactive
+
+    @contextmanager
+    def timed():
+        with plain():
+            start = time.perf_counter()
+            yield
+            windows.append((start, time.perf_counter()))
+
+    monkeypatch.setattr(priority, "interactive", timed)
+    view = EmbeddingExplorer(model, slow, method="pca", progress=False, batch_size=4)
+    try:
+        while sum(name == "cnnviz-embedding" for name, _ in forwards) < 5:
+            time.sleep(0.01)
+        # one map at stride 1: 1,024 positions, some tenths of a second
+        occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[1])
+        occ.wait(60)
+        assert view.running, "the pass ended before the map: nothing was tested"
+        (start, end), *_ = windows
+        during = [t for name, t in forwards if name == "cnnviz-embedding" and start < t < end]
+        assert len(during) <= 1, len(during)  # at most a batch that had already had its turn
+        assert any(name == "cnnviz-occlusion" and start < t < end for name, t in forwards)
+        after = time.perf_counter()
+        while not any(name == "cnnviz-embedding" and t > after for name, t in forwards):
+            time.sleep(0.01)  # and the pass goes on
+        occ.close()
+    finally:
+        handle.remove()
+        view.close()

@@ -13,7 +13,8 @@ class Superseded(Exception):
 
 class PassProgress:
     """A `dataset_pass(progress=...)` callback: calls `show(fraction, text)` at most every
-    `every` seconds (and at the end), and raises `Superseded` once `is_current()` is False."""
+    `every` seconds (and at the end), raises `Superseded` once `is_current()` is False, and
+    after each batch waits for `turn(is_current)` (the model's interactive work goes first)."""
 
     def __init__(
         self,
@@ -21,14 +22,18 @@ class PassProgress:
         is_current: Callable[[], bool],
         what: str = "images",
         every: float = 0.25,
+        turn: Callable[[Callable[[], bool]], None] | None = None,
     ):
         self._show, self.is_current, self._what, self._every = show, is_current, what, every
+        self._turn = turn
         self._t0 = time.perf_counter()
         self._last = -float("inf")
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.is_current():
             raise Superseded
+        if self._turn is not None:
+            self._turn(self.is_current)
         now = time.perf_counter()
         if now - self._last < self._every and done != total:
             return

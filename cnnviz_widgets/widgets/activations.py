@@ -17,6 +17,7 @@ from ..inspect import (
     spatial_layers,
 )
 from ..inspect.inputs import model_image
+from ._owner import priority_of
 from ._tiles import TileGridWidget, bundle
 
 
@@ -86,7 +87,8 @@ class FeatureMaps(TileGridWidget):
 
     def _refresh(self, change=None) -> None:
         batch = self._batch(self.image)
-        out = capture(self._model, batch, self.layer, device=self._device, transform=None)
+        with priority_of(self._model).interactive():  # the model's background work waits
+            out = capture(self._model, batch, self.layer, device=self._device, transform=None)
         maps = out[self.layer][0].float().numpy()
         self.activations = maps
         c, h, w = maps.shape

@@ -22,6 +22,7 @@ from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, ne
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
 from ._base import Widget
+from ._owner import priority_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 from ._worker import LatestWorker
@@ -125,6 +126,7 @@ class EmbeddingExplorer(Widget):
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
         self._worker = LatestWorker("cnnviz-embedding")
+        self._priority = priority_of(model)
         self._background = background
         if features is None:
 
@@ -181,6 +183,7 @@ class EmbeddingExplorer(Widget):
                 report = PassProgress(
                     lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
                     is_current,
+                    turn=self._priority.background_turn,
                 )
                 self._take(self._features_fn(report, self._previewer(post)), post)
             self._embed(is_current, post, pca_first=fresh or not self.points)
@@ -280,6 +283,7 @@ class EmbeddingExplorer(Widget):
         def step(current: np.ndarray, iteration: int, iterations: int) -> None:
             if not is_current():
                 raise Superseded
+            self._priority.background_turn(is_current)  # a click on the model goes first
             self._show_map(
                 current,
                 post,

@@ -20,6 +20,7 @@ from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
 from ._base import Widget
+from ._owner import priority_of
 from ._tiles import bundle
 from ._worker import LatestWorker
 
@@ -129,6 +130,7 @@ class OcclusionMap(Widget):
         if not math.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number; got {baseline!r}")
         self._worker = LatestWorker("cnnviz-occlusion")
+        self._priority = priority_of(model)
         self.results: list[OcclusionResult] = []
         probs = class_probabilities(model, batch, device=device)
         names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
@@ -264,7 +266,7 @@ class OcclusionMap(Widget):
         status = None
         try:
             maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
-            for res in maps:
+            for res in self._prioritised(maps, is_current):
                 if not is_current():
                     return
                 done += res.positions
@@ -279,6 +281,21 @@ class OcclusionMap(Widget):
                 maps.close()
             end = {"running": False} if status is None else {"running": False, "status": status}
             post(lambda: self._set(**end))
+
+    def _prioritised(self, maps, is_current: Callable[[], bool]):
+        """The coarsest map as interactive work (the model's background jobs wait for it),
+        the finer ones as background work."""
+        with self._priority.interactive():
+            first = next(maps, None)
+        if first is None:
+            return
+        yield first
+        while True:
+            self._priority.background_turn(is_current)
+            res = next(maps, None)
+            if res is None:
+                return
+            yield res
 
     def _map_traits(self, res: OcclusionResult, count: int, progress: float, seconds: float):
         scores = res.scores.astype("<f4")

@@ -20,6 +20,7 @@ from ..inspect.dataset import (
 )
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
+from ._owner import priority_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
 from ._worker import LatestWorker
@@ -117,6 +118,7 @@ class TopPatches(TileGridWidget):
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
         self._worker = LatestWorker("cnnviz-top-patches")
+        self._priority = priority_of(model)
         self._background = background
         self._ranked = False
         example = dataset[0][0]
@@ -174,7 +176,9 @@ class TopPatches(TileGridWidget):
 
         try:
             report = PassProgress(
-                lambda f, text: post(lambda: self._show_progress(f, text)), is_current
+                lambda f, text: post(lambda: self._show_progress(f, text)),
+                is_current,
+                turn=self._priority.background_turn,
             )
             options = {**self._options, "progress": report}
             top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
