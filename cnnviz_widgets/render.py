@@ -233,7 +233,13 @@ def sprite_pages(
     Every thumbnail is shrunk to fit `thumb_px` (same size for all); a page is at most
     `max_side` pixels on a side, which keeps each message well under 5 MB.
     """
-    tiles = fit_tiles(images, thumb_px)
+    return sprite_sheets(fit_tiles(images, thumb_px), max_side)
+
+
+def sprite_sheets(
+    tiles: np.ndarray, max_side: int = 2048
+) -> tuple[list[bytes], tuple[int, int], int, int]:
+    """`sprite_pages` of thumbnails already made (N, h, w[, 3]) uint8."""
     h, w = tiles.shape[1:3]
     cols = max(1, min(len(tiles), max_side // w))
     per_page = cols * max(1, max_side // h)

@@ -325,3 +325,28 @@ def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo, 
     finally:
         handle.remove()
         view.close()
+
+
+def test_thumbnails_come_from_the_pass_the_dataset_is_read_once(demo):
+    from cnnviz_widgets.inspect import clear_feature_cache
+    from cnnviz_widgets.inspect.dataset import display_image
+
+    clear_feature_cache()
+    slow = Slow(demo[1], 90, delay=0)
+    slow.gate.set()
+    view = EmbeddingExplorer(demo[0], slow, method="pca", progress=False).wait(60)
+    try:
+        first = slow.reads  # the pass (which made the thumbnails too) and a sample for the key
+        assert len(slow) <= first < 2 * len(slow)
+        images = [display_image(slow, i) for i in range(len(slow))]
+        pages, shape, cols, per_page = render.sprite_pages(images, 32)
+        assert view.thumb_pages == pages and view.thumb_shape == list(shape)
+        assert (view.thumb_cols, view.thumbs_per_page) == (cols, per_page)
+        # features from the cache: no pass runs, the thumbnails are read (the same ones)
+        before = slow.reads
+        again = EmbeddingExplorer(demo[0], slow, method="pca", progress=False).wait(60)
+        assert again.thumb_pages == pages
+        assert abs((slow.reads - before) - first) <= 1  # the key's sample, one read per image
+        again.close()
+    finally:
+        view.close()

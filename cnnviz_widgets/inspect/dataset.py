@@ -60,6 +60,7 @@ class Batch:
     outputs: dict[str, torch.Tensor]  # captured module outputs by layer name
     inputs: dict[str, torch.Tensor]  # captured module inputs by layer name
     logits: Any
+    images: torch.Tensor | None = None  # (B, C, H, W) the batch as read (before the device)
 
 
 class Consumer(Protocol):
@@ -232,6 +233,17 @@ def display_image(dataset: Any, index: int, display: Callable | None = None) -> 
     image = dataset[index][0]
     if not isinstance(image, torch.Tensor):
         return np.asarray(image)
+    return tensor_pixels(image, dataset)
+
+
+def shows_tensors(dataset: Any, display: Callable | None = None) -> bool:
+    """Whether `display_image` shows `dataset`'s images from the tensors the model reads (so
+    a pass over the dataset can make them, without reading it again)."""
+    return display is None and not callable(getattr(dataset, "image", None))
+
+
+def tensor_pixels(image: torch.Tensor, dataset: Any = None) -> np.ndarray:
+    """`display_image` of one model-input tensor (C, H, W) of `dataset`."""
     image = image.detach().float().cpu()
     if callable(getattr(dataset, "denormalize", None)):
         image = dataset.denormalize(image)
@@ -339,6 +351,31 @@ def last_linear(model: nn.Module) -> str:
             "name the layer to take features from"
         )
     return names[-1]
+
+
+class PixelConsumer:
+    """Every image of the pass as `display_image` shows it, made from the batch the model reads
+    (so the dataset is not read again), each batch's list through `shrink` (a thumbnail
+    maker: uint8 images -> (B, h, w[, 3])). `result()` -> (N, h, w[, 3]) uint8. Use it only
+    where `shows_tensors(dataset, display)`."""
+
+    outputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+
+    def __init__(self, shrink: Callable[[list[np.ndarray]], np.ndarray]):
+        self._shrink = shrink
+        self._parts: list[np.ndarray] = []
+        self._dataset = None
+
+    def begin(self, info: PassInfo) -> None:
+        self._parts, self._dataset = [], info.dataset
+
+    def update(self, batch: Batch) -> None:
+        self._parts.append(self._shrink([tensor_pixels(x, self._dataset) for x in batch.images]))
+
+    def result(self) -> np.ndarray:
+        parts, self._parts = self._parts, []
+        return np.concatenate(parts)
 
 
 class FeatureConsumer:
@@ -651,6 +688,7 @@ def dataset_pass(
                 outputs=outs,
                 inputs=dict(inputs),
                 logits=cap.logits,
+                images=images,
             )
             for consumer in consumers:
                 consumer.update(batch)
@@ -746,7 +784,9 @@ class CachedJob:
     """One consumer of a dataset pass, with where its result is cached (`cache=None`: not).
 
     `finish` is applied once, before caching; `adopt` to every result returned, hit or not
-    (what is the caller's rather than the data's, such as the dataset object to show).
+    (what is the caller's rather than the data's, such as the dataset object to show). An
+    `optional` job rides along a pass that runs anyway: when every other job is a cache hit,
+    no pass runs and its result is None.
     """
 
     consumer: Consumer
@@ -755,6 +795,7 @@ class CachedJob:
     finish: Callable[[Any], Any] = _same
     owners: tuple = ()  # the objects named by id in the key (see PassCache)
     adopt: Callable[[Any], Any] = _same
+    optional: bool = False
 
 
 def cache_slot(
@@ -778,6 +819,9 @@ def cached_pass(
     (`options` are its keyword arguments) and cached."""
     results = [j.cache.get(j.key, j.owners) if j.cache is not None else None for j in jobs]
     todo = [i for i, result in enumerate(results) if result is None]
+    if all(jobs[i].optional for i in todo):  # every hit, or only optional jobs missed
+        pairs = zip(jobs, results, strict=True)
+        return [None if result is None else job.adopt(result) for job, result in pairs]
     if todo:
         fresh = dataset_pass(model, data, [jobs[i].consumer for i in todo], **options)
         for i, result in zip(todo, fresh, strict=True):

@@ -97,6 +97,7 @@ def feature_pass(
     dtype: Any = np.float32,
     cache: bool = True,
     preview: Callable[[Callable[[], Features]], None] | None = None,
+    extra: Sequence[CachedJob] = (),
 ) -> Features:
     """Features, labels, predictions and confidences of every image: one cached pass.
 
@@ -104,13 +105,14 @@ def feature_pass(
     a named layer's (N, C, H, W) output is global-average-pooled to (N, C). `dtype` float16
     halves the host memory for large datasets. Arrays of a result are read-only (they are
     shared with the cache). `preview(rows)` is called after each batch, `rows()` giving the
-    features so far (see `FeatureConsumer`).
+    features so far (see `FeatureConsumer`). `extra` jobs ride the same pass (their results
+    reach their own `finish`).
     """
     job = feature_job(model, dataset, layer, dtype=dtype, cache=cache, preview=preview)
-    (result,) = cached_pass(
+    result, *_ = cached_pass(
         model,
         dataset,
-        [job],
+        [job, *extra],
         batch_size=batch_size,
         device=device,
         progress=progress,
@@ -164,16 +166,17 @@ def shared_pass(
     num_workers: int = 0,
     progress: bool = True,
     preview: Callable[[Callable[[], Features]], None] | None = None,
+    extra: Sequence[CachedJob] = (),
 ) -> tuple[Features, dict]:
     """`feature_pass` and `top_activations` in ONE pass over the dataset (both cached).
 
     What CNNExplorer needs: the features of its map and the top patches of its layer, while
     the dataset is read (for an ImageFolder: decoded) once. Whatever is already cached is not
     computed again; later `feature_pass` / `top_activations` calls with the same arguments are
-    cache hits.
+    cache hits. `preview` and `extra` as in `feature_pass`.
     """
     fingerprint, data = weights_fingerprint(model), data_key(dataset)
-    features, top = cached_pass(
+    features, top, *_ = cached_pass(
         model,
         dataset,
         [
@@ -183,6 +186,7 @@ def shared_pass(
             top_job(
                 model, dataset, top_layers, k, display=display, fingerprint=fingerprint, data=data
             ),
+            *extra,
         ],
         batch_size=batch_size,
         device=device,

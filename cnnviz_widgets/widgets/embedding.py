@@ -11,12 +11,15 @@ from torch import nn
 
 from .. import export, render
 from ..inspect.dataset import (
+    CachedJob,
     Features,
+    PixelConsumer,
     check_dataset,
     check_labels,
     dataset_length,
     display_image,
     known_labels,
+    shows_tensors,
 )
 from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
@@ -130,10 +133,10 @@ class EmbeddingExplorer(Widget):
         self._background = background
         if features is None:
 
-            def features(report, preview):
+            def features(report, preview, extra):
                 return feature_pass(
                     model, dataset, layer, batch_size=batch_size, device=device,
-                    progress=report, preview=preview,
+                    progress=report, preview=preview, extra=extra,
                 )  # fmt: skip
 
         self._features_fn = features
@@ -185,7 +188,8 @@ class EmbeddingExplorer(Widget):
                     is_current,
                     turn=self._priority.background_turn,
                 )
-                self._take(self._features_fn(report, self._previewer(post)), post)
+                thumbs, extra = self._thumbnail_job()
+                self._take(self._features_fn(report, self._previewer(post), extra), post, thumbs)
             self._embed(is_current, post, pca_first=fresh or not self.points)
         except Superseded:
             return
@@ -243,15 +247,35 @@ class EmbeddingExplorer(Widget):
             "confidences": confidences.astype("<f4").tobytes(),
         }
 
-    def _take(self, feats: Features, post: Callable[[Callable[[], None]], None]) -> None:
-        """Show what the pass found: labels, predictions, class names, thumbnails."""
+    def _thumbnail_job(self) -> tuple[dict, tuple[CachedJob, ...]]:
+        """The thumbnails as a job of the pass, where they are made from the tensors the model
+        reads (no display function, no `dataset.image`): the dataset is read once, not twice.
+        Returns (where its result lands, the jobs)."""
+        thumbs: dict[str, np.ndarray] = {}
+        if not shows_tensors(self._dataset, self._display):
+            return thumbs, ()
+
+        def keep(tiles: np.ndarray) -> np.ndarray:
+            thumbs["tiles"] = tiles
+            return tiles
+
+        px = self._thumb_px
+        consumer = PixelConsumer(lambda images: render.fit_tiles(images, px))
+        return thumbs, (CachedJob(consumer, finish=keep, optional=True),)
+
+    def _take(self, feats: Features, post, thumbs: dict) -> None:
+        """Show what the pass found: labels, predictions, class names, thumbnails (made in the
+        pass, or else read now)."""
         traits = self._class_traits(feats)
         what = feats.layer if self._layer_given else f"input of {feats.layer}"
         n, d = feats.features.shape
         traits["caption"] = f"{n:,} images · {what} · {d} features"
         post(lambda: self._set(**traits, status="thumbnails…"))
-        images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
-        pages, shape, cols, per_page = render.sprite_pages(images, self._thumb_px)
+        tiles = thumbs.get("tiles")
+        if tiles is None:  # a display function, `dataset.image`, or the features were cached
+            images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
+            tiles = render.fit_tiles(images, self._thumb_px)
+        pages, shape, cols, per_page = render.sprite_sheets(tiles)
         thumbs = {
             "thumb_pages": pages,
             "thumb_shape": list(shape),

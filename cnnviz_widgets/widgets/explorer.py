@@ -113,7 +113,7 @@ class CNNExplorer(PanelHost, _Host):
         batch_size = pass_batch_size(model, device, batch_size)
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
 
-        def one_pass(report: PassProgress, preview):
+        def one_pass(report: PassProgress, preview, extra):
             """The map's features and the top patches in ONE pass over the dataset (run by
             the map's background job; both cached, so the top patches then find theirs)."""
             emb_current = report.is_current
@@ -126,7 +126,7 @@ class CNNExplorer(PanelHost, _Host):
 
             features, _ = shared_pass(
                 model, dataset, [name], top_k, display=display, device=device,
-                batch_size=batch_size, progress=both, preview=preview,
+                batch_size=batch_size, progress=both, preview=preview, extra=extra,
             )  # fmt: skip
             tp._post(tp._rank, emb_current)  # from the cache just filled
             return features
