@@ -13,8 +13,12 @@ pytestmark = pytest.mark.e2e
 
 def test_feature_map_click_turns_the_linked_patches_to_that_channel(lab, page):
     open_and_run_all(page, lab, "03_what_neurons_see.ipynb")
+    # each view opens at once and fills in when its ranking (in the background) is done
     page.wait_for_function(
         "() => document.querySelectorAll('.cnnviz-top-patches canvas.cnnviz-tiles').length === 3"
+        " && [...document.querySelectorAll('.cnnviz-top-patches')]"
+        ".every(v => v.dataset.running === 'false'"
+        " && Number(v.querySelector('canvas.cnnviz-tiles').dataset.nTiles) > 0)"
         " && [...document.querySelectorAll('canvas.cnnviz-tiles')]"
         ".every(c => Number(c.dataset.drawCount) > 0)",
         timeout=120_000,
