@@ -254,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-full", action="store_true")
     p.add_argument("--threshold", type=float, default=None, help="full_threshold override")
     p.add_argument(
+        "--min-bound",
+        type=float,
+        default=None,
+        help="MIN_FLOP_BOUND override (0: always incremental; to measure where it pays)",
+    )
+    p.add_argument(
         "--thresholds",
         type=float,
         nargs="+",
@@ -266,6 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         help="time rectangle vs full for single conv layers and print the crossover fraction",
     )
     args = p.parse_args(argv)
+    if args.min_bound is not None:
+        import cnnviz_widgets.inspect.occlusion as occlusion
+
+        occlusion.MIN_FLOP_BOUND = args.min_bound
     if args.measure_threshold:
         measure_threshold(torch.device(args.device), args.batch_size or 64, max(args.repeats, 5))
         return
@@ -360,6 +370,7 @@ def run_model(args, name: str) -> None:
             "precision_error": ours.precision_error,
             "batch_size": ours.batch_size,
             "full_threshold": args.threshold or DEFAULT_FULL_THRESHOLD,
+            "min_flop_bound": args.min_bound,
             "warnings": notes,
             "ours_runs": [round(t, 3) for t in ours_t],
             "full_runs": [round(t, 3) for t in full_t],

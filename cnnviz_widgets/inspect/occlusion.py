@@ -75,7 +75,9 @@ _PLACEMENTS = ("centered", "inside")
 #: Below this FLOP bound (full / incremental multiply-adds) the plain batched recompute runs
 #: instead: the gathers and the many small ops cost more than the few FLOPs saved. Measured
 #: with ``python benchmarks/occlusion.py`` (see benchmarks/RESULTS.md).
-MIN_FLOP_BOUND = 1.3
+MIN_FLOP_BOUND = 1.1
+#: images per forward of the full path on CPU (measured: see `_Runner._batch`)
+FULL_CPU_BATCH = 8
 #: precision -> autocast dtype. "fp32" is exact (on CUDA, TF32 is switched off for the call);
 #: "tf32" lets cuDNN/cuBLAS use TF32 tensor cores; "bf16"/"fp16" autocast.
 _PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -435,10 +437,12 @@ class _Runner:
     def _batch(self, placement: _Placement, plan: Any) -> int:
         if self.batch_size:
             return self.batch_size
-        # CUDA: as many as memory allows. 2 shared CPU cores, ResNet-18 224x224 stride 8:
-        # batch 128-256 beat 32-64 (fewer, larger ops; the many small rectangle ops suffer
-        # most from thread contention); the full reference uses Captum's usual 32.
-        bs = 4096 if self.device.type == "cuda" else 32 if plan is None else 128
+        # CUDA: as many as memory allows. 2 CPU cores, ResNet-18 224x224 stride 8: batch
+        # 128-256 beat 32-64 for the engine (fewer, larger ops; the many small rectangle ops
+        # suffer most from thread contention). The plain forward of the full path is fastest
+        # per image at batch 8 (benchmarks/RESULTS.md: 1.1x ResNet-18 to 1.9x RegNetY-400MF
+        # faster than Captum's usual 32, whose activations outgrow the CPU's caches).
+        bs = 4096 if self.device.type == "cuda" else FULL_CPU_BATCH if plan is None else 128
         engine = self.engine
         if engine is not None and plan is not None:
             full = set(plan.full_nodes)
