@@ -350,3 +350,27 @@ def test_thumbnails_come_from_the_pass_the_dataset_is_read_once(demo):
         again.close()
     finally:
         view.close()
+
+
+def test_an_occlusion_job_superseded_while_it_waits_its_turn_ends_quietly(demo, caplog):
+    import logging
+
+    from cnnviz_widgets import OcclusionMap
+    from cnnviz_widgets.widgets._owner import priority_of
+
+    model, dataset, _ = demo
+    occ = None
+    with priority_of(model).interactive():  # a click being handled: finer maps wait
+        occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[8, 4])
+        deadline = time.monotonic() + 30
+        while occ._worker._idle.is_set() or not occ.results:  # the coarse map, then waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert len(occ.results) == 1  # the finer map waits for the interactive work
+        with caplog.at_level(logging.ERROR):
+            occ.target = (occ.target + 1) % 10  # supersedes the waiting job
+    result = occ.wait(60)
+    assert result.target == occ.target and result.stride == (4, 4)
+    assert not [r for r in caplog.records if "background job failed" in r.getMessage()]
+    occ.close()

@@ -52,6 +52,8 @@ class Priority:
                 if is_current is not None and not is_current():
                     raise Superseded
                 self._cv.wait(POLL_S)
+        if is_current is not None and not is_current():  # superseded while it waited
+            raise Superseded
 
     @property
     def busy(self) -> bool:

@@ -21,6 +21,7 @@ from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
 from ._base import Widget
 from ._owner import priority_of
+from ._progress import Superseded
 from ._tiles import bundle
 from ._worker import LatestWorker
 
@@ -273,6 +274,8 @@ class OcclusionMap(Widget):
                 results.append(res)
                 traits = self._map_traits(res, len(results), done / total, time.perf_counter() - t0)
                 post(lambda traits=traits: self._set(**traits))
+        except Superseded:  # a newer job waits: this one ends quietly
+            return
         except Exception as err:
             status = f"error: {type(err).__name__}: {err}"
             raise
