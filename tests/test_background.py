@@ -234,10 +234,10 @@ def test_in_a_kernel_background_results_change_traits_on_the_kernel_thread_only(
 
 
 def test_interactive_work_on_a_model_pauses_its_background_work():
-    from cnnviz_widgets.widgets._owner import Priority
+    from cnnviz_widgets.widgets._owner import ModelOwner
     from cnnviz_widgets.widgets._progress import Superseded
 
-    priority = Priority()
+    priority = ModelOwner()
     priority.background_turn()  # nothing interactive: at once
     entered, release, turns = threading.Event(), threading.Event(), []
 
@@ -285,7 +285,7 @@ def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo, 
     from contextlib import contextmanager
 
     from cnnviz_widgets import OcclusionMap
-    from cnnviz_widgets.widgets._owner import priority_of
+    from cnnviz_widgets.widgets._owner import owner_of
 
     model, dataset, _ = demo
     slow = Slow(dataset, 5000, delay=0.001)  # a forward every few ms, for up to ~30 s
@@ -294,7 +294,7 @@ def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo, 
     handle = model.register_forward_pre_hook(
         lambda m, args: forwards.append((threading.current_thread().name, time.perf_counter()))
     )
-    priority = priority_of(model)
+    priority = owner_of(model)
     windows = []
     plain = priority.interactive
 
@@ -356,11 +356,11 @@ def test_an_occlusion_job_superseded_while_it_waits_its_turn_ends_quietly(demo, 
     import logging
 
     from cnnviz_widgets import OcclusionMap
-    from cnnviz_widgets.widgets._owner import priority_of
+    from cnnviz_widgets.widgets._owner import owner_of
 
     model, dataset, _ = demo
     occ = None
-    with priority_of(model).interactive():  # a click being handled: finer maps wait
+    with owner_of(model).interactive():  # a click being handled: finer maps wait
         occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[8, 4])
         deadline = time.monotonic() + 30
         while occ._worker._idle.is_set() or not occ.results:  # the coarse map, then waiting

@@ -24,6 +24,7 @@ from cnnviz_widgets import (
     TopPatches,
 )
 from cnnviz_widgets.widgets import _worker
+from cnnviz_widgets.widgets.patches import layer_choices
 
 
 def ours(before=()) -> list[str]:
@@ -120,3 +121,37 @@ def test_an_error_before_the_first_map_ends_the_run_too(demo, monkeypatch):
         view.wait(60)
     assert view.running is False and view.status == "error: ValueError: no map for you"
     view.close()
+
+
+def test_what_depends_on_the_structure_is_derived_once_per_model(demo, monkeypatch):
+    # the explorer and its panels share the layer catalogue and the receptive fields (they
+    # used to trace the model for them three times); a replaced module is a new structure
+    import cnnviz_widgets.inspect as inspect_pkg
+    import cnnviz_widgets.inspect.receptive as receptive
+
+    model, dataset, classes = copy.deepcopy(demo[0]), Subset(demo[1], range(40)), demo[2]
+    expected = [c["name"] for c in layer_choices(copy.deepcopy(model), dataset[0][0])]
+    calls = {"catalogue": 0, "fields": 0}
+    real_catalogue, real_fields = inspect_pkg.layer_catalogue, receptive.receptive_fields
+
+    def catalogue(*args, **kwargs):
+        calls["catalogue"] += 1
+        return real_catalogue(*args, **kwargs)
+
+    def fields(model, size, layers=None, **kwargs):
+        if layers is None:  # every layer: the picker's
+            calls["fields"] += 1
+        return real_fields(model, size, layers, **kwargs)
+
+    monkeypatch.setattr(inspect_pkg, "layer_catalogue", catalogue)
+    monkeypatch.setattr(receptive, "receptive_fields", fields)
+    explorer = CNNExplorer(model, dataset, classes, method="pca", progress=False)
+    explorer.wait(60)
+    assert calls == {"catalogue": 1, "fields": 1}
+    assert [c["name"] for c in explorer.top_patches.layer_options] == expected
+    FeatureMaps(model, dataset[0][0], "conv2").close()  # the same structure: nothing new
+    assert calls == {"catalogue": 1, "fields": 1}
+    model.conv2 = nn.Conv2d(16, 32, 3, padding=1)  # a replaced module: derived again
+    FeatureMaps(model, dataset[0][0], "conv2").close()
+    assert calls["catalogue"] == 2
+    explorer.close()

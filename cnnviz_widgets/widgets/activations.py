@@ -12,12 +12,11 @@ from .. import export, render
 from ..inspect import (
     capture,
     first_conv,
-    layer_catalogue,
     spatial_layer,
     spatial_layers,
 )
 from ..inspect.inputs import model_image
-from ._owner import priority_of
+from ._owner import catalogue_of, owner_of
 from ._tiles import TileGridWidget, bundle
 
 
@@ -60,7 +59,7 @@ class FeatureMaps(TileGridWidget):
         self._device = device
         self.activations: np.ndarray | None = None
         batch = self._batch(image)
-        self._catalogue = layer_catalogue(model, batch, device=device)
+        self._catalogue = catalogue_of(model, batch, device=device)
         name, _ = spatial_layer(
             model, first_conv(model) if layer is None else layer, self._catalogue
         )
@@ -87,7 +86,7 @@ class FeatureMaps(TileGridWidget):
 
     def _refresh(self, change=None) -> None:
         batch = self._batch(self.image)
-        with priority_of(self._model).interactive():  # the model's background work waits
+        with owner_of(self._model).interactive():  # the model's background work waits
             out = capture(self._model, batch, self.layer, device=self._device, transform=None)
         maps = out[self.layer][0].float().numpy()
         self.activations = maps

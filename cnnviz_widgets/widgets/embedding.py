@@ -25,7 +25,7 @@ from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, ne
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
 from ._base import Widget
-from ._owner import priority_of
+from ._owner import owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 from ._worker import LatestWorker
@@ -129,7 +129,7 @@ class EmbeddingExplorer(Widget):
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
         self._worker = LatestWorker("cnnviz-embedding")
-        self._priority = priority_of(model)
+        self._priority = owner_of(model)
         self._background = background
         if features is None:
 

@@ -16,7 +16,7 @@ from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
 from ._base import Widget
-from ._owner import priority_of
+from ._owner import owner_of
 from ._panels import PanelHost, detached, host_traits
 from ._progress import PassProgress, pass_batch_size
 from ._tiles import bundle
@@ -199,7 +199,7 @@ class CNNExplorer(PanelHost, _Host):
     def _on_index(self, change) -> None:
         i = change["new"]
         image = self._image(i)
-        with priority_of(self._model).interactive(), self.batch():
+        with owner_of(self._model).interactive(), self.batch():
             self.embedding.selected_index = i
             self.feature_maps.image = image
             self.occlusion.image = image  # resets target to the predicted class, starts the run

@@ -20,7 +20,7 @@ from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
 from ._base import Widget
-from ._owner import priority_of
+from ._owner import owner_of
 from ._progress import Superseded
 from ._tiles import bundle
 from ._worker import LatestWorker
@@ -131,7 +131,7 @@ class OcclusionMap(Widget):
         if not math.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number; got {baseline!r}")
         self._worker = LatestWorker("cnnviz-occlusion")
-        self._priority = priority_of(model)
+        self._priority = owner_of(model)
         self.results: list[OcclusionResult] = []
         probs = class_probabilities(model, batch, device=device)
         names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]

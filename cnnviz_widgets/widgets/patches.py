@@ -9,7 +9,7 @@ import traitlets
 from torch import nn
 
 from .. import export, render
-from ..inspect import layer_catalogue, resolve_layer
+from ..inspect import resolve_layer
 from ..inspect.dataset import (
     TopActivations,
     check_dataset,
@@ -20,16 +20,22 @@ from ..inspect.dataset import (
 )
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
-from ._owner import priority_of
+from ._owner import catalogue_of, fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
 from ._worker import LatestWorker
 
 
 def layer_choices(model: nn.Module, image) -> list[dict]:
-    """Every layer with a receptive field, labelled with its output shape, stride and field."""
-    catalogue = {info.name: info for info in layer_catalogue(model, image)}
-    fields = receptive_fields(model, tuple(image.shape[-2:]), channels=image.shape[-3])
+    """Every layer with a receptive field, labelled with its output shape, stride and field
+    (once per model structure and input shape: see `_owner.py`)."""
+    key = ("layer_choices", tuple(image.shape[-3:]))
+    return owner_of(model).derived(model, key, lambda: _layer_choices(model, image))
+
+
+def _layer_choices(model: nn.Module, image) -> list[dict]:
+    catalogue = {info.name: info for info in catalogue_of(model, image)}
+    fields = fields_of(model, image)
     choices = []
     for name, rf in fields.items():
         info = catalogue.get(name)
@@ -118,14 +124,15 @@ class TopPatches(TileGridWidget):
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
         self._worker = LatestWorker("cnnviz-top-patches")
-        self._priority = priority_of(model)
+        self._priority = owner_of(model)
         self._background = background
         self._ranked = False
         example = dataset[0][0]
         name = resolve_layer(model, layer)[0]
         # what the pass would refuse, refused now: k, an empty dataset, a layer with no field
         top_job(model, dataset, [name], as_index("k", k), display=display, cache=False)
-        receptive_fields(model, tuple(example.shape[-2:]), [name], channels=example.shape[-3])
+        if name not in fields_of(model, example):  # no field: the analysis says why
+            receptive_fields(model, tuple(example.shape[-2:]), [name], channels=example.shape[-3])
         super().__init__(
             layer=name,
             k=as_index("k", k),
