@@ -2,8 +2,9 @@
 
 A composite (CNNExplorer) builds its panels from the ordinary widget classes, but each panel is
 *detached*: it opens no comm of its own. Every synced trait `name` of panel `prefix` is mirrored
-by a host trait `<prefix>__<name>`; changes made in Python (by the panel's own code, or a
-background thread) are pushed to the host, grouped as the panel's `hold_sync` groups them, and
+by a host trait `<prefix>__<name>`; changes made in Python (by the panel's own code, or the
+results of its background jobs, on the kernel's thread) are pushed to the host, grouped as the
+panel's `hold_sync` groups them, and
 changes arriving from the browser on the host are set on the panel. In the browser, a proxy
 model maps `get("name")` to `get("<prefix>__name")`, so each widget's own view renders the
 panel unchanged. One model, one comm and one copy of the JS bundle for the whole composite.
@@ -12,7 +13,6 @@ panel unchanged. One model, one comm and one copy of the JS bundle for the whole
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
@@ -111,11 +111,10 @@ class PanelHost:
 
     @contextmanager
     def batch(self):
-        """Changes made inside reach the browser as one message. A lock, too: a panel's
-        background thread (the occlusion worker) pushes its changes between batches, never
-        into the middle of one (ipywidgets' pending-state set is not thread-safe)."""
-        lock = self.__dict__.setdefault("_cnnviz_lock", threading.RLock())
-        with lock, self.hold_sync():
+        """Changes made inside reach the browser as one message. (Background jobs change
+        their panels' traits on the kernel's thread, through `_kernel.post`, so no push from
+        another thread can land in the middle of one.)"""
+        with self.hold_sync():
             yield
 
     def _attach(self, prefix: str, panel) -> None:
