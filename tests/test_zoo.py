@@ -600,14 +600,21 @@ def test_feature_maps_and_top_patches(built: Built, request):
     model, image, dataset = built.single, built.image, built.dataset
     layer = default_layer(model, layer_choices(model, image[None]))
     fm = FeatureMaps(model, image, layer=layer)
-    expect = capture(model, image[None], [layer])[layer][0]
-    np.testing.assert_allclose(fm.activations, expect.numpy(), rtol=1e-5, atol=1e-6)
-    top = TopPatches(model, dataset, layer, k=2, progress=False, batch_size=len(dataset)).wait()
-    batch = torch.stack([x for x, _ in dataset])
-    act = capture(model, batch, [layer])[layer]
-    best = act.flatten(2).amax(dim=2).max(dim=0).values  # (C,) each channel's best unit
-    np.testing.assert_allclose(top.top.values[:, 0], best.numpy(), rtol=1e-4, atol=1e-5)
-    assert top.top.field.layer == layer
+    top = None
+    try:  # closed at the end: ipywidgets keeps every open widget (and its model) alive
+        expect = capture(model, image[None], [layer])[layer][0]
+        np.testing.assert_allclose(fm.activations, expect.numpy(), rtol=1e-5, atol=1e-6)
+        top = TopPatches(model, dataset, layer, k=2, progress=False, batch_size=len(dataset))
+        top.wait()
+        batch = torch.stack([x for x, _ in dataset])
+        act = capture(model, batch, [layer])[layer]
+        best = act.flatten(2).amax(dim=2).max(dim=0).values  # (C,) each channel's best unit
+        np.testing.assert_allclose(top.top.values[:, 0], best.numpy(), rtol=1e-4, atol=1e-5)
+        assert top.top.field.layer == layer
+    finally:
+        fm.close()
+        if top is not None:
+            top.close()
     _report(built.case, "widgets", True, layer=layer, shape=list(expect.shape))
 
 
