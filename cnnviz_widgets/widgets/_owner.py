@@ -19,6 +19,7 @@ less the one batch the pass is in the middle of, instead of sharing the cores wi
 from __future__ import annotations
 
 import collections
+import copy
 import itertools
 import threading
 import weakref
@@ -33,6 +34,7 @@ POLL_S = 0.1
 #: derived results kept per model (a few layers' worth of input shapes)
 MAX_DERIVED = 16
 T = TypeVar("T")
+_MISSING = object()
 
 
 class ModelOwner:
@@ -46,14 +48,14 @@ class ModelOwner:
         """`compute()` once per (`key`, the model's structure); the last few are kept."""
         full = (*key, structure_key(model))
         with self._derived_lock:
-            if full in self._derived:
-                return self._derived[full]
-        value = compute()
-        with self._derived_lock:
-            self._derived[full] = value
-            while len(self._derived) > MAX_DERIVED:
-                del self._derived[next(iter(self._derived))]
-        return value
+            found = self._derived.get(full, _MISSING)
+        if found is _MISSING:
+            found = compute()
+            with self._derived_lock:
+                self._derived[full] = found
+                while len(self._derived) > MAX_DERIVED:
+                    del self._derived[next(iter(self._derived))]
+        return copy.copy(found)  # a list or dict of its own: a caller's change stays its own
 
     @contextmanager
     def interactive(self) -> Iterator[None]:
@@ -82,12 +84,6 @@ class ModelOwner:
                 self._cv.wait(POLL_S)
         if is_current is not None and not is_current():  # superseded while it waited
             raise Superseded
-
-    @property
-    def busy(self) -> bool:
-        """Whether interactive work is running now."""
-        with self._cv:
-            return bool(self._threads)
 
 
 _OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
