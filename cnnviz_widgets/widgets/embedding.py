@@ -129,7 +129,7 @@ class EmbeddingExplorer(Widget):
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
         self._worker = LatestWorker("cnnviz-embedding")
-        self._priority = owner_of(model)
+        self._owner = owner_of(model)
         self._background = background
         if features is None:
 
@@ -186,7 +186,7 @@ class EmbeddingExplorer(Widget):
                 report = PassProgress(
                     lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
                     is_current,
-                    turn=self._priority.background_turn,
+                    turn=self._owner.background_turn,
                 )
                 thumbs, extra = self._thumbnail_job()
                 self._take(self._features_fn(report, self._previewer(post), extra), post, thumbs)
@@ -276,7 +276,7 @@ class EmbeddingExplorer(Widget):
             images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
             tiles = render.fit_tiles(images, self._thumb_px)
         pages, shape, cols, per_page = render.sprite_sheets(tiles)
-        thumbs = {
+        sheets = {
             "thumb_pages": pages,
             "thumb_shape": list(shape),
             "thumb_cols": cols,
@@ -286,7 +286,7 @@ class EmbeddingExplorer(Widget):
 
         def show() -> None:
             with self.hold_sync():
-                self._set(**thumbs)
+                self._set(**sheets)
                 self._show_neighbours({"new": self.selected_index})
 
         post(show)
@@ -307,7 +307,7 @@ class EmbeddingExplorer(Widget):
         def step(current: np.ndarray, iteration: int, iterations: int) -> None:
             if not is_current():
                 raise Superseded
-            self._priority.background_turn(is_current)  # a click on the model goes first
+            self._owner.background_turn(is_current)  # a click on the model goes first
             self._show_map(
                 current,
                 post,

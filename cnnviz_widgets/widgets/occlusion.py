@@ -131,7 +131,7 @@ class OcclusionMap(Widget):
         if not math.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number; got {baseline!r}")
         self._worker = LatestWorker("cnnviz-occlusion")
-        self._priority = owner_of(model)
+        self._owner = owner_of(model)
         self.results: list[OcclusionResult] = []
         probs = class_probabilities(model, batch, device=device)
         names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
@@ -288,13 +288,13 @@ class OcclusionMap(Widget):
     def _prioritised(self, maps, is_current: Callable[[], bool]):
         """The coarsest map as interactive work (the model's background jobs wait for it),
         the finer ones as background work."""
-        with self._priority.interactive():
+        with self._owner.interactive():
             first = next(maps, None)
         if first is None:
             return
         yield first
         while True:
-            self._priority.background_turn(is_current)
+            self._owner.background_turn(is_current)
             res = next(maps, None)
             if res is None:
                 return

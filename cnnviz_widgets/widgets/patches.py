@@ -124,7 +124,7 @@ class TopPatches(TileGridWidget):
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
         self._worker = LatestWorker("cnnviz-top-patches")
-        self._priority = owner_of(model)
+        self._owner = owner_of(model)
         self._background = background
         self._ranked = False
         example = dataset[0][0]
@@ -185,7 +185,7 @@ class TopPatches(TileGridWidget):
             report = PassProgress(
                 lambda f, text: post(lambda: self._show_progress(f, text)),
                 is_current,
-                turn=self._priority.background_turn,
+                turn=self._owner.background_turn,
             )
             options = {**self._options, "progress": report}
             top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
