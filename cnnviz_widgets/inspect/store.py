@@ -123,5 +123,5 @@ class RowStore:
 
     def finish(self) -> dict[str, np.ndarray]:
         """The filled rows of every column (views of the one block); the store lets go of them."""
-        arrays, self._arrays = self._arrays, {}
-        return {name: array[: self.count] for name, array in arrays.items()}
+        filled, self._arrays = self.head(), {}
+        return filled
