@@ -279,47 +279,39 @@ def test_interactive_work_on_a_model_pauses_its_background_work():
         assert done == [True]
 
 
-def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo, monkeypatch):
-    # an image shown during a long pass over the dataset: the pass (on the same model) makes
-    # no forward while the coarse occlusion map is computed
-    from contextlib import contextmanager
-
+def test_the_first_occlusion_map_is_computed_while_the_dataset_pass_waits(demo):
+    # an image shown during a long pass over the dataset: the model's one thread computes the
+    # coarse occlusion map after at most the batch the pass is in, the pass making no forward
+    # meanwhile, then goes on with the pass
     from cnnviz_widgets import OcclusionMap
-    from cnnviz_widgets.widgets._owner import owner_of
 
     model, dataset, _ = demo
     slow = Slow(dataset, 5000, delay=0.001)  # a forward every few ms, for up to ~30 s
     slow.gate.set()
-    forwards = []  # (thread name, start time) of each forward of the model (or its views)
+    forwards = []  # (thread name, batch size, start time) of each forward of the model's views
     handle = model.register_forward_pre_hook(
-        lambda m, args: forwards.append((threading.current_thread().name, time.perf_counter()))
+        lambda m, args: forwards.append(
+            (threading.current_thread().name, args[0].shape[0], time.perf_counter())
+        )
     )
-    priority = owner_of(model)
-    windows = []
-    plain = priority.interactive
-
-    @contextmanager
-    def timed():
-        with plain():
-            start = time.perf_counter()
-            yield
-            windows.append((start, time.perf_counter()))
-
-    monkeypatch.setattr(priority, "interactive", timed)
     view = EmbeddingExplorer(model, slow, method="pca", progress=False, batch_size=4)
     try:
-        while sum(name == "cnnviz-embedding" for name, _ in forwards) < 5:
+        while sum(n == 4 for _, n, _ in forwards) < 5:
             time.sleep(0.01)
-        # one map at stride 1: 1,024 positions, some tenths of a second
-        occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[1])
+        # one map at stride 1 by the full recompute: 1,024 positions in forwards of 8 images
+        occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[1], method="full")
+        asked = time.perf_counter()  # the job is queued at the end of the constructor
         occ.wait(60)
         assert view.running, "the pass ended before the map: nothing was tested"
-        (start, end), *_ = windows
-        during = [t for name, t in forwards if name == "cnnviz-embedding" and start < t < end]
-        assert len(during) <= 1, len(during)  # at most a batch that had already had its turn
-        assert any(name == "cnnviz-occlusion" and start < t < end for name, t in forwards)
-        after = time.perf_counter()
-        while not any(name == "cnnviz-embedding" and t > after for name, t in forwards):
+        passes = [t for _, n, t in forwards if n == 4]
+        maps = [t for _, n, t in forwards if n == 8]
+        assert len(maps) == 1024 // 8
+        first, last = min(maps), max(maps)
+        assert sum(asked < t < first for t in passes) <= 1  # the batch under way, at most
+        assert not [t for t in passes if first < t < last]  # the pass waits for the map
+        threads = {name for name, n, _ in forwards if n in (4, 8)}
+        assert threads == {view._lane.owner.thread.name}  # one thread runs the model's work
+        while not any(t > last for t in (t for _, n, t in forwards if n == 4)):
             time.sleep(0.01)  # and the pass goes on
         occ.close()
     finally:
@@ -363,7 +355,7 @@ def test_an_occlusion_job_superseded_while_it_waits_its_turn_ends_quietly(demo, 
     with owner_of(model).interactive():  # a click being handled: finer maps wait
         occ = OcclusionMap(model, dataset[0][0], patch_size=8, strides=[8, 4])
         deadline = time.monotonic() + 30
-        while occ._worker._idle.is_set() or not occ.results:  # the coarse map, then waiting
+        while not occ._lane.busy or not occ.results:  # the coarse map, then waiting
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(0.3)

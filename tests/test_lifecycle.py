@@ -23,7 +23,7 @@ from cnnviz_widgets import (
     OcclusionMap,
     TopPatches,
 )
-from cnnviz_widgets.widgets import _worker
+from cnnviz_widgets.widgets import _owner
 from cnnviz_widgets.widgets.patches import layer_choices
 
 
@@ -64,9 +64,10 @@ def test_a_closed_widget_and_its_model_are_garbage(demo, kind):
 
 def test_a_forgotten_widget_keeps_no_thread_once_idle(demo, monkeypatch):
     # a notebook re-runs a cell twenty times and never closes the old widgets
-    monkeypatch.setattr(_worker, "IDLE_EXIT_S", 0.2)
+    monkeypatch.setattr(_owner, "IDLE_EXIT_S", 0.2)
     views = [OcclusionMap(demo[0], demo[1][i][0], patch_size=8, strides=[8]) for i in range(5)]
-    threads = {v._worker._thread for v in views} - {None}
+    threads = {v._lane.owner.thread for v in views} - {None}
+    assert len(threads) == 1, "five widgets on one model: one thread runs it"
     for v in views:
         v.wait(60)
     deadline = time.monotonic() + 10

@@ -1,5 +1,7 @@
 """OcclusionMap streams exact maps coarse-to-fine and follows its controls."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,7 @@ def test_closed_widgets_leave_no_thread(demo):
     from cnnviz_widgets import CNNExplorer
 
     model, dataset, classes = demo
+    model = copy.deepcopy(model)  # its own model: other tests' widgets share the demo's thread
     ours = lambda: [t for t in threading.enumerate() if t.name.startswith("cnnviz")]  # noqa: E731
     before = len(ours())
     for i in range(20):

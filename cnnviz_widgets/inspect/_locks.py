@@ -1,11 +1,13 @@
-"""Tracing with torch.fx beside threads that run the same model.
+"""Tracing with torch.fx beside threads that run modules.
 
 `torch.fx` tracing patches `nn.Module.__call__` and `__getattr__` for the whole process while it
 runs: a module called from another thread at that moment is routed into the tracer and gets a
 Proxy back (or fails: "module is not installed as a submodule"). `ThreadTracer` passes calls
-from other threads straight to the real module, so a background job (the occlusion worker) is
-never touched by a trace on the main thread. FX_LOCK is held by every trace and by the
-occlusion worker around each batch it computes, as a second guard.
+from other threads straight to the real module. So a trace on one thread never touches another
+thread's forward: a model owner's worker (widgets/_owner.py) running a batch, or the user's own
+code (training in the next cell) while a widget traces in the background. And two traces never
+overlap (`_TRACING`): each would install its patches over the other's and take them away in the
+middle of it. This is the one thread guard in `inspect/`; nothing else here knows about threads.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from torch import fx, nn
 
-FX_LOCK = threading.RLock()
+_TRACING = threading.RLock()  # one trace at a time in the process (fx patches are global)
 
 
 class ThreadTracer(fx.Tracer):
@@ -24,7 +26,7 @@ class ThreadTracer(fx.Tracer):
     _owner: int | None = None
 
     def trace(self, root, concrete_args=None):
-        with FX_LOCK:
+        with _TRACING:
             self._owner = threading.get_ident()
             try:
                 return super().trace(root, concrete_args)

@@ -51,7 +51,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._locks import FX_LOCK
 from .incremental import (
     DEFAULT_FULL_THRESHOLD,
     IncrementalEngine,
@@ -484,10 +483,7 @@ class _Runner:
             while start < n:
                 stop = min(n, start + bs)
                 try:
-                    with (
-                        FX_LOCK,  # no tracing on another thread while modules run here
-                        torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
-                    ):
+                    with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                         if plan is not None:
                             out = engine.run(plan, start, stop, placement.updates(start, stop))
                         else:
@@ -606,8 +602,7 @@ def _iterate(runner: _Runner, strides: list[Any]) -> Iterator[OcclusionResult]:
         with torch.inference_mode(), _TF32(runner.device, runner.precision):
             if first:
                 t0 = time.perf_counter()
-                with FX_LOCK:  # the base forward: no tracing on another thread meanwhile
-                    runner.start()
+                runner.start()
                 base_s = time.perf_counter() - t0
             res = runner.compute(s)
             if first:

@@ -37,26 +37,26 @@ class Widget(anywidget.AnyWidget):
             for name, value in traits.items():
                 setattr(self, name, value)
 
-    def _wait_worker(self, timeout: float | None, what: str) -> None:
-        """Block until the widget's background worker (`_worker`) is idle and its results are
-        in the traits; re-raise its last job's error; `TimeoutError` naming `what` after
-        `timeout` seconds."""
+    def _wait_lane(self, timeout: float | None, what: str) -> None:
+        """Block until the widget's background work (its `_lane` on the model's thread, see
+        `_owner.py`) is done and its results are in the traits; re-raise its last job's error;
+        `TimeoutError` naming `what` after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._worker.wait(left):
+            if not self._lane.wait(left):
                 raise TimeoutError(f"{what} after {timeout} s")
             if not _kernel.drain():  # a result shown can start more work (a new ranking)
                 break
-        if self._worker.last_error is not None:
-            raise self._worker.last_error
+        if self._lane.last_error is not None:
+            raise self._lane.last_error
 
     def close(self) -> None:
         """Close the widget and end its background work, if it has any."""
         self._closed = True
-        worker = getattr(self, "_worker", None)  # absent when __init__ raised before it
-        if worker is not None:
-            worker.close()
+        lane = getattr(self, "_lane", None)  # absent when __init__ raised before it
+        if lane is not None:
+            lane.close()
         super().close()
 
 

@@ -33,7 +33,9 @@ class PassProgress:
         if not self.is_current():
             raise Superseded
         if self._turn is not None:
+            paused = time.perf_counter()
             self._turn(self.is_current)
+            self._t0 += time.perf_counter() - paused  # time given to other work is not the pass's
         now = time.perf_counter()
         if now - self._last < self._every and done != total:
             return

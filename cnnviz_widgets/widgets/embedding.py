@@ -28,7 +28,6 @@ from ._base import Widget
 from ._owner import owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
-from ._worker import LatestWorker
 
 
 def _binary_from_json(value, widget):
@@ -60,6 +59,9 @@ class EmbeddingExplorer(Widget):
     _esm = bundle("embedding_explorer.js")
 
     points = traitlets.Bytes(b"").tag(sync=True)
+    #: how many points the finished map has (the view picks its drawing mode from it at once,
+    #: while `points` still holds a preview, or nothing)
+    n_points = traitlets.Int(0).tag(sync=True)
     grid_points = traitlets.Bytes(b"").tag(sync=True)
     # not `layout`: DOMWidget's `layout` is the ipywidgets Layout every view relies on
     arrangement = traitlets.Enum(["scatter", "grid"], "scatter").tag(sync=True)
@@ -128,8 +130,8 @@ class EmbeddingExplorer(Widget):
         self.features: Features | None = None
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
-        self._worker = LatestWorker("cnnviz-embedding")
         self._owner = owner_of(model)
+        self._lane = self._owner.lane("embedding")
         self._background = background
         if features is None:
 
@@ -151,6 +153,7 @@ class EmbeddingExplorer(Widget):
             class_names=self._names_given,
             class_colors=render.class_colors(len(names)),
             caption=f"{len(dataset):,} images",
+            n_points=dataset_length(dataset),
             running=True,
             progress=0.0,
             status="reading the dataset…",
@@ -163,7 +166,7 @@ class EmbeddingExplorer(Widget):
 
     def _submit(self) -> None:
         if self._background:
-            self._worker.submit(self._job)
+            self._lane.submit(self._job)
         else:  # here and now: the view still shows the progress and the t-SNE as they go
             self._job(lambda: True)
 
@@ -336,7 +339,7 @@ class EmbeddingExplorer(Widget):
     def wait(self, timeout: float | None = None) -> EmbeddingExplorer:
         """Block until the pass and the map are done (the widget, for chaining); re-raises the
         background job's error. `TimeoutError` after `timeout` seconds."""
-        self._wait_worker(timeout, "the map was not finished")
+        self._wait_lane(timeout, "the map was not finished")
         return self
 
     @traitlets.validate("selected_index")

@@ -128,7 +128,7 @@ class CNNExplorer(PanelHost, _Host):
                 model, dataset, [name], top_k, display=display, device=device,
                 batch_size=batch_size, progress=both, preview=preview, extra=extra,
             )  # fmt: skip
-            tp._post(tp._rank, emb_current)  # from the cache just filled
+            tp._post(lambda: tp._rank(interactive=True), emb_current)  # the cache just filled
             return features
 
         emb = detached(EmbeddingExplorer)(

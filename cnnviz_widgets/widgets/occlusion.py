@@ -23,7 +23,6 @@ from ._base import Widget
 from ._owner import owner_of
 from ._progress import Superseded
 from ._tiles import bundle
-from ._worker import LatestWorker
 
 
 def coarse_to_fine(stride: int, patch: int) -> list[int]:
@@ -130,8 +129,8 @@ class OcclusionMap(Widget):
         stride = max(1, patch // 4) if stride is None else check_positive("stride", stride)
         if not math.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number; got {baseline!r}")
-        self._worker = LatestWorker("cnnviz-occlusion")
         self._owner = owner_of(model)
+        self._lane = self._owner.lane("occlusion")
         self.results: list[OcclusionResult] = []
         probs = class_probabilities(model, batch, device=device)
         names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
@@ -252,7 +251,9 @@ class OcclusionMap(Widget):
         with self.hold_sync():
             self.running, self.progress, self.maps_done = True, 0.0, 0
             self.status = "starting…"
-        self._worker.submit(lambda is_current: self._run(params, results, is_current))
+        self._lane.submit(  # the coarse map goes first (see `_prioritised`)
+            lambda is_current: self._run(params, results, is_current), interactive=True
+        )
 
     def _run(self, params: dict, results: list, is_current: Callable[[], bool]) -> None:
         def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
@@ -286,10 +287,10 @@ class OcclusionMap(Widget):
             post(lambda: self._set(**end))
 
     def _prioritised(self, maps, is_current: Callable[[], bool]):
-        """The coarsest map as interactive work (the model's background jobs wait for it),
-        the finer ones as background work."""
-        with self._owner.interactive():
-            first = next(maps, None)
+        """The coarsest map as interactive work (the job was submitted as such: the model's
+        background jobs wait for it), the finer ones as background work (a newer interactive
+        job goes first)."""
+        first = next(maps, None)
         if first is None:
             return
         yield first
@@ -320,7 +321,7 @@ class OcclusionMap(Widget):
 
     def wait(self, timeout: float | None = 120) -> OcclusionResult:
         """Block until the current run is finished; returns its finest map."""
-        self._wait_worker(timeout, "the occlusion map was not finished")
+        self._wait_lane(timeout, "the occlusion map was not finished")
         return self.results[-1]
 
     @property

@@ -23,7 +23,6 @@ from ..inspect.receptive import receptive_fields
 from ._owner import catalogue_of, fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
-from ._worker import LatestWorker
 
 
 def layer_choices(model: nn.Module, image) -> list[dict]:
@@ -123,8 +122,8 @@ class TopPatches(TileGridWidget):
         self.max_patch_px = max_patch_px
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
-        self._worker = LatestWorker("cnnviz-top-patches")
         self._owner = owner_of(model)
+        self._lane = self._owner.lane("top patches")
         self._background = background
         self._ranked = False
         example = dataset[0][0]
@@ -165,15 +164,19 @@ class TopPatches(TileGridWidget):
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from err
 
-    def _rank(self, page: int | None = None) -> None:
+    def _rank(self, page: int | None = None, *, interactive: bool = False) -> None:
         """Rank the current layer in the background (a cached pass), then show `page`
-        (default: the same one). The widget shows the pass's progress; `wait()` blocks."""
+        (default: the same one). The widget shows the pass's progress; `wait()` blocks.
+        `interactive`: before the model's background work (a ranking read from the cache)."""
         self._ranked = True
         with self.hold_sync():
             self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
         layer, k = self.layer, self.k
         if self._background:
-            self._worker.submit(lambda is_current: self._rank_job(layer, k, page, is_current))
+            self._lane.submit(
+                lambda is_current: self._rank_job(layer, k, page, is_current),
+                interactive=interactive,
+            )
         else:  # here and now, the view showing the pass's progress
             self._rank_job(layer, k, page, lambda: True)
 
@@ -219,7 +222,7 @@ class TopPatches(TileGridWidget):
     def wait(self, timeout: float | None = None) -> TopPatches:
         """Block until the current ranking is shown (the widget, for chaining); re-raises the
         background pass's error. `TimeoutError` after `timeout` seconds."""
-        self._wait_worker(timeout, "the top patches were not ranked")
+        self._wait_lane(timeout, "the top patches were not ranked")
         return self
 
     def _on_layer(self, change) -> None:

@@ -415,9 +415,12 @@ function render({ model, el }) {
   // --- WebGL ----------------------------------------------------------------------------------
   const glCanvas = document.createElement("canvas");
   // Many points: square points without blending (regl-scatterplot's performance mode) keep
-  // panning fluid; the mode can only be chosen when the plot is created. No multisampling: the
+  // panning fluid; the mode can only be chosen when the plot is created, so it follows how many
+  // points the map will have (`n_points`: the points may not be in yet). No multisampling: the
   // library's own frames never had it (they were drawn into a framebuffer without it).
-  const manyPoints = toBytes(model.get("points")).byteLength / 8 >= MANY_POINTS;
+  const manyPoints =
+    Math.max(toBytes(model.get("points")).byteLength / 8, getInt(model, "n_points", 0)) >=
+    MANY_POINTS;
   const gl = glCanvas.getContext("webgl", { antialias: false, preserveDrawingBuffer: true });
   /** @type {Renderer | null} */
   let renderer = null;
@@ -1296,6 +1299,7 @@ function render({ model, el }) {
   updateThumbs();
   updateControls();
   canvas.dataset.drawCount = "0";
+  canvas.dataset.performanceMode = String(manyPoints && sp !== null);
   canvas.dataset.points = "0";
   canvas.dataset.selected = String(getInt(model, "selected_index", -1));
   requestDraw();

@@ -1306,6 +1306,7 @@ def run_checks(page: Page, dpr: float) -> list[str]:
     )
     page.wait_for_timeout(100)
     run_shadow_checks(page, notes)
+    run_performance_mode_checks(page, notes)
     return notes
 
 
@@ -1326,6 +1327,26 @@ def run_shadow_checks(page: Page, notes: list[str]) -> None:
         "() => { window.shadowCleanup(); document.querySelector('#shadow-ee').remove(); }"
     )
     notes.append("styles reach a shadow root")
+
+
+def run_performance_mode_checks(page: Page, notes: list[str]) -> None:
+    """The scatter's drawing mode is fixed when it is created: it follows `n_points` (the map's
+    final size), not the points there are yet (none, or a preview)."""
+    mode = "() => document.querySelector('#variant-ee canvas[data-performance-mode]')"
+    for n_points, points, want in ((60_000, 0, "true"), (0, 0, "false"), (49_999, 500, "false")):
+        page.evaluate(
+            """async ([n, k]) => {
+                const xy = new Float32Array(2 * k).map((_, i) => (i % 7) / 7);
+                window.variantCleanup = await harness.renderVariant('ee', {
+                    n_points: n, points: new DataView(xy.buffer),
+                });
+            }""",
+            [n_points, points],
+        )
+        got = page.evaluate(f"() => ({mode})()?.dataset.performanceMode ?? null")
+        page.evaluate("() => window.variantCleanup()")
+        check(got == want, f"n_points {n_points}, {points} points: performance mode {got}")
+    notes.append("scatter's drawing mode follows n_points")
 
 
 def main() -> int:

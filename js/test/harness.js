@@ -562,10 +562,29 @@ async function main() {
     return cleanup;
   }
 
+  /**
+   * Render `name`'s widget once more into a new `#variant-<name>`, its model's state with
+   * `overrides` (a fresh model: the mounted one is left as it is). Returns the cleanup.
+   * @param {keyof typeof mounts} name
+   * @param {Record<string, unknown>} overrides
+   */
+  async function renderVariant(name, overrides) {
+    const el = document.createElement("div");
+    el.id = `variant-${name}`;
+    document.body.append(el);
+    const model = new FakeModel({ ...models[name].state, ...overrides });
+    const cleanup = await mounts[name].module.default.render({ model, el });
+    return () => {
+      cleanup?.();
+      el.remove();
+    };
+  }
+
   return {
     models,
     cleanups,
     renderInShadow,
+    renderVariant,
     renderStart,
     pixelAt,
     distinctColors,
