@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+import traitlets
 from ipywidgets.widgets.widget import _instances
 from torch import nn
 
@@ -37,11 +38,15 @@ def mirrored(x: CNNExplorer) -> dict:
     """Every panel trait whose host copy differs from the panel's value."""
     panels = {"emb": x.embedding, "fm": x.feature_maps, "occ": x.occlusion}
     panels |= {"tp": x.top_patches, "fg": x.filters}
+
+    def host(p: str, k: str) -> str:  # a shared selection: one host trait (SHARED)
+        return x.panel_links.get(p, {}).get(k, f"{p}{SEP}{k}")
+
     return {
-        f"{p}{SEP}{k}": (getattr(x, f"{p}{SEP}{k}"), getattr(panel, k))
+        host(p, k): (getattr(x, host(p, k)), getattr(panel, k))
         for p, panel in panels.items()
         for k in panel._panel_keys
-        if getattr(x, f"{p}{SEP}{k}") != getattr(panel, k)
+        if getattr(x, host(p, k)) != getattr(panel, k)
     }
 
 
@@ -56,7 +61,15 @@ def test_one_model_carries_every_panel(demo):
     assert all(p.comm is None for p in (x.embedding, x.feature_maps, x.occlusion))
     for prefix, cls in PANELS.items():
         for key in panel_keys(cls):
-            assert f"{prefix}{SEP}{key}" in x.keys
+            shared = x.panel_links.get(prefix, {}).get(key)
+            assert (shared or f"{prefix}{SEP}{key}") in x.keys
+            assert shared is None or f"{prefix}{SEP}{key}" not in x.keys
+    # each selection the panels share is synced once: layer, selected_channel and target (the
+    # filter grid's `layer` is its own: the first conv)
+    state = x.get_state()
+    for name in ("layer", "selected_channel", "target"):
+        copies = [k for k in state if k.split(SEP)[-1] == name and not k.startswith("fg")]
+        assert copies == [name]
     assert mirrored(x) == {}
     x.close()
 
@@ -85,19 +98,26 @@ def test_the_browser_drives_panels_through_the_host(explorer, demo):
     # what the browser sends: host traits under <panel>__<trait>, bytes as memoryview
     explorer.set_state({"emb__selected_index": 7})
     assert explorer.selected_index == 7
-    explorer.set_state({"fm__selected_channel": 11})
+    explorer.set_state({"selected_channel": 11})  # what the feature maps' proxy sends
     assert explorer.selected_channel == 11 == explorer.top_patches.selected_channel
+    assert explorer.feature_maps.selected_channel == 11
     assert 11 in np.frombuffer(explorer.tp__channels, "<i4")
     explorer.set_state({"tp__selected_index": 99})
     assert explorer.selected_index == 99
-    explorer.set_state({"occ__target": 3})
-    assert explorer.target == 3
+    explorer.set_state({"target": 3})
+    assert explorer.target == 3 == explorer.occlusion.target
     lasso = np.array([1, 2, 3], "<i4").tobytes()
     explorer.set_state({"emb__selected_indices": memoryview(lasso)})
     assert list(explorer.embedding.selection) == [1, 2, 3]
     # a value the panel rejects is put back
-    explorer.set_state({"occ__target": 99})
-    assert explorer.occ__target == explorer.occlusion.target == 3
+    sent = []
+    explorer.send_state = lambda key=None: sent.append(key)
+    explorer.set_state({"target": 99})
+    del explorer.send_state
+    assert explorer.target == explorer.occlusion.target == 3 and sent == [["target"]]
+    with pytest.raises(traitlets.TraitError, match="out of range"):
+        explorer.target = 99  # from Python: the panel's own error
+    assert explorer.target == 3
     explorer.wait()
     assert mirrored(explorer) == {}
 

@@ -129,11 +129,13 @@ def test_what_depends_on_the_structure_is_derived_once_per_model(demo, monkeypat
     # used to trace the model for them three times); a replaced module is a new structure
     import cnnviz_widgets.inspect as inspect_pkg
     import cnnviz_widgets.inspect.receptive as receptive
+    import cnnviz_widgets.widgets.occlusion as occlusion_widget
 
     model, dataset, classes = copy.deepcopy(demo[0]), Subset(demo[1], range(40)), demo[2]
     expected = [c["name"] for c in layer_choices(copy.deepcopy(model), dataset[0][0])]
-    calls = {"catalogue": 0, "fields": 0}
+    calls = {"catalogue": 0, "fields": 0, "graph": 0}
     real_catalogue, real_fields = inspect_pkg.layer_catalogue, receptive.receptive_fields
+    real_trace = occlusion_widget.trace
 
     def catalogue(*args, **kwargs):
         calls["catalogue"] += 1
@@ -144,14 +146,24 @@ def test_what_depends_on_the_structure_is_derived_once_per_model(demo, monkeypat
             calls["fields"] += 1
         return real_fields(model, size, layers, **kwargs)
 
+    def trace(*args, **kwargs):  # the occlusion maps' graph
+        calls["graph"] += 1
+        return real_trace(*args, **kwargs)
+
+    monkeypatch.setattr(occlusion_widget, "trace", trace)
     monkeypatch.setattr(inspect_pkg, "layer_catalogue", catalogue)
     monkeypatch.setattr(receptive, "receptive_fields", fields)
     explorer = CNNExplorer(model, dataset, classes, method="pca", progress=False)
     explorer.wait(60)
-    assert calls == {"catalogue": 1, "fields": 1}
+    assert calls == {"catalogue": 1, "fields": 1, "graph": 1}
     assert [c["name"] for c in explorer.top_patches.layer_options] == expected
     FeatureMaps(model, dataset[0][0], "conv2").close()  # the same structure: nothing new
-    assert calls == {"catalogue": 1, "fields": 1}
+    explorer.selected_index = 5  # a new image of the same shape: the same graph
+    explorer.wait(60)
+    other = OcclusionMap(model, dataset[7][0], patch_size=8, strides=[8])
+    other.wait(60)
+    other.close()
+    assert calls == {"catalogue": 1, "fields": 1, "graph": 1}
     model.conv2 = nn.Conv2d(16, 32, 3, padding=1)  # a replaced module: derived again
     FeatureMaps(model, dataset[0][0], "conv2").close()
     assert calls["catalogue"] == 2

@@ -568,8 +568,8 @@ def occlusion_maps(
     strides. What runs is an eval-mode view of the model on ``device``, made once per call; the
     model itself (its flags, device, hooks) is never touched.
     Arguments as :func:`occlusion_map`; strides are validated before anything runs.
-    ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace`, made
-    beforehand on the main thread when this generator runs on another one.
+    ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace` at this
+    image's shape, made before and reused, so that repeated maps of one model skip the trace.
     """
     strides = list(strides)
     for s in strides:

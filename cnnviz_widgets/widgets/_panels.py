@@ -8,6 +8,11 @@ panel's `hold_sync` groups them, and
 changes arriving from the browser on the host are set on the panel. In the browser, a proxy
 model maps `get("name")` to `get("<prefix>__name")`, so each widget's own view renders the
 panel unchanged. One model, one comm and one copy of the JS bundle for the whole composite.
+
+A selection several panels show (the layer, the selected channel, the target class) lives in
+one host trait, not in a mirror per panel: `SHARED` names it per panel, the host trait is
+validated by every panel that shares it, and the panels' own traits follow it. The browser's
+proxy reads the mapping from the host's `panel_links` trait.
 """
 
 from __future__ import annotations
@@ -36,15 +41,23 @@ def _from_json(value, widget):
     return bytes(value) if isinstance(value, memoryview) else value
 
 
-def host_traits(panels: dict[str, type]) -> dict[str, traitlets.TraitType]:
-    """One untyped synced trait per panel trait; the panel's own trait validates the value."""
-    return {
+def host_traits(
+    panels: dict[str, type], shared: dict[str, dict[str, str]] | None = None
+) -> dict[str, traitlets.TraitType]:
+    """One untyped synced trait per panel trait that is not `shared` (panel prefix -> panel
+    trait -> host trait); the panel's own trait validates the value. And `panel_links`: the
+    shared mapping, for the browser's proxies."""
+    shared = shared or {}
+    traits: dict[str, traitlets.TraitType] = {
         f"{prefix}{SEP}{key}": traitlets.Any(None, allow_none=True).tag(
             sync=True, from_json=_from_json
         )
         for prefix, cls in panels.items()
         for key in panel_keys(cls)
+        if key not in shared.get(prefix, {})
     }
+    traits["panel_links"] = traitlets.Dict(shared).tag(sync=True)
+    return traits
 
 
 class DetachedMixin:
@@ -118,17 +131,63 @@ class PanelHost:
             yield
 
     def _attach(self, prefix: str, panel) -> None:
-        keys = sorted(panel._panel_keys)
+        shared = self.panel_links.get(prefix, {})
+        keys = sorted(set(panel._panel_keys) - set(shared))
         self._panels = {**getattr(self, "_panels", {}), prefix: panel}
 
         def push(names: Iterable[str]) -> None:
             with self.batch():
                 for name in names:
-                    setattr(self, f"{prefix}{SEP}{name}", getattr(panel, name))
+                    if name not in shared:  # a shared one reaches the host by `follow` below
+                        setattr(self, f"{prefix}{SEP}{name}", getattr(panel, name))
 
         panel._push = push
         push(keys)
         self.observe(self._from_browser, names=[f"{prefix}{SEP}{k}" for k in keys])
+        for name, host_name in shared.items():
+
+            def follow(change, host_name=host_name):  # the panel changed it itself
+                if getattr(self, host_name) != change["new"]:
+                    setattr(self, host_name, change["new"])
+
+            panel.observe(follow, names=[name])
+            self.observe(self._to_panels, names=[host_name])
+
+    def _sharing(self, host_name: str) -> list[tuple[object, str]]:
+        """(panel, its trait) for each panel that shows the host trait `host_name`."""
+        return [
+            (self._panels[prefix], name)
+            for prefix, links in self.panel_links.items()
+            for name, shared_as in links.items()
+            if shared_as == host_name and prefix in getattr(self, "_panels", {})
+        ]
+
+    def _check_shared(self, host_name: str, value):
+        """`value` as every panel sharing `host_name` accepts it (their validators), or the
+        first panel's TraitError."""
+        for panel, name in self._sharing(host_name):
+            value = panel.traits()[name]._validate(panel, value)
+        return value
+
+    def _to_panels(self, change) -> None:
+        for panel, name in self._sharing(change["name"]):
+            if getattr(panel, name) != change["new"]:
+                setattr(panel, name, change["new"])
+
+    def set_state(self, sync_data) -> None:
+        """State from the browser: a shared selection a panel rejects is logged and put back
+        (the browser gets the current value again), as for a mirrored trait."""
+        shared = {h for links in self.panel_links.values() for h in links.values()}
+        refused = []
+        for key in shared & set(sync_data):
+            try:
+                self._check_shared(key, sync_data[key])
+            except traitlets.TraitError as err:
+                log.warning("%s: %s", key, err)
+                refused.append(key)
+        super().set_state({k: v for k, v in sync_data.items() if k not in refused})
+        if refused:
+            self.send_state(refused)
 
     def _from_browser(self, change) -> None:
         prefix, _, name = change["name"].partition(SEP)

@@ -34,7 +34,14 @@ PANELS = {
     "fg": FilterGrid,
 }
 
-_Host = type("_ExplorerPanels", (Widget,), host_traits(PANELS))
+#: the selections panels share: one host trait each (panel prefix -> panel trait -> host trait)
+SHARED = {
+    "fm": {"layer": "layer", "selected_channel": "selected_channel"},
+    "tp": {"layer": "layer", "selected_channel": "selected_channel"},
+    "occ": {"target": "target"},
+}
+
+_Host = type("_ExplorerPanels", (Widget,), host_traits(PANELS, SHARED))
 
 
 class CNNExplorer(PanelHost, _Host):
@@ -167,12 +174,7 @@ class CNNExplorer(PanelHost, _Host):
         if background:  # the one dataset pass, on a thread: every panel exists by now
             emb._submit()
 
-        # one trait, every panel that shows it
-        traitlets.link((self, "layer"), (fm, "layer"))
-        traitlets.link((self, "layer"), (tp, "layer"))
-        traitlets.link((self, "selected_channel"), (fm, "selected_channel"))
-        traitlets.link((self, "selected_channel"), (tp, "selected_channel"))
-        traitlets.link((self, "target"), (occ, "target"))
+        # layer, selected_channel and target: one host trait each, the panels follow (SHARED)
         emb.observe(self._index_from_panel, names=["selected_index"])
         tp.observe(self._index_from_panel, names=["selected_index"])
         self.observe(self._on_index, names=["selected_index"])
@@ -182,6 +184,10 @@ class CNNExplorer(PanelHost, _Host):
     def _image(self, index: int):
         item = self._dataset[index]
         return item[0] if isinstance(item, tuple | list) else item
+
+    @traitlets.validate("layer", "selected_channel", "target")
+    def _valid_shared(self, proposal):
+        return self._check_shared(proposal["trait"].name, proposal["value"])
 
     @traitlets.validate("selected_index")
     def _valid_index(self, proposal):

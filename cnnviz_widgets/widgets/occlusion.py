@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -121,7 +120,6 @@ class OcclusionMap(Widget):
         if method not in ("incremental", "full"):
             raise ValueError(f"Unknown method {method!r}; methods are: incremental, full")
         self._strides = check_strides(strides)
-        self._traced = None
         batch = self._batch(image)
         h, w = batch.shape[-2:]
         patch = default_patch(h, w) if patch_size is None else patch_size
@@ -217,25 +215,27 @@ class OcclusionMap(Widget):
         return coarse_to_fine(self.stride, self.patch_size)
 
     def _graph(self, batch):
-        """The model's fx graph at this image's shape (the engine retraces at any other),
-        traced here on the calling (main) thread, once per model structure and image shape."""
+        """The model's fx graph at this image's shape (the engine retraces at any other), once
+        per model structure and image shape, shared by the model's widgets (`_owner.py`);
+        traced in the job, on the model's thread. None where the engine traces for itself
+        (the full method, another device) or where the model cannot be traced (the run then
+        says so and goes full)."""
         m = self._model
-        parts = itertools.chain(m.modules(), m.parameters(), m.buffers())
-        key = (tuple(map(id, parts)), tuple(batch.shape))
-        if self._traced is None or self._traced[0] != key:
-            here = model_device(self._model)
-            elsewhere = self._device is not None and torch.device(self._device) != here
-            graph = None
-            if self._method == "incremental" and not elsewhere:  # else the engine traces
-                with contextlib.suppress(Exception):  # untraceable: the run says so, goes full
-                    graph = trace(eval_view(m), batch.to(here))  # the model stays as it is
-            self._traced = (key, graph)
-        return self._traced[1]
+        here = model_device(m)
+        elsewhere = self._device is not None and torch.device(self._device) != here
+        if self._method != "incremental" or elsewhere:
+            return None
+
+        def make():
+            with contextlib.suppress(Exception):
+                return (trace(eval_view(m), batch.to(here)),)  # the model stays as it is
+            return (None,)
+
+        return self._owner.derived(m, ("graph", tuple(batch.shape)), make)[0]
 
     def _start(self, change=None) -> None:
         batch = self._batch(self.image)
         params = {
-            "traced": self._graph(batch),
             "method": self._method,
             "image": batch,
             "strides": self.schedule(),
@@ -267,6 +267,7 @@ class OcclusionMap(Widget):
         maps = None
         status = None
         try:
+            params["traced"] = self._graph(params["image"])
             maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
             for res in self._prioritised(maps, is_current):
                 if not is_current():

@@ -66,21 +66,23 @@ POINT_IN_VIEW = """i => {
       p = root.cnnvizPointToClient(i);
     }
   }
-  return document.elementFromPoint(p.x, p.y) === canvas ? p : null;
+  const hit = document.elementFromPoint(p.x, p.y);
+  return hit === canvas ? p : { covered: hit ? `${hit.tagName}.${hit.className}` : 'nothing' };
 }"""
 
 
 def click_point(page, index: int) -> None:
     """Click point `index` once it is in view and the page has stopped moving (JupyterLab
     lays the notebook out again after a resize or a scroll)."""
+    page.mouse.move(0, 0)  # the last hover's tooltip must not cover the point
     where = None
     for _ in range(40):
         before = page.evaluate(POINT_IN_VIEW, index)
         page.wait_for_timeout(50)
         where = page.evaluate(POINT_IN_VIEW, index)
-        if where is not None and where == before:
+        if "covered" not in where and where == before:
             break
-    assert where is not None, f"point {index} of the scatter cannot be brought into view"
+    assert "covered" not in where, f"point {index} of the scatter is under {where['covered']}"
     page.mouse.click(where["x"], where["y"])
 
 
