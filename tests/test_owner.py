@@ -132,3 +132,23 @@ def test_closing_the_last_lane_ends_the_thread_and_a_closed_lane_takes_no_job():
     assert not thread.is_alive() and owner.thread is None
     with pytest.raises(RuntimeError, match="closed"):
         b.submit(lambda is_current: None)
+
+
+def test_closing_a_lane_whose_job_is_only_queued_returns_at_once():
+    owner = ModelOwner("t")
+    busy, queued = owner.lane("busy"), owner.lane("queued")
+    started, release = threading.Event(), threading.Event()
+
+    def hold(is_current):
+        started.set()
+        release.wait(10)
+
+    busy.submit(hold)
+    started.wait(10)
+    queued.submit(lambda is_current: None)  # waits behind `hold`
+    t0 = time.perf_counter()
+    queued.close()
+    assert time.perf_counter() - t0 < 1 and not queued.busy
+    release.set()
+    assert busy.wait(10)
+    owner.close()

@@ -195,6 +195,8 @@ class ModelOwner:
             if lane._job is not None:
                 lane._job = None
                 self._queue.remove(lane)
+            if not lane._running:  # nothing of it runs: idle now (else when its job stops)
+                lane._idle.set()
             self._lanes.discard(lane)
             self._cv.notify_all()
             thread = self._thread

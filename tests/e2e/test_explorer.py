@@ -83,6 +83,10 @@ def click_point(page, index: int) -> None:
         if "covered" not in where and where == before:
             break
     assert "covered" not in where, f"point {index} of the scatter is under {where['covered']}"
+    # hover first, a frame apart: the scatter pans by how far the mouse moved since its last
+    # frame while the button is down, so a jump and a press in one frame can pan, not select
+    page.mouse.move(where["x"], where["y"])
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.mouse.click(where["x"], where["y"])
 
 
