@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import pytest
-import requests
 import torch
 
 from ._lab import NON_BLANK
-from .conftest import ARTIFACTS, CHROMIUM_FLAGS, _free_port, chromium_path
+from .conftest import ARTIFACTS, CHROMIUM_FLAGS, _free_port, chromium_path, wait_until_up
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -100,16 +99,7 @@ def serve(home: pathlib.Path, argv: list[str], ready: str, timeout: float = 90):
     )
     server = Server(url, log_path)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if requests.get(f"{url}{ready}", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[:3]} did not start\n{server.tail()}")
-            time.sleep(0.3)
+        wait_until_up(f"{url}{ready}", proc, timeout, str(argv[:3]), log_path)
         yield server
     finally:
         proc.terminate()

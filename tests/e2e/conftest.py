@@ -44,6 +44,22 @@ def chromium_path() -> str:
     pytest.skip(why)
 
 
+def wait_until_up(url: str, proc, timeout: float, what: str, log) -> None:
+    """Poll `url` until it answers 200; RuntimeError naming `what` (and the tail of the text
+    file `log`) when `proc` ends first or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = pathlib.Path(log).read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"{what} did not start\n--- {log} ---\n{tail}")
+        time.sleep(0.3)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,16 +108,7 @@ def serve(home: pathlib.Path, app: str, *args: str):
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/api/status", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"jupyter {app} did not start; see {home / 'server.log'}")
-            time.sleep(0.3)
+        wait_until_up(f"{base}/api/status", proc, 60, f"jupyter {app}", home / "server.log")
         yield {"url": base, "dir": work}
     finally:
         _stop_kernels(base)
