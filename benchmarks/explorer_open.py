@@ -1,11 +1,15 @@
 """CNNExplorer opening on a dataset: time to return, to the first scatter, to the final t-SNE.
 
     python benchmarks/explorer_open.py [--n 1797 17970] [--repeats 3] [--method tsne]
+        [--demo digits|photos] [--against PATH]
 
-Each run is a fresh Python process (no cache hit), on the digits demo repeated to `n` images
+Each run is a fresh Python process (no cache hit), on a demo repeated to `n` images: `digits`
 (the digits CNN: the pass is cheap, so t-SNE and the views dominate, as for any model once its
-features are in). Kernel-free: traits are set from the worker threads, and an observer stamps
-them (one clock, `time.perf_counter`):
+features are in) or `photos` (EfficientNet-Lite0 on the photos at 224x224: the model's own
+analysis, trace and forwards count). `--against PATH` runs the background explorer of another
+checkout of this repository too (a `git worktree` of an older commit), interleaved, and reports
+its medians as `against_*`. Kernel-free: traits are set from the worker thread, and an
+observer stamps them (one clock, `time.perf_counter`):
   - open_s: `CNNExplorer(...)` returned (the default, background: target < 1 s on any dataset);
   - first_points_s: the first scatter (a preview of the images read so far, or the first PCA);
   - all_points_s: the PCA of every image (the pass is done);
@@ -36,8 +40,13 @@ import torch
 from cnnviz_widgets import CNNExplorer
 from cnnviz_widgets.demo import load_demo
 
-n, method, background = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
-model, digits, classes = load_demo(split="all")
+n, method, background, demo = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+if demo == "photos":
+    from cnnviz_widgets.demo import load_photos
+
+    model, digits, classes = load_photos()
+else:
+    model, digits, classes = load_demo(split="all")
 
 
 class Many(torch.utils.data.Dataset):
@@ -72,11 +81,11 @@ print(json.dumps(stamps))
 """
 
 
-def run(n: int, method: str, background: bool) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run(n: int, method: str, background: bool, demo: str, repo: Path = REPO) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     out = subprocess.run(
-        [sys.executable, "-c", RUN, str(n), method, "1" if background else "0"],
-        capture_output=True, text=True, check=True, env=env,
+        [sys.executable, "-c", RUN, str(n), method, "1" if background else "0", demo],
+        capture_output=True, text=True, check=True, env=env, cwd=repo,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -96,15 +105,21 @@ def main() -> None:
     p.add_argument("--n", type=int, nargs="+", default=[1797, 17970])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--method", default="tsne", choices=["tsne", "pca"])
+    p.add_argument("--demo", default="digits", choices=["digits", "photos"])
+    p.add_argument("--against", type=Path, help="another checkout, run in background mode too")
     args = p.parse_args()
     for n in args.n:
-        runs = {True: [], False: []}
-        for _ in range(args.repeats):  # interleaved: load from elsewhere hits both alike
+        runs = {True: [], False: [], "against": []}
+        for _ in range(args.repeats):  # interleaved: load from elsewhere hits all alike
             for background in (True, False):
-                runs[background].append(run(n, args.method, background))
+                runs[background].append(run(n, args.method, background, args.demo))
+            if args.against is not None:
+                runs["against"].append(run(n, args.method, True, args.demo, args.against))
         fast, blocking = summary(runs[True]), summary(runs[False])
+        against = summary(runs["against"]) if runs["against"] else {}
         line = {
             "n": n,
+            "demo": args.demo,
             "method": args.method,
             "repeats": args.repeats,
             **fast,
@@ -112,6 +127,7 @@ def main() -> None:
             "blocking_final_s": blocking["final_s"],
             "blocking_peak_rss_mb": blocking["peak_rss_mb"],
             "open_speedup_vs_blocking": round(blocking["open_s"] / max(fast["open_s"], 1e-9), 1),
+            **{f"against_{k}": v for k, v in against.items() if not k.endswith("_range")},
             "cpus": os.cpu_count(),
             "load": round(os.getloadavg()[0], 2),
             "machine": platform.machine(),

@@ -152,3 +152,35 @@ def test_closing_a_lane_whose_job_is_only_queued_returns_at_once():
     release.set()
     assert busy.wait(10)
     owner.close()
+
+
+def test_the_rest_of_a_job_queues_behind_background_work_already_waiting():
+    # the explorer opens: the coarse occlusion map first, then the dataset pass that makes the
+    # first scatter, then the finer maps (handed on with `then`); a superseded job's rest is
+    # dropped
+    owner = ModelOwner("t")
+    occ, emb = owner.lane("occ"), owner.lane("emb")
+    order, started, gate = [], threading.Event(), threading.Event()
+
+    def coarse(ticket):
+        started.set()
+        gate.wait(10)  # the pass is queued meanwhile
+        order.append("coarse")
+        ticket.then(lambda t: order.append("fine"))
+
+    occ.submit(coarse, interactive=True)
+    started.wait(10)
+    emb.submit(lambda t: order.append("pass"))
+    gate.set()
+    assert occ.wait(10) and emb.wait(10)
+    assert order == ["coarse", "pass", "fine"]
+
+    started.clear()
+    gate.clear()
+    occ.submit(coarse, interactive=True)
+    started.wait(10)
+    occ.submit(lambda t: order.append("newer"))  # supersedes `coarse` before it hands on
+    gate.set()
+    assert occ.wait(10)
+    assert order[3:] == ["coarse", "newer"]  # no "fine": the rest of a stale job is dropped
+    owner.close()

@@ -12,9 +12,13 @@ idle, `close()` ends the lane, and the thread ends when no lane is open or after
 
 **Who goes first.** A job is *interactive* (the first, coarse occlusion map of a clicked image,
 a ranking read from the cache just filled) or *background*. The thread takes interactive jobs
-first. A background job calls `background_turn()` between its steps (a batch of the pass, a
-t-SNE iteration, a finer occlusion map); on the owner's thread that runs the interactive jobs
-queued meanwhile, there and then, before the background job goes on. So a click during a long
+first, then background jobs oldest first. A background job calls `background_turn()` between
+its steps (a batch of the pass, a t-SNE iteration); on the owner's thread that runs the
+interactive jobs queued meanwhile, there and then, before the background job goes on. A job
+hands what is left of its work to a background job of its own lane with `is_current.then(...)`
+(the finer occlusion maps after the coarse one, the t-SNE after the pass), which queues behind
+the background work already waiting: the pass that makes the first scatter is not held up by
+the finer maps of the image shown meanwhile. So a click during a long
 dataset pass is answered after at most the batch the pass is in, at the speed of an idle
 machine. Interactive work done on the kernel's own thread (the feature maps of a selection)
 runs inside `interactive()`, and background jobs wait at their next turn until it ends.
@@ -48,7 +52,7 @@ from typing import TypeVar
 from ._progress import Superseded
 
 log = logging.getLogger(__name__)
-Job = Callable[[Callable[[], bool]], None]
+Job = Callable[["Ticket"], None]
 
 #: seconds the owner's thread waits for a new job before it ends (the next submit starts one)
 IDLE_EXIT_S = 30.0
@@ -58,6 +62,32 @@ POLL_S = 0.1
 MAX_DERIVED = 16
 T = TypeVar("T")
 _MISSING = object()
+
+
+class Ticket:
+    """What a running job is given: `ticket()` is True while the job is still wanted (no newer
+    job on its lane, the lane open); `then(job)` queues the rest of its work as a background
+    job of the same lane (dropped if the lane has a newer job by then)."""
+
+    def __init__(self, lane: Lane, generation: int):
+        self._lane, self._generation = lane, generation
+
+    def __call__(self) -> bool:
+        return self._generation == self._lane._generation and not self._lane.closed
+
+    def then(self, job: Job) -> None:
+        self._lane.owner._then(self._lane, self._generation, job)
+
+
+class Now:
+    """A ticket for work run in the caller's own thread (a widget made with
+    `background=False`): always current, and `then(job)` runs `job` at once."""
+
+    def __call__(self) -> bool:
+        return True
+
+    def then(self, job: Job) -> None:
+        job(self)
 
 
 class Lane:
@@ -135,7 +165,18 @@ class ModelOwner:
                 self._thread.start()
             self._cv.notify_all()
 
-    def _take(self, interactive_only: bool = False) -> tuple[Lane, int, Job] | None:
+    def _then(self, lane: Lane, generation: int, job: Job) -> None:
+        with self._cv:
+            if generation != lane._generation or lane.closed:
+                return  # superseded meanwhile: the newer job does its own work
+            lane._job = (generation, job, False)
+            lane._idle.clear()
+            if lane in self._queue:
+                self._queue.remove(lane)
+            self._queue.append(lane)
+            self._cv.notify_all()
+
+    def _take(self, interactive_only: bool = False) -> tuple[Lane, int, Job, bool] | None:
         """The next job: the oldest interactive one, else (unless `interactive_only`) the
         oldest. Call with the condition held."""
         for wanted in (True, False):
@@ -144,19 +185,19 @@ class ModelOwner:
             for lane in self._queue:
                 if lane._job is not None and (lane._job[2] or not wanted):
                     self._queue.remove(lane)
-                    generation, job, _ = lane._job
+                    generation, job, interactive = lane._job
                     lane._job = None
                     lane._running += 1
-                    return lane, generation, job
+                    return lane, generation, job, interactive
         return None
 
-    def _run(self, lane: Lane, generation: int, job: Job) -> None:
-        def is_current() -> bool:
-            return generation == lane._generation and not lane.closed
-
+    def _run(self, lane: Lane, generation: int, job: Job, interactive: bool) -> None:
         error = None
+        ticket = Ticket(lane, generation)
         try:
-            job(is_current)
+            if not interactive:  # it starts once the kernel thread's interactive work is done
+                self.background_turn(ticket)
+            job(ticket)
         except Superseded:
             pass
         except BaseException as err:  # kept for wait() to re-raise, and logged

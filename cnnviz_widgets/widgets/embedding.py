@@ -25,7 +25,7 @@ from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, ne
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
 from ._base import Widget
-from ._owner import owner_of
+from ._owner import Now, Ticket, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 
@@ -168,32 +168,42 @@ class EmbeddingExplorer(Widget):
         if self._background:
             self._lane.submit(self._job)
         else:  # here and now: the view still shows the progress and the t-SNE as they go
-            self._job(lambda: True)
+            self._job(Now())
 
     def __len__(self) -> int:
         return dataset_length(self._dataset)
 
     # ------------------------------------------------------------------ background work
 
-    def _job(self, is_current: Callable[[], bool]) -> None:
-        """The dataset pass (skipped once done), then the map: PCA at once, t-SNE animated.
-        Runs on the worker (or here, without `background`); what it shows goes through
-        `post`, so traits change on the kernel's thread only."""
+    def _job(self, ticket: Ticket | Now) -> None:
+        """The dataset pass (skipped once done), then the map: PCA at once, then the t-SNE
+        (animated) as the next job of this lane. Runs on the model's thread (or here, without
+        `background`); what it shows goes through `post`, so traits change on the kernel's
+        thread only."""
 
-        def post(fn: Callable[[], None]) -> None:
-            self._post(fn, is_current)
-
-        try:
+        def work(post) -> None:
             fresh = self.features is None
             if fresh:
                 report = PassProgress(
                     lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
-                    is_current,
+                    ticket,
                     turn=self._owner.background_turn,
                 )
                 thumbs, extra = self._thumbnail_job()
                 self._take(self._features_fn(report, self._previewer(post), extra), post, thumbs)
-            self._embed(is_current, post, pca_first=fresh or not self.points)
+            self._embed(ticket, post, pca_first=fresh or not self.points)
+
+        self._guarded(ticket, work)
+
+    def _guarded(self, ticket: Ticket | Now, work: Callable) -> None:
+        """`work(post)`: a superseded job ends quietly; an error ends the run with a status
+        that says what failed (and is re-raised for `wait()`)."""
+
+        def post(fn: Callable[[], None]) -> None:
+            self._post(fn, ticket)
+
+        try:
+            work(post)
         except Superseded:
             return
         except Exception as err:
@@ -298,19 +308,27 @@ class EmbeddingExplorer(Widget):
         points = render.unit_square(xy).tobytes()  # a copy: t-SNE goes on in `xy`
         post(lambda: self._set(points=points, **traits))
 
-    def _embed(self, is_current: Callable[[], bool], post, pca_first: bool) -> None:
-        method = self.method
+    def _embed(self, ticket: Ticket | Now, post, pca_first: bool) -> None:
+        """The PCA map here; the t-SNE, where asked for, as the next job of this lane: it
+        queues behind the model's background work already waiting (the finer occlusion maps
+        of the image shown during the pass), the PCA map of every image shown meanwhile."""
         x = self.features.features
-        if method == "tsne" and pca_first:  # a map of every image at once, while t-SNE runs
-            self._show_map(embed(x, method="pca"), post, status="computing t-SNE…", progress=0.0)
-        else:
-            what = "t-SNE" if method == "tsne" else "PCA"
-            post(lambda: self._set(progress=0.0, status=f"computing {what}…"))
+        if self.method == "pca":
+            post(lambda: self._set(progress=0.0, status="computing PCA…"))
+            xy = embed(x, method="pca", random_state=self.random_state)
+            self._finish(ticket, post, xy, "PCA")
+            return
+        if pca_first:  # a map of every image at once, while the t-SNE waits and runs
+            self._show_map(embed(x, method="pca"), post, status="t-SNE next…", progress=0.0)
+        ticket.then(lambda t: self._guarded(t, lambda post: self._tsne(t, post)))
+
+    def _tsne(self, ticket: Ticket | Now, post) -> None:
+        post(lambda: self._set(progress=0.0, status="computing t-SNE…"))
 
         def step(current: np.ndarray, iteration: int, iterations: int) -> None:
-            if not is_current():
+            if not ticket():
                 raise Superseded
-            self._owner.background_turn(is_current)  # a click on the model goes first
+            self._owner.background_turn(ticket)  # a click on the model goes first
             self._show_map(
                 current,
                 post,
@@ -318,8 +336,12 @@ class EmbeddingExplorer(Widget):
                 status=f"t-SNE · iteration {iteration} of {iterations}",
             )
 
-        xy = embed(x, method=method, random_state=self.random_state, callback=step)
-        if not is_current():
+        x = self.features.features
+        xy = embed(x, method="tsne", random_state=self.random_state, callback=step)
+        self._finish(ticket, post, xy, "t-SNE")
+
+    def _finish(self, ticket: Ticket | Now, post, xy: np.ndarray, what: str) -> None:
+        if not ticket():
             raise Superseded
         self.xy = xy
         self._show_map(
@@ -328,7 +350,7 @@ class EmbeddingExplorer(Widget):
             grid_points=render.unit_square(grid_layout(xy)).tobytes(),
             running=False,
             progress=1.0,
-            status=f"{'PCA' if method == 'pca' else 't-SNE'} map",
+            status=f"{what} map",
         )
 
     def _on_method(self, change=None) -> None:

@@ -19,7 +19,7 @@ from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
 from ._base import Widget
-from ._owner import owner_of
+from ._owner import Ticket, owner_of
 from ._progress import Superseded
 from ._tiles import bundle
 
@@ -251,56 +251,62 @@ class OcclusionMap(Widget):
         with self.hold_sync():
             self.running, self.progress, self.maps_done = True, 0.0, 0
             self.status = "starting…"
-        self._lane.submit(  # the coarse map goes first (see `_prioritised`)
-            lambda is_current: self._run(params, results, is_current), interactive=True
+        self._lane.submit(  # the coarse map goes first; the finer ones queue (see `_step`)
+            lambda ticket: self._run(params, results, ticket), interactive=True
         )
 
-    def _run(self, params: dict, results: list, is_current: Callable[[], bool]) -> None:
-        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
-            self._post(fn, is_current)
-
+    def _run(self, params: dict, results: list, ticket: Ticket) -> None:
         strides = params.pop("strides")
         h, w = params["image"].shape[-2:]
         p = params["patch_size"]
-        total = sum(int(np.prod(map_shape((h, w), p, s, "centered"))) for s in strides)
-        done, t0 = 0, time.perf_counter()
-        maps = None
-        status = None
-        try:
+        run = {
+            "total": sum(int(np.prod(map_shape((h, w), p, s, "centered"))) for s in strides),
+            "strides": len(strides),
+            "done": 0,
+            "t0": time.perf_counter(),
+        }
+
+        def start():
             params["traced"] = self._graph(params["image"])
-            maps = occlusion_maps(self._model, **params, strides=strides, device=self._device)
-            for res in self._prioritised(maps, is_current):
-                if not is_current():
-                    return
-                done += res.positions
-                results.append(res)
-                traits = self._map_traits(res, len(results), done / total, time.perf_counter() - t0)
-                post(lambda traits=traits: self._set(**traits))
+            return occlusion_maps(self._model, **params, strides=strides, device=self._device)
+
+        self._step(start, results, run, ticket)
+
+    def _step(self, maps, results: list, run: dict, ticket: Ticket) -> None:
+        """One map of the run: the coarsest in the interactive job (`maps` is then the function
+        that starts the run), each finer one in a background job of this lane that the one
+        before queues (`ticket.then`), behind the model's background work already waiting (a
+        dataset pass), and with interactive work (a new click) between maps."""
+
+        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
+            self._post(fn, ticket)
+
+        handed, status = False, None
+        try:
+            if callable(maps):
+                maps = maps()
+            res = next(maps, None)
+            if res is None or not ticket():
+                return
+            run["done"] += res.positions
+            results.append(res)
+            seconds = time.perf_counter() - run["t0"]
+            traits = self._map_traits(res, len(results), run["done"] / run["total"], seconds)
+            post(lambda: self._set(**traits))
+            if len(results) < run["strides"]:
+                ticket.then(lambda t: self._step(maps, results, run, t))
+                handed = True
         except Superseded:  # a newer job waits: this one ends quietly
             return
         except Exception as err:
             status = f"error: {type(err).__name__}: {err}"
             raise
         finally:
-            if maps is not None:
-                maps.close()
-            end = {"running": False} if status is None else {"running": False, "status": status}
-            post(lambda: self._set(**end))
-
-    def _prioritised(self, maps, is_current: Callable[[], bool]):
-        """The coarsest map as interactive work (the job was submitted as such: the model's
-        background jobs wait for it), the finer ones as background work (a newer interactive
-        job goes first)."""
-        first = next(maps, None)
-        if first is None:
-            return
-        yield first
-        while True:
-            self._owner.background_turn(is_current)
-            res = next(maps, None)
-            if res is None:
-                return
-            yield res
+            if not handed:  # the run ends here
+                if maps is not None and not callable(maps):
+                    maps.close()
+                end = {"running": False} if status is None else {"running": False, "status": status}
+                post(lambda: self._set(**end))
 
     def _map_traits(self, res: OcclusionResult, count: int, progress: float, seconds: float):
         scores = res.scores.astype("<f4")
