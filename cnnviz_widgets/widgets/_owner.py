@@ -106,7 +106,7 @@ class Lane:
         self._idle.set()
 
     def submit(self, job: Job, *, interactive: bool = False) -> None:
-        """Queue `job` (called with `is_current`), superseding this lane's queued or running job."""
+        """Queue `job` (called with its `Ticket`), superseding this lane's queued or running job."""
         self.owner._submit(self, job, interactive)
 
     def wait(self, timeout: float | None = None) -> bool:
