@@ -47,7 +47,7 @@ class EmbeddingExplorer(Widget):
     `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
     2-D. The view shows the pass's progress, a PCA map as soon as the features are in, and the
     t-SNE map moving to its final layout as it is optimised. The widget returns at once and
-    all of that runs on a background thread (`wait()` blocks until the map is final;
+    all of that runs on the model's background thread (`wait()` blocks until the map is final;
     `features` and `xy` are None until then); `background=False` computes it before
     returning. `progress` is kept for compatibility: the view shows the progress.
     Points are coloured by class (click the legend to hide one); hover shows the image;

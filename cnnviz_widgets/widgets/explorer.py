@@ -59,8 +59,9 @@ class CNNExplorer(PanelHost, _Host):
     names); by default the outputs take `classes` when the counts match, else "class i".
 
     The explorer returns at once: the one pass over the dataset (the map's features and the
-    top patches), the map and the occlusion map run on background threads, their progress in
-    the view, and a point can be selected meanwhile. `wait()` blocks until all of it is done;
+    top patches), the map and the occlusion map run on the model's background thread (shared
+    by every widget on the model, see `_owner.py`), their progress in the view, and a point can
+    be selected meanwhile. `wait()` blocks until all of it is done;
     `background=False` runs the dataset pass before returning.
 
     The panels are the ordinary widgets (`explorer.embedding`, `.feature_maps`, `.occlusion`,
@@ -171,7 +172,7 @@ class CNNExplorer(PanelHost, _Host):
             self._attach(prefix, panel)
         emb.selected_index = selected_index
         self._show_selection()
-        if background:  # the one dataset pass, on a thread: every panel exists by now
+        if background:  # the one dataset pass, on the model's thread: every panel exists by now
             emb._submit()
 
         # layer, selected_channel and target: one host trait each, the panels follow (SHARED)

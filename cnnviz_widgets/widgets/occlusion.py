@@ -58,11 +58,11 @@ def check_strides(strides) -> list[int] | None:
 class OcclusionMap(Widget):
     """The image with the map of the target's score as a patch of `baseline` slides over it.
 
-    Maps are computed on a background thread coarse-to-fine (`strides`, default doubling from
-    `stride` up to the patch size) and each one is shown as soon as it is done. Changing
-    `target`, `patch_size`, `stride`, `baseline`, `output` or `image` starts a new run and
-    cancels the old one between maps. `results` holds the maps of the current run; `wait()`
-    blocks until it is finished. A new `image` resets `target` to its predicted class.
+    Maps are computed on the model's background thread coarse-to-fine (`strides`, default
+    doubling from `stride` up to the patch size) and each one is shown as soon as it is done.
+    Changing `target`, `patch_size`, `stride`, `baseline`, `output` or `image` starts a new run
+    and cancels the old one between maps. `results` holds the maps of the current run;
+    `wait()` blocks until it is finished. A new `image` resets `target` to its predicted class.
     """
 
     _esm = bundle("occlusion_map.js")

@@ -56,8 +56,9 @@ class TopPatches(TileGridWidget):
     """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
 
     One pass over `dataset` ranks every channel (cached per layer), its progress in the view;
-    it runs on a background thread and the widget returns at once (`wait()` blocks until the
-    page is shown; `top` is None until then; `background=False` ranks before returning).
+    it runs on the model's background thread and the widget returns at once (`wait()` blocks
+    until the page is shown; `top` is None until then; `background=False` ranks before
+    returning).
     Channels are shown a page at a time, ordered by `sort_by` ("index", "max": the top
     activation, or "mean" of the top k). A click on a patch sets `selected_index` (its image)
     and `selected_channel`; setting `selected_channel` from Python turns to its page. Link
