@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ._lab import NON_BLANK
-from .conftest import ARTIFACTS, CHROMIUM_FLAGS, _free_port, chromium_path, wait_until_up
+from .conftest import ARTIFACTS, CHROMIUM_FLAGS, _free_port, chromium_path, stop, wait_until_up
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -102,12 +102,7 @@ def serve(home: pathlib.Path, argv: list[str], ready: str, timeout: float = 90):
         wait_until_up(f"{url}{ready}", proc, timeout, str(argv[:3]), log_path)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
         log.close()
 
 

@@ -60,6 +60,16 @@ def wait_until_up(url: str, proc, timeout: float, what: str, log) -> None:
         time.sleep(0.3)
 
 
+def stop(proc, timeout: float) -> None:
+    """End a server process: SIGTERM, then SIGKILL after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,11 +122,7 @@ def serve(home: pathlib.Path, app: str, *args: str):
         yield {"url": base, "dir": work}
     finally:
         _stop_kernels(base)
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
         log.close()
 
 
