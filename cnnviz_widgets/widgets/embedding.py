@@ -320,6 +320,8 @@ class EmbeddingExplorer(Widget):
             return
         if pca_first:  # a map of every image at once, while the t-SNE waits and runs
             self._show_map(embed(x, method="pca"), post, status="t-SNE next…", progress=0.0)
+        else:  # the map shown stays until the t-SNE moves it
+            post(lambda: self._set(progress=0.0, status="t-SNE next…"))
         ticket.then(lambda t: self._guarded(t, lambda post: self._tsne(t, post)))
 
     def _tsne(self, ticket: Ticket | Now, post) -> None:
