@@ -155,16 +155,30 @@ def kernel_tiles(
     return to_uint8(u.reshape(-1, *u.shape[2:]))
 
 
+#: how feature maps map to [0, 0.5, 1]: min..max; 0..max (zero is black: post-activation
+#: maps); -m..0..m with m the largest magnitude (zero in the middle: signed, linear maps)
+SCALES = ("minmax", "zero", "signed")
+
+
 def feature_tiles(
-    maps: np.ndarray, *, normalize: str = "layer", colormap: str = "gray"
+    maps: np.ndarray, *, normalize: str = "layer", colormap: str = "gray", scale: str = "minmax"
 ) -> np.ndarray:
-    """Feature maps (C, H, W) as uint8 tiles, min-max scaled per layer or per channel."""
+    """Feature maps (C, H, W) as uint8 tiles, scaled (`SCALES`) per layer or per channel."""
     if maps.ndim != 3:
         raise ValueError(f"Expected feature maps of shape (C, H, W); got {maps.shape}")
     if normalize not in ("layer", "channel"):
         raise ValueError(f"Unknown normalize {normalize!r}; choose 'layer' or 'channel'")
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
     axes = (1, 2) if normalize == "channel" else None
-    return apply_colormap(unit_range(maps, axes), colormap)
+    if scale == "minmax":
+        return apply_colormap(unit_range(maps, axes), colormap)
+    a = np.asarray(maps, dtype=np.float64)
+    if scale == "zero":
+        top = np.clip(a, 0, None).max(axis=axes, keepdims=True)
+        return apply_colormap(np.clip(a, 0, None) / np.where(top > 0, top, 1.0), colormap)
+    top = np.abs(a).max(axis=axes, keepdims=True)
+    return apply_colormap(0.5 + a / (2 * np.where(top > 0, top, 1.0)), colormap)
 
 
 def kernel_sheet(
@@ -198,6 +212,50 @@ def fit_tiles(tiles: list[np.ndarray], max_px: int) -> np.ndarray:
         return np.stack(tiles)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.stack([np.asarray(Image.fromarray(t).resize(size, Image.BOX)) for t in tiles])
+
+
+#: the colour of a box drawn over a tile (TopPatches' effective field on its geometric crop)
+FRAME_COLOR = (255, 0, 255)
+
+
+def fit_shape(h: int, w: int, max_px: int) -> tuple[int, int]:
+    """The (h, w) `fit_tiles` gives an h x w tile: shrunk so the longer side is <= max_px."""
+    scale = min(1.0, max_px / max(h, w))
+    return (h, w) if scale == 1.0 else (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def fit_into(images: list[np.ndarray], shape: tuple[int, int], fill: int = 128) -> np.ndarray:
+    """Each uint8 image (h, w[, 3]) resized to fit `shape` with its aspect kept (area filter
+    when shrinking, nearest when growing), centred on `fill`; stacked (N, *shape[, 3])."""
+    from PIL import Image
+
+    th, tw = shape
+    out = np.full((len(images), th, tw, *images[0].shape[2:]), fill, dtype=np.uint8)
+    for tile, image in zip(out, images, strict=True):
+        h, w = image.shape[:2]
+        scale = min(th / h, tw / w)
+        nh, nw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
+        kind = Image.BOX if scale < 1 else Image.NEAREST
+        resized = np.asarray(Image.fromarray(image).resize((nw, nh), kind))
+        y, x = (th - nh) // 2, (tw - nw) // 2
+        tile[y : y + nh, x : x + nw] = resized
+    return out
+
+
+def frame_tiles(
+    tiles: np.ndarray, boxes: list[tuple[int, int, int, int]], color=FRAME_COLOR
+) -> np.ndarray:
+    """RGB copies of uint8 `tiles` (N, h, w[, 3]), each with a 1-px `color` rectangle on the
+    border of its box (y0, y1, x0, x1) in tile pixels, half-open, clipped to the tile."""
+    tiles = np.asarray(tiles)
+    rgb = np.repeat(tiles[..., None], 3, axis=-1) if tiles.ndim == 3 else tiles.copy()
+    h, w = rgb.shape[1:3]
+    for tile, (y0, y1, x0, x1) in zip(rgb, boxes, strict=True):
+        y0, x0 = min(max(y0, 0), h - 1), min(max(x0, 0), w - 1)
+        y1, x1 = max(min(y1, h), y0 + 1), max(min(x1, w), x0 + 1)
+        tile[[y0, y1 - 1], x0:x1] = color
+        tile[y0:y1, [x0, x1 - 1]] = color
+    return rgb
 
 
 # Tableau's 10 categorical colours; more classes get evenly spaced hues.

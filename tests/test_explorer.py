@@ -16,9 +16,9 @@ from cnnviz_widgets import CNNExplorer, render
 from cnnviz_widgets.demo import load_demo
 from cnnviz_widgets.inspect import capture, class_probabilities
 from cnnviz_widgets.inspect.layers import default_layer, kernel_of
+from cnnviz_widgets.widgets._layers import layer_choices
 from cnnviz_widgets.widgets._panels import SEP, panel_keys
 from cnnviz_widgets.widgets.explorer import PANELS
-from cnnviz_widgets.widgets.patches import layer_choices
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +180,20 @@ def test_bad_input_is_refused(demo):
 
 
 @pytest.mark.parametrize(
-    "name, want",
-    [("resnet18", "layer4"), ("alexnet", "features.11"), ("vgg11", "features.19")],
+    "name, size, want",
+    [
+        ("resnet18", 224, "layer3"),  # layer4's field is 435 px: larger than the image
+        ("resnet18", 448, "layer4"),
+        ("alexnet", 224, "features.11"),
+        ("vgg11", 224, "features.19"),
+    ],
 )
-def test_default_layer_is_the_last_feature_map_before_pooling(name, want):
+def test_default_layer_is_the_deepest_post_activation_map_whose_field_fits(name, size, want):
     model = getattr(torchvision.models, name)(weights=None).eval()
-    assert default_layer(model, layer_choices(model, torch.zeros(3, 224, 224))) == want
+    choices = layer_choices(model, torch.zeros(3, size, size))
+    assert default_layer(model, choices) == want
+    facts = {c["name"]: c for c in choices}
+    assert facts[want]["kind"] == "post-activation" and facts[want]["fits"]
 
 
 def test_default_layer_of_the_demo(demo):
@@ -226,7 +234,7 @@ def test_a_torchvision_resnet_with_batchnorm_works_end_to_end():
     data = torch.utils.data.TensorDataset(
         torch.randn(12, 3, 64, 64, generator=g), torch.arange(12) % 3
     )
-    x = CNNExplorer(model, data, ["a", "b", "c"], progress=False)
+    x = CNNExplorer(model, data, ["a", "b", "c"], layer="layer4", progress=False)
     x.wait()
     assert x.layer == "layer4" and x.feature_maps.activations.shape == (512, 2, 2)
     x.selected_index = 4

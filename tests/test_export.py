@@ -364,8 +364,9 @@ def test_feature_maps_png_follows_sort_order(feature_maps, tmp_path):
     sheet = render.decode_png((tmp_path / "m.png").read_bytes())
     maps = feature_maps.activations
     order = sorted(range(len(maps)), key=lambda c: (-float(maps[c].mean()), c))
-    tiles = render.feature_tiles(maps)
-    h, w = tiles.shape[1:]
+    assert feature_maps.kind == "linear"  # conv2: drawn signed, in coolwarm
+    tiles = render.feature_tiles(maps, scale="signed", colormap="coolwarm")
+    h, w = tiles.shape[1:3]
     s = render.tile_scale(feature_maps.tile_px, h, w)
     assert s == 4  # 16x16 maps at tile_px 64
     check_sheet(sheet, [tiles[c] for c in order], feature_maps.grid_shape[1], s)

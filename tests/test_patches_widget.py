@@ -54,7 +54,8 @@ def test_sorting_paging_and_selection(view):
 
 def test_layer_change_reranks_and_layer_picker_describes_fields(view):
     labels = {o["name"]: o["label"] for o in view.layer_options}
-    assert labels["conv3"] == "conv3 · 64×8×8 · stride 4 · RF 18×18"
+    assert labels["conv3"] == "conv3 · 64×8×8 · linear · stride 4 · RF 18 px, 56% of 32"
+    assert labels["relu3"] == "relu3 · 64×8×8 · post-activation · stride 4 · RF 18 px, 56% of 32"
     assert "fc1" not in labels
     view.layer = "conv1"
     view.wait()

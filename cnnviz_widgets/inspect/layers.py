@@ -10,6 +10,7 @@ from torch import nn
 
 from .capture import ActivationCapture, LayerRef, resolve_layer
 from .inputs import input_channels
+from .kinds import last_step, layer_kind
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class LayerInfo:
     type: str
     output_shape: tuple[int, ...] | None
     params: int
+    #: "post-activation", "linear" or "gated" (see `inspect.kinds`); None without a tensor output
+    kind: str | None = None
 
     @property
     def is_spatial(self) -> bool:
@@ -49,7 +52,8 @@ def layer_catalogue(
     device: str | torch.device | None = None,
     transform: Callable | None = None,
 ) -> list[LayerInfo]:
-    """Every named module the forward pass calls, in call order, with its output shape.
+    """Every named module the forward pass calls, in call order, with its output shape and
+    kind (`inspect.kinds`; judged on `image` where the module's type does not say).
 
     `image` (any input `to_batch` accepts) sets the input size; otherwise a zero image of
     `input_size` is used. Modules the forward never calls are left out.
@@ -71,6 +75,7 @@ def layer_catalogue(
             type=type(modules[name]).__name__,
             output_shape=_shape(outputs.get(name)),
             params=sum(p.numel() for p in modules[name].parameters(recurse=True)),
+            kind=_kind(modules, name, order, outputs.get(name)),
         )
         for name in seen
     ]
@@ -80,6 +85,13 @@ def _shape(output) -> tuple[int, ...] | None:
     if isinstance(output, torch.Tensor):
         return tuple(output.shape[1:])
     return None
+
+
+def _kind(modules: dict[str, nn.Module], name: str, order: list[str], output) -> str | None:
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        return None
+    low, high = (float(v) for v in output.detach().float().aminmax())
+    return layer_kind(modules[name], last_step(modules, name, order), low, high)
 
 
 def spatial_layers(catalogue: list[LayerInfo]) -> list[str]:
@@ -118,22 +130,44 @@ _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d
 
 
 def default_layer(model: nn.Module, choices: list[dict]) -> str:
-    """The deepest feature map before pooling: AlexNet's conv5 ReLU, ResNet's layer4."""
+    """The deepest post-activation feature map before pooling whose receptive field fits the
+    image (AlexNet's conv5 ReLU; ResNet-18's `layer3` at 224², its `layer4` from 435²): the
+    map the lecture draws, sparse, with patches smaller than the photo. Without one, the
+    deepest that fits, then the deepest post-activation map, then the deepest map.
+
+    `choices`: the layer picker's (`name`, `kind`, `fits`), in call order.
+    """
+    names = _before_pooling(model, [c["name"] for c in choices])
+    facts = {c["name"]: c for c in choices}
+    tiers = (
+        lambda c: c.get("kind") == "post-activation" and c.get("fits", True),
+        lambda c: c.get("fits", True),
+        lambda c: c.get("kind") == "post-activation",
+        lambda c: True,
+    )
+    for keep in tiers:
+        found = [name for name in names if keep(facts[name])]
+        if found:
+            return found[-1]
+    raise ValueError("The model has no layer with a (C, H, W) output to show")
+
+
+def _before_pooling(model: nn.Module, names: list[str]) -> list[str]:
+    """`names` less pooling layers and containers that end in one (AlexNet's `features`)."""
     modules = dict(model.named_modules())
-    names = [c["name"] for c in choices]
-    for i in range(len(names) - 1, -1, -1):
-        module = modules.get(names[i])
+    kept = []
+    for i, name in enumerate(names):
+        module = modules.get(name)
         if isinstance(module, _POOLS):
             continue
-        # a container whose last step is a pooling layer (AlexNet's `features`)
         if (
             i
             and any(True for _ in module.children())
             and isinstance(modules.get(names[i - 1]), _POOLS)
         ):
             continue
-        return names[i]
-    raise ValueError("The model has no layer with a (C, H, W) output to show")
+        kept.append(name)
+    return kept
 
 
 def kernel_of(model: nn.Module, layer: str, channels: int) -> tuple[str, nn.Conv2d] | None:

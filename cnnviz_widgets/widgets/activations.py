@@ -11,11 +11,13 @@ from torch import nn
 from .. import export, render
 from ..inspect import (
     capture,
-    first_conv,
     spatial_layer,
     spatial_layers,
 )
 from ..inspect.inputs import model_image
+from ..inspect.kinds import POST_ACTIVATION
+from ..inspect.layers import default_layer
+from ._layers import layer_choices
 from ._owner import catalogue_of, owner_of
 from ._tiles import TileGridWidget, bundle
 
@@ -25,9 +27,13 @@ class FeatureMaps(TileGridWidget):
 
     `image`: a PIL image (with `transform`; without one it is read into [0, 1] by its mode, see
     `cnnviz_widgets.inspect.inputs`), or a CHW/NCHW tensor in the model's input space.
-    `layer`: a module or its name (default: the first Conv2d). `normalize` is "layer" (one
+    `layer`: a module or its name (default: `inspect.layers.default_layer`, the deepest
+    post-activation map whose receptive field fits the image). `kind` says what the layer's
+    maps are (`inspect.kinds`); `scale="auto"` draws a post-activation map from 0 (black,
+    silent) to its maximum and a linear or gated map centred at 0 ("signed"; with
+    `colormap="auto"` in the diverging coolwarm, blue < 0 < red). `normalize` is "layer" (one
     scale for all tiles, so strong and weak channels compare) or "channel". `layer`, `image`,
-    `colormap` and `normalize` can be changed after creation; a click on a tile sets
+    `colormap`, `scale` and `normalize` can be changed after creation; a click on a tile sets
     `selected_channel`; `sort_by` orders the tiles by "index", "mean" or "max" activation.
     """
 
@@ -35,7 +41,9 @@ class FeatureMaps(TileGridWidget):
 
     layer = traitlets.Unicode("").tag(sync=True)
     image = traitlets.Any(allow_none=False)
-    colormap = traitlets.Enum(list(render.COLORMAPS), "gray").tag(sync=True)
+    colormap = traitlets.Enum(["auto", *render.COLORMAPS], "auto").tag(sync=True)
+    scale = traitlets.Enum(["auto", *render.SCALES], "auto").tag(sync=True)
+    kind = traitlets.Unicode("").tag(sync=True)
     normalize = traitlets.Enum(["layer", "channel"], "layer").tag(sync=True)
     sort_by = traitlets.Enum(["index", "mean", "max"], "index").tag(sync=True)
     selected_channel = traitlets.Int(-1).tag(sync=True)
@@ -60,12 +68,12 @@ class FeatureMaps(TileGridWidget):
         self.activations: np.ndarray | None = None
         batch = self._batch(image)
         self._catalogue = catalogue_of(model, batch, device=device)
-        name, _ = spatial_layer(
-            model, first_conv(model) if layer is None else layer, self._catalogue
-        )
+        if layer is None:
+            layer = default_layer(model, layer_choices(model, batch[0]))
+        name, _ = spatial_layer(model, layer, self._catalogue)
         super().__init__(image=image, layer=name, tile_px=tile_px, **kwargs)
         self._refresh()
-        self.observe(self._refresh, names=["layer", "image", "colormap", "normalize"])
+        self.observe(self._refresh, names=["layer", "image", "colormap", "scale", "normalize"])
 
     @property
     def layer_options(self) -> list[str]:
@@ -91,15 +99,30 @@ class FeatureMaps(TileGridWidget):
         maps = out[self.layer][0].float().numpy()
         self.activations = maps
         c, h, w = maps.shape
-        tiles = render.feature_tiles(maps, normalize=self.normalize, colormap=self.colormap)
+        kind = self._info().kind
+        scale, colormap = self.drawn_as(kind)
+        tiles = render.feature_tiles(maps, normalize=self.normalize, colormap=colormap, scale=scale)
         with self.hold_sync():
+            self.kind = kind
             self.channel_max = maps.max(axis=(1, 2)).astype("<f4").tobytes()
             self.channel_mean = maps.mean(axis=(1, 2)).astype("<f4").tobytes()
             self.input_png = render.png_bytes(render.display_image(batch[0].float().numpy()))
             if self.selected_channel >= c:
                 self.selected_channel = -1
-            self.caption = f"{self.layer} · {c} channels · {h}×{w}"
+            self.caption = (
+                f"{self.layer} · {c} channels · {h}×{w} · {_kind_note(kind, maps, scale, colormap)}"
+            )
             self._show_tiles(tiles)
+
+    def _info(self):
+        return next(i for i in self._catalogue if i.name == self.layer)
+
+    def drawn_as(self, kind: str) -> tuple[str, str]:
+        """(scale, colormap) the tiles of a layer of `kind` are drawn with."""
+        post = kind == POST_ACTIVATION
+        scale = self.scale if self.scale != "auto" else ("zero" if post else "signed")
+        auto = "coolwarm" if scale == "signed" else "gray"
+        return scale, auto if self.colormap == "auto" else self.colormap
 
     def to_html(self, path=None, *, title=None) -> str:
         """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
@@ -108,3 +131,13 @@ class FeatureMaps(TileGridWidget):
     def save_png(self, path) -> None:
         """Save the tiles as shown (`sort_by` order, about `tile_px` each) as a PNG file."""
         export.write_png(export.tile_grid_image(self, export.feature_maps_order(self)), path)
+
+
+def _kind_note(kind: str, maps: np.ndarray, scale: str, colormap: str) -> str:
+    """`post-activation, 53% silent (≤ 0)` or `linear, 0 at the centre (blue < 0 < red)`."""
+    note = kind
+    if kind == POST_ACTIVATION:
+        note += f", {round(100 * float((maps <= 0).mean()))}% silent (≤ 0)"
+    if scale == "signed":
+        note += ", 0 at the centre" + (" (blue < 0 < red)" if colormap == "coolwarm" else "")
+    return note

@@ -16,6 +16,7 @@ from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
 from ._base import Widget
+from ._layers import layer_choices
 from ._owner import owner_of
 from ._panels import PanelHost, detached, host_traits
 from ._progress import PassProgress, pass_batch_size
@@ -24,7 +25,7 @@ from .activations import FeatureMaps
 from .embedding import EmbeddingExplorer
 from .filters import FilterGrid
 from .occlusion import OcclusionMap
-from .patches import TopPatches, layer_choices
+from .patches import TopPatches
 
 PANELS = {
     "emb": EmbeddingExplorer,

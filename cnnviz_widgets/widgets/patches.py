@@ -20,36 +20,10 @@ from ..inspect.dataset import (
 )
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.receptive import receptive_fields
-from ._owner import catalogue_of, fields_of, owner_of
+from ._layers import layer_choices
+from ._owner import fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
-
-
-def layer_choices(model: nn.Module, image) -> list[dict]:
-    """Every layer with a receptive field, labelled with its output shape, stride and field
-    (once per model structure and input shape: see `_owner.py`)."""
-    key = ("layer_choices", tuple(image.shape[-3:]))
-    return owner_of(model).derived(model, key, lambda: _layer_choices(model, image))
-
-
-def _layer_choices(model: nn.Module, image) -> list[dict]:
-    catalogue = {info.name: info for info in catalogue_of(model, image)}
-    fields = fields_of(model, image)
-    choices = []
-    for name, rf in fields.items():
-        info = catalogue.get(name)
-        if info is None or not info.is_spatial:
-            continue
-        shape = "×".join(map(str, info.output_shape))
-        stride = rf.stride[0] if rf.stride[0] == rf.stride[1] else "×".join(map(str, rf.stride))
-        kind = getattr(rf, "kind", "exact")
-        if kind == "image":  # mixes the whole map (attention): every unit sees the image
-            label = f"{name} · {shape} · RF whole image"
-        else:  # a bound (after upsampling, a strided transposed conv) is marked ≤
-            bound = "≤ " if kind == "bound" else ""
-            label = f"{name} · {shape} · stride {stride} · RF {bound}{rf.size[0]}×{rf.size[1]}"
-        choices.append({"name": name, "label": label})
-    return choices
 
 
 class TopPatches(TileGridWidget):
