@@ -5,17 +5,37 @@
     python benchmarks/occlusion.py --model efficientnet_b0 mobilenet_v3_large convnext_tiny \
         regnet_y_400mf tf_efficientnet_lite0 --stride 8
 
-Prints one JSON line per configuration (model, device, size, positions, ours_s, full_s,
-captum_s, speedup_vs_captum, speedup_vs_full, max_abs_diff, threads, torch, ...). Every time
-is the median of ``--repeats`` runs in this one process; the three methods are interleaved
-per repeat so that load from other processes hits them alike. Models are torchvision's with
-``weights=None`` (the weights do not change the cost), or timm's (``TIMM_MODELS``,
-``pretrained=False``); the score is the softmax probability of the predicted class, for all
-three methods (Captum gets ``softmax(model(x))`` as forward). Ours runs with
+Prints one JSON line per configuration. Every time is the median of ``--repeats`` runs in this
+one process; the methods are interleaved per repeat (ours, then the full recompute at each peer
+batch, then Captum at each) so that load from other processes hits them alike. Models are
+torchvision's with ``weights=None`` (the weights do not change the cost), or timm's
+(``TIMM_MODELS``, ``pretrained=False``); the score is the softmax probability of the predicted
+class, for all three methods (Captum gets ``softmax(model(x))`` as forward). Ours runs with
 ``placement="inside"`` by default, Captum's windows, so all three compute the same positions.
-``flop_bound`` is the library's own (``result.extra["flop_bound"]``: full / incremental
-conv+linear MACs of the plan it ran); ``method`` says whether ours ran incrementally or chose
-(or fell back to) the full recompute, and ``warnings`` why.
+
+Peers at their best batch: the full recompute (``occlusion_map(..., method="full",
+batch_size=b)``) and Captum (``perturbations_per_eval=b``) each run at every ``b`` of
+``--peer-batches`` (CPU default 8 32 128; on CUDA, unless given, the full recompute's own pick,
+sized from free memory, and Captum at ``--captum-ppe``, default 32); each is reported at the
+batch whose median is lowest, and the ratios are against that. Ours runs at its own batch
+(``--batch-size`` overrides it; it no longer applies to the full recompute).
+
+Fields: model, device, device_name, size, patch, stride, placement, positions, precision,
+repeats; ``method`` whether ours ran incrementally or chose (or fell back to) the full
+recompute, and ``warnings`` why; ``ours_s`` median seconds of ours; ``full_s`` / ``captum_s``
+the peer's median at its best batch, ``full_best_batch`` / ``captum_best_ppe`` that batch
+("auto": the library's own pick), ``full_s_by_batch`` / ``captum_s_by_ppe`` the median at
+every batch swept; ``speedup_vs_full`` / ``speedup_vs_captum`` = peer's best median / ours'
+median; ``flop_bound`` is the library's own (``result.extra["flop_bound"]``: full /
+incremental conv+linear MACs of the plan it ran), the bound on ``speedup_vs_full`` from
+FLOPs alone, and ``flop_bound_share`` = ``speedup_vs_full / flop_bound``, the share of it
+reached (above 1: the engine's batched passes beat the eager model by more than FLOPs);
+``speedup_vs_*_best`` the ratio of the fastest runs (min over repeats, at the peer's best
+batch), less sensitive to load; ``ours_runs`` / ``full_runs`` / ``captum_runs`` every run
+(peers at their best batch); ``max_abs_diff`` ours vs the full recompute (probability);
+``batch_size`` ours' batch; ``precision_error``, ``full_threshold``, ``min_flop_bound``,
+``threads``, ``torch``. Lines written before the sweep (in benchmarks/RESULTS.md) ran the
+peers at one batch and have no ``*_best_batch`` fields.
 """
 
 from __future__ import annotations
@@ -53,6 +73,8 @@ TORCHVISION_MODELS = [
 ]
 #: timm models (TF "same" padding: Conv2dSame)
 TIMM_MODELS = ["tf_efficientnet_lite0"]
+#: batches at which the peers run on CPU (`--peer-batches`); each is reported at its fastest
+CPU_PEER_BATCHES = (8, 32, 128)
 
 
 def build_model(name: str) -> tuple[torch.nn.Module, int, int]:
@@ -248,8 +270,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=None, help="image side (default: 224, demo 32)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--captum-ppe", type=int, default=32, help="Captum perturbations_per_eval")
+    p.add_argument("--batch-size", type=int, default=None, help="ours (default: its own pick)")
+    p.add_argument(
+        "--peer-batches",
+        type=int,
+        nargs="+",
+        default=None,
+        help="batches of the full recompute and Captum perturbations_per_eval to sweep; each "
+        "peer is reported at its fastest (default: CPU 8 32 128; CUDA the full recompute's "
+        "own pick and Captum at --captum-ppe)",
+    )
+    p.add_argument(
+        "--captum-ppe",
+        type=int,
+        default=None,
+        help="Captum perturbations_per_eval, only this one (default: the --peer-batches sweep)",
+    )
     p.add_argument("--no-captum", action="store_true")
     p.add_argument("--no-full", action="store_true")
     p.add_argument("--threshold", type=float, default=None, help="full_threshold override")
@@ -272,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         help="time rectangle vs full for single conv layers and print the crossover fraction",
     )
     args = p.parse_args(argv)
+    if args.peer_batches is None and args.device == "cpu":
+        args.peer_batches = list(CPU_PEER_BATCHES)
     if args.min_bound is not None:
         import cnnviz_widgets.inspect.occlusion as occlusion
 
@@ -311,75 +349,132 @@ def run_model(args, name: str) -> None:
             patch_size=args.patch,
             stride=stride,
             baseline=0.0,
-            batch_size=args.batch_size,
             full_threshold=args.threshold,
             placement=args.placement,
         )
-        # warm-up (oneDNN primitive caches, cuDNN autotune): one run of each, untimed
-        ours_t, full_t, captum_t = [], [], []
-        ours = full = None
-        warm, notes = _occlusion(model, x, precision=args.precision, **common)
-        for _ in range(args.repeats):
-            t, ours = timed(lambda c=common: occlusion_map(model, x, precision=args.precision, **c))
-            ours_t.append(t)
-            if not args.no_full:
-                t, full = timed(lambda c=common: occlusion_map(model, x, method="full", **c))
-                full_t.append(t)
-            if not args.no_captum:
-                with torch.inference_mode():
-                    t, _ = timed(
-                        lambda s=stride: captum_run(
-                            model, x, target, args.patch, s, 0.0, args.captum_ppe
-                        )
-                    )
-                captum_t.append(t)
-        if full is None:
-            full = occlusion_map(model, x, method="full", **common)
-        ours_s = statistics.median(ours_t)
-        full_s = statistics.median(full_t) if full_t else None
-        captum_s = statistics.median(captum_t) if captum_t else None
-        bound = ours.extra.get("flop_bound")
-        if bound is None and ours.method == "incremental":
-            bound = flop_bound(
-                model, x, args.patch, stride, args.threshold or DEFAULT_FULL_THRESHOLD
+        line = compare(model, x, target, args, stride, common)
+        print(json.dumps({"model": name, **line}), flush=True)
+
+
+def peer_batches(args) -> tuple[list, list]:
+    """(batches of the full recompute, Captum perturbations_per_eval values) to sweep; None is
+    the library's own pick for the full recompute (CUDA: sized from free memory)."""
+    full = [] if args.no_full else (args.peer_batches or [None])
+    if args.no_captum:
+        return full, []
+    return full, [args.captum_ppe] if args.captum_ppe else (args.peer_batches or [32])
+
+
+def warm_up(model, x, batches) -> None:
+    """One plain forward at each peer batch size (oneDNN primitive caches, cuDNN autotune)."""
+    with torch.inference_mode():
+        for b in sorted({b for b in batches if b}):
+            model(x.expand(b, *x.shape[1:]).contiguous())
+
+
+def time_methods(model, x, target, args, stride, common):
+    """{("ours", None): [s, ...], ("full", b): [...], ("captum", b): [...]}, the methods
+    interleaved in each repeat; the last result of ours and of the full recompute."""
+    full_b, captum_b = peer_batches(args)
+    warm_up(model, x, full_b + captum_b)
+    times = {
+        ("ours", None): [],
+        **{("full", b): [] for b in full_b},
+        **{("captum", b): [] for b in captum_b},
+    }
+    ours = full = None
+    for _ in range(args.repeats):
+        t, ours = timed(
+            lambda: occlusion_map(
+                model, x, precision=args.precision, batch_size=args.batch_size, **common
             )
-        line = {
-            "model": name,
-            "device": args.device,
-            "device_name": (
-                torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
-            ),
-            "size": size,
-            "patch": args.patch,
-            "stride": stride,
-            "placement": args.placement,
-            "positions": ours.positions,
-            "precision": args.precision,
-            "repeats": args.repeats,
-            "method": ours.method,
-            "flop_bound": round(bound, 3) if bound is not None else None,
-            "ours_s": round(ours_s, 4),
-            "full_s": round(full_s, 4) if full_s else None,
-            "captum_s": round(captum_s, 4) if captum_s else None,
-            "speedup_vs_captum": round(captum_s / ours_s, 3) if captum_s else None,
-            "speedup_vs_full": round(full_s / ours_s, 3) if full_s else None,
-            # min-over-runs ratios: less sensitive to load from other processes than medians
-            "speedup_vs_captum_best": round(min(captum_t) / min(ours_t), 3) if captum_t else None,
-            "speedup_vs_full_best": round(min(full_t) / min(ours_t), 3) if full_t else None,
-            "max_abs_diff": float(abs(ours.scores - full.scores).max()),
-            "precision_error": ours.precision_error,
-            "batch_size": ours.batch_size,
-            "full_threshold": args.threshold or DEFAULT_FULL_THRESHOLD,
-            "min_flop_bound": args.min_bound,
-            "warnings": notes,
-            "ours_runs": [round(t, 3) for t in ours_t],
-            "full_runs": [round(t, 3) for t in full_t],
-            "captum_runs": [round(t, 3) for t in captum_t],
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        }
-        del warm
-        print(json.dumps(line), flush=True)
+        )
+        times[("ours", None)].append(t)
+        for b in full_b:
+            t, full = timed(
+                lambda b=b: occlusion_map(model, x, method="full", batch_size=b, **common)
+            )
+            times[("full", b)].append(t)
+        for b in captum_b:
+            with torch.inference_mode():
+                t, _ = timed(lambda b=b: captum_run(model, x, target, args.patch, stride, 0.0, b))
+            times[("captum", b)].append(t)
+    return times, ours, full
+
+
+def best_peer(times: dict, kind: str) -> tuple[object, list[float], dict]:
+    """The peer's batch with the lowest median time, its runs, and every batch's median."""
+    med = {key[1]: statistics.median(v) for key, v in times.items() if key[0] == kind}
+    if not med:
+        return None, [], {}
+    b = min(med, key=med.get)
+    by_batch = {"auto" if k is None else str(k): round(v, 4) for k, v in med.items()}
+    return ("auto" if b is None else b), times[(kind, b)], by_batch
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def compare(model, x, target, args, stride, common) -> dict:
+    """One JSON line: ours against each peer at its best batch (see the module docstring)."""
+    warm, notes = _occlusion(
+        model, x, precision=args.precision, batch_size=args.batch_size, **common
+    )
+    del warm  # untimed warm-up of ours; `notes`: the warnings it gave
+    times, ours, full = time_methods(model, x, target, args, stride, common)
+    if full is None:
+        full = occlusion_map(model, x, method="full", **common)
+    ours_t = times[("ours", None)]
+    ours_s = statistics.median(ours_t)
+    full_b, full_t, full_by = best_peer(times, "full")
+    captum_b, captum_t, captum_by = best_peer(times, "captum")
+    full_s = statistics.median(full_t) if full_t else None
+    captum_s = statistics.median(captum_t) if captum_t else None
+    bound = ours.extra.get("flop_bound")
+    if bound is None and ours.method == "incremental":
+        bound = flop_bound(model, x, args.patch, stride, args.threshold or DEFAULT_FULL_THRESHOLD)
+    vs_full = _ratio(full_s, ours_s)
+    dev = x.device
+    return {
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor(),
+        "size": x.shape[-1],
+        "patch": args.patch,
+        "stride": stride,
+        "placement": args.placement,
+        "positions": ours.positions,
+        "precision": args.precision,
+        "repeats": args.repeats,
+        "method": ours.method,
+        "flop_bound": round(bound, 3) if bound is not None else None,
+        "ours_s": round(ours_s, 4),
+        "full_s": round(full_s, 4) if full_s else None,
+        "captum_s": round(captum_s, 4) if captum_s else None,
+        "full_best_batch": full_b,
+        "captum_best_ppe": captum_b,
+        "full_s_by_batch": full_by,
+        "captum_s_by_ppe": captum_by,
+        "speedup_vs_captum": _ratio(captum_s, ours_s),
+        "speedup_vs_full": vs_full,
+        "flop_bound_share": round(vs_full / bound, 3) if vs_full and bound else None,
+        # min-over-runs ratios at the peer's best batch: less sensitive to load than medians
+        "speedup_vs_captum_best": _ratio(min(captum_t, default=None), min(ours_t)),
+        "speedup_vs_full_best": _ratio(min(full_t, default=None), min(ours_t)),
+        "max_abs_diff": float(abs(ours.scores - full.scores).max()),
+        "precision_error": ours.precision_error,
+        "batch_size": ours.batch_size,
+        "full_threshold": args.threshold or DEFAULT_FULL_THRESHOLD,
+        "min_flop_bound": args.min_bound,
+        "warnings": notes,
+        "ours_runs": [round(t, 3) for t in ours_t],
+        "full_runs": [round(t, 3) for t in full_t],
+        "captum_runs": [round(t, 3) for t in captum_t],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 if __name__ == "__main__":

@@ -640,14 +640,14 @@ def occlusion_image(widget) -> np.ndarray:
 
 
 def embedding_image(widget) -> np.ndarray:
-    """EmbeddingExplorer's map: the points coloured by class on a `view_px` square, hidden
-    classes left out, the selected point ringed."""
+    """EmbeddingExplorer's map: the points coloured by class (label, else prediction: its
+    `point_colors`) on a `view_px` square, hidden classes left out, the selected point ringed."""
     raw = widget.grid_points if widget.arrangement == "grid" else widget.points
     xy = np.frombuffer(raw, "<f4").reshape(-1, 2)
-    labels = np.frombuffer(widget.labels, "<i4")
+    classes, _ = widget.point_colors
     return render.scatter_image(
         xy,
-        labels,
+        classes,
         widget.class_colors,
         size=widget.view_px,
         hidden=widget.hidden_classes,

@@ -5,8 +5,9 @@ import pytest
 import torch
 import traitlets
 
-from cnnviz_widgets import EmbeddingExplorer, embed, render
+from cnnviz_widgets import EmbeddingExplorer, embed, export, render
 from cnnviz_widgets.inspect.embedding import grid_layout
+from cnnviz_widgets.inspect.regions import find_regions
 
 
 @pytest.fixture(scope="module")
@@ -94,4 +95,133 @@ def test_labels_beyond_the_class_names_are_refused(digits):
     with pytest.raises(ValueError, match=r"labels run from 0 to 9, but there are only 3 class"):
         view.wait(60)
     assert view.running is False and view.status.startswith("error: ValueError: labels run")
+    view.close()
+
+
+class NoLabels(torch.utils.data.Dataset):
+    """The dataset's images without their labels (-1: unknown)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i][0], -1
+
+
+def model_predictions(model, dataset) -> np.ndarray:
+    with torch.no_grad():
+        x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        return model(x).argmax(1).numpy()
+
+
+def test_unlabelled_points_are_coloured_by_their_prediction(digits):
+    model, dataset, classes = digits
+    view = EmbeddingExplorer(model, NoLabels(dataset), classes, method="pca", progress=False)
+    view.wait(120)
+    assert (np.frombuffer(view.labels, "<i4") == -1).all()
+    colour, predicted = view.point_colors
+    np.testing.assert_array_equal(colour, model_predictions(model, dataset))
+    assert predicted.all()  # what the legend marks as predictions (lib/legend.js)
+    # the PNG draws every point in a class colour: none in the gray of unknown classes
+    image = export.embedding_image(view)
+    assert not (image == render.hex_rgb("#8c8c8c")).all(axis=-1).any()
+    view.color_by = "label"
+    assert (view.point_colors[0] == -1).all() and not view.point_colors[1].any()
+    view.close()
+
+
+def test_labels_win_over_predictions(digits, view):
+    model, dataset, _ = digits
+    colour, predicted = view.point_colors
+    np.testing.assert_array_equal(colour, dataset.targets)
+    assert not predicted.any()
+    wrong = model_predictions(model, dataset) != np.asarray(dataset.targets)
+    assert wrong.any()  # there are points where the two differ: the label is drawn
+    view.color_by = "prediction"
+    try:
+        np.testing.assert_array_equal(view.point_colors[0], model_predictions(model, dataset))
+        assert view.point_colors[1].all()
+    finally:
+        view.color_by = "auto"
+
+
+def test_model_classes_name_the_predictions_in_the_same_colours(digits):
+    model, dataset, classes = digits
+    two = torch.utils.data.Subset(dataset, [i for i in range(120) if dataset.targets[i] < 2])
+    names = ["zero", "one", *(f"digit {c}" for c in classes[2:])]
+    view = EmbeddingExplorer(
+        model, two, ["zero", "one"], model_classes=names, method="pca", progress=False
+    ).wait(120)
+    assert view.class_names == names  # "zero", "one" shared: a prediction and a label match
+    assert len(view.class_colors) == len(names)
+    predicted = np.frombuffer(view.predictions, "<i4")
+    np.testing.assert_array_equal(predicted, model_predictions(model, two))
+    other = [f"model {c}" for c in range(10)]  # no name shared: the model's names follow
+    view2 = EmbeddingExplorer(
+        model, two, ["zero", "one"], model_classes=other, method="pca", progress=False
+    ).wait(120)
+    assert view2.class_names == ["zero", "one", *other]
+    np.testing.assert_array_equal(
+        np.frombuffer(view2.predictions, "<i4"), 2 + model_predictions(model, two)
+    )
+    view.close()
+    view2.close()
+
+
+def test_show_regions_names_the_final_map(digits, view):
+    assert view.regions == [] and view.point_regions == b""  # not asked for yet
+    view.show_regions = True
+    view.wait(120)
+    points = render.unit_square(view.xy)
+    predicted = np.frombuffer(view.predictions, "<i4")
+    found, member = find_regions(points, predicted, view.class_names)
+    assert [r["name"] for r in view.regions] == [r.name for r in found]
+    assert len(found) >= 8  # the digits' t-SNE map: about one region per digit
+    np.testing.assert_array_equal(np.frombuffer(view.point_regions, "<i4"), member)
+    for r, region in enumerate(found):
+        np.testing.assert_array_equal(view.region_indices(r), region.indices)
+        shown = view.regions[r]
+        assert shown["typical"] == region.typical and shown["medoid"] == region.medoid
+        assert shown["size"] == len(region.indices)
+    print("digits regions:", [r["name"] for r in view.regions])
+
+
+def test_every_photo_is_coloured(capsys):
+    pytest.importorskip("timm", reason="the photo demo needs its extra")
+    from cnnviz_widgets.demo import load_photos
+
+    model, photos, classes = load_photos()
+    view = EmbeddingExplorer(
+        model, photos, classes, method="pca", progress=False, show_regions=True
+    ).wait(600)
+    labels = np.frombuffer(view.labels, "<i4")
+    colour, predicted = view.point_colors
+    share = (colour >= 0).mean()
+    with capsys.disabled():
+        print(
+            f"\nphotos: {share:.0%} of {len(colour)} points coloured "
+            f"({(labels >= 0).sum()} by label, {predicted.sum()} by prediction); "
+            f"regions: {[r['name'] for r in view.regions]}"
+        )
+    assert share == 1.0 and predicted.sum() == (labels < 0).sum()
+    view.close()
+
+
+def test_regions_follow_a_new_map(digits):
+    model, dataset, classes = digits
+    view = EmbeddingExplorer(model, NoLabels(dataset), classes, method="pca", progress=False)
+    view.show_regions = True  # asked for during the pass: found once the map is final
+    view.wait(120)
+    pca_regions = view.regions
+    assert pca_regions and view.status == "PCA map"
+    view.method = "tsne"
+    assert view.regions == [] and view.point_regions == b""  # the old map's regions go at once
+    view.wait(120)
+    predicted = model_predictions(model, dataset)  # no labels: named by the predictions
+    found, member = find_regions(render.unit_square(view.xy), predicted, classes)
+    assert [r["name"] for r in view.regions] == [r.name for r in found] != []
+    np.testing.assert_array_equal(np.frombuffer(view.point_regions, "<i4"), member)
     view.close()

@@ -35,7 +35,12 @@ def test_page_holds_each_channels_best_images_and_their_patches(demo, view):
     atlas = render.decode_png(view.atlas_png)
     for row, r in [(0, 0), (3, 2), (7, 3)]:
         tile = render.unpack_tile(atlas, row * view.k + r, view.tile_shape, view.k)
-        np.testing.assert_array_equal(tile, view.top.patch(int(rows[row]), r))
+        c = int(rows[row])
+        crop = view.top.patch(c, r, crop="effective")  # the unit's effective field
+        np.testing.assert_array_equal(tile, render.fit_into([crop], (18, 18))[0])
+        (box,) = view.top.effective_boxes(None, [(c, r)])  # the cache the page filled
+        field = view.top.box(c, r)
+        assert field[0] <= box.box[0] <= box.box[1] <= field[1]  # inside the geometric field
     assert view.tile_shape == [18, 18]  # conv3's receptive field in the demo CNN
 
 

@@ -13,13 +13,16 @@ from .dataset import (
 from .embedding import embed, knn_agreement, neighbours, pca
 from .features import clear_feature_cache, extract_features, feature_pass
 from .inputs import input_channels, model_device, one_image, to_batch
+from .items import DatasetItemError
 from .layers import LayerInfo, first_conv, layer_catalogue, spatial_layer, spatial_layers
 from .predict import class_probabilities, top_k
 from .receptive import ReceptiveField, receptive_field, receptive_fields
 from .view import eval_view, inference_view
+from .wrappers import unwrap
 
 __all__ = [
     "ActivationCapture",
+    "DatasetItemError",
     "FeatureConsumer",
     "Features",
     "LayerInfo",
@@ -52,5 +55,6 @@ __all__ = [
     "to_batch",
     "top_activations",
     "top_k",
+    "unwrap",
     "weights_fingerprint",
 ]

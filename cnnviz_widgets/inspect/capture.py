@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 
 import torch
 from torch import nn
 
 from .inputs import model_batch
 from .view import inference_view
+from .wrappers import unprefixed, unwrap
 
 LayerRef = str | nn.Module
 
 
 def layer_names(model: nn.Module) -> list[str]:
     """Every named submodule, as `model.named_modules()` spells it."""
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (inspect/wrappers.py)
     return [name for name, _ in model.named_modules() if name]
 
 
 def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
     """Return (name, module) for a layer given by name or as the module itself."""
+    model = unwrap(model)  # the module inside a wrapper; its prefix taken off a name given
+    layer = unprefixed(model, layer)
     if isinstance(layer, nn.Module):
         for name, module in model.named_modules():
             if module is layer and name:
@@ -47,6 +51,10 @@ def _map_tensors(output, fn):
     return output
 
 
+class _Captured(Exception):
+    """Ends a forward with autograd on once every layer is captured (`ActivationCapture`)."""
+
+
 class ActivationCapture:
     """Forward hooks on named layers for the duration of a `with` block.
 
@@ -59,6 +67,10 @@ class ActivationCapture:
     the view's module inside the block. A layer called several times in one forward keeps its
     last output; with `strict=False` a layer the forward never calls is left out of the result
     instead of raising.
+
+    `grad=True` runs with autograd on instead (for input gradients): `input` is the batch the
+    view ran on, a leaf that requires grad; the outputs keep their graph to it; the forward
+    stops once every layer is captured (each layer's first output; `logits` is None).
     """
 
     def __init__(
@@ -69,7 +81,9 @@ class ActivationCapture:
         device: str | torch.device | None = None,
         transform: Callable | None = None,
         strict: bool = True,
+        grad: bool = False,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
         self.model = model
@@ -80,13 +94,17 @@ class ActivationCapture:
         self._device = device
         self._transform = transform
         self._strict = strict
+        self._grad = grad
+        self.input: torch.Tensor | None = None
         self.modules: dict[str, nn.Module] = {}
         self._view: nn.Module | None = None
         self._stack: ExitStack | None = None
 
     def __enter__(self) -> ActivationCapture:
         with ExitStack() as stack:
-            self._view, self.device = stack.enter_context(inference_view(self.model, self._device))
+            self._view, self.device = stack.enter_context(
+                inference_view(self.model, self._device, grad=self._grad)
+            )
             self.modules = dict(self._view.named_modules())
             for name in self.layers:
                 self.modules[name].register_forward_hook(self._hook(name))  # the view's own
@@ -95,7 +113,7 @@ class ActivationCapture:
 
     def __exit__(self, *exc) -> None:
         stack, self._stack = self._stack, None
-        self._view, self.modules = None, {}
+        self._view, self.modules, self.input = None, {}, None
         if stack is not None:
             stack.__exit__(*exc)
 
@@ -103,6 +121,11 @@ class ActivationCapture:
         def hook(module, args, output):
             # A copy, since later in-place ops (ReLU(inplace=True), `out += identity`) would
             # otherwise rewrite the captured tensor.
+            if self._grad:  # the graph kept; the rest of the forward is not needed
+                self.outputs[name] = _map_tensors(output, torch.Tensor.clone)
+                if len(self.outputs) == len(self.layers):
+                    raise _Captured
+                return
             self.outputs[name] = _map_tensors(output, lambda t: t.detach().clone())
 
         return hook
@@ -115,8 +138,10 @@ class ActivationCapture:
         if self._stack is None:
             raise RuntimeError("Use ActivationCapture inside a `with` block")
         batch = model_batch(self.model, image, self._transform, first_index)
-        self.outputs = {}
-        self.logits = _map_tensors(self._view(batch.to(self.device)), torch.Tensor.detach)
+        self.outputs, self.logits = {}, None
+        self.input = batch.to(self.device).requires_grad_(self._grad)
+        with suppress(_Captured):  # grad: the forward ends at the last layer captured
+            self.logits = _map_tensors(self._view(self.input), torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]
         if missing and self._strict:
             raise ValueError(f"Layer(s) {', '.join(missing)} did not run in the model's forward")

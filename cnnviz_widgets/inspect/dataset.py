@@ -30,11 +30,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
+from . import effective
 from .capture import ActivationCapture, LayerRef, resolve_layer
+from .effective import SHARE, EffectiveBox, check_share
 from .fingerprint import data_fingerprint, weights_fingerprint
 from .inputs import model_device
+from .items import batch_error, batch_length, read_item
 from .receptive import ReceptiveField, receptive_fields
 from .store import RowStore
+from .wrappers import unwrap
 
 ITEMS = "(image, label) pairs whose image is a float tensor (C, H, W)"
 
@@ -154,7 +158,8 @@ class TopActivations:
 
     `values` (C, k) float32 descending; `indices` (C, k) dataset indices; `ys`, `xs` (C, k) the
     unit's row and column in the layer's map; `labels` (C, k) the images' labels (-1 when the
-    dataset's labels are not integers). `patch(c, r)` is what unit (ys, xs) sees.
+    dataset's labels are not integers). `patch(c, r)` is what unit (ys, xs) sees: its geometric
+    field, or the part its input gradient says it used (`effective_boxes`, cached per unit).
     """
 
     layer: str
@@ -167,6 +172,7 @@ class TopActivations:
     distinct: bool = True
     dataset: Any = dataclass_field(default=None, repr=False)
     display: Callable[[int], np.ndarray] | None = dataclass_field(default=None, repr=False)
+    _effective: dict = dataclass_field(default_factory=dict, init=False, repr=False)
 
     @property
     def k(self) -> int:
@@ -186,8 +192,20 @@ class TopActivations:
         """The displayable uint8 image (HW or HWC) behind channel c's rank-r unit."""
         return display_image(self.dataset, int(self.indices[c, r]), self.display)
 
-    def patch(self, c: int, r: int, fill: int = 128) -> np.ndarray:
-        """The receptive-field crop (uint8 HW or HWC) of channel c, rank r; outside is `fill`."""
+    def patch(
+        self,
+        c: int,
+        r: int,
+        fill: int = 128,
+        *,
+        crop: str = "field",
+        model: nn.Module | None = None,
+        share: float = SHARE,
+    ) -> np.ndarray:
+        """Channel c's rank-r crop (uint8 HW or HWC): its geometric field (`crop="field"`,
+        outside the image `fill`) or its effective box (`"effective"`: see `effective_boxes`)."""
+        if crop not in ("field", "effective"):
+            raise ValueError(f"crop must be 'effective' or 'field'; got {crop!r}")
         self._check(c, r)
         image = self.image(c, r)
         if tuple(image.shape[:2]) != self.field.input_size:
@@ -197,14 +215,72 @@ class TopActivations:
                 f"{self.field.input_size[0]}x{self.field.input_size[1]}; pass display= that "
                 "returns the image as the model sees it"
             )
-        return crop_with_fill(image, self.box(c, r), fill)
+        if crop == "field":
+            return crop_with_fill(image, self.box(c, r), fill)
+        return crop_with_fill(
+            image, self.effective_boxes(model, [(c, r)], share=share)[0].box, fill
+        )
 
-    def _check(self, c: int, r: int) -> None:
+    def effective_boxes(
+        self,
+        model: nn.Module | None,
+        entries: Iterable[tuple[int, int]],
+        *,
+        share: float = SHARE,
+        device: str | torch.device | None = None,
+    ) -> list[EffectiveBox]:
+        """The effective box (`inspect.effective`) of channel c's rank-r unit per (c, r) of
+        `entries`, on `dataset[index][0]` with `model` (the one ranked); cached per unit.
+
+        `model=None` reads the cache only. The boxes missing are computed together, in
+        chunks (`effective.CHUNK`), on `device` (default: the GPU when there is one)."""
+        share = check_share(share)
+        keys = [(share, *self._check(c, r)) for c, r in entries]
+        todo = list(dict.fromkeys(key for key in keys if key not in self._effective))
+        if todo and model is None:
+            _, c, r = todo[0]
+            raise ValueError(
+                f"The effective box of channel {c}, rank {r} is not computed yet; pass model= "
+                "(the model that ranked these units)"
+            )
+        if todo:
+            images = torch.stack([self._tensor(c, r) for _, c, r in todo])
+            units = [(c, int(self.ys[c, r]), int(self.xs[c, r])) for _, c, r in todo]
+            found = effective.effective_boxes(
+                model, self.layer, images, units, self.field, share=share,
+                device=pick_device(model, device),
+            )  # fmt: skip
+            self._effective.update(zip(todo, found, strict=True))
+        return [self._effective[key] for key in keys]
+
+    def missing_effective(
+        self, entries: Iterable[tuple[int, int]], share: float = SHARE
+    ) -> list[tuple[int, int]]:
+        """The (c, r) of `entries` whose effective box at `share` is not computed yet."""
+        share = check_share(share)
+        return [(c, r) for c, r in entries if (share, *self._check(c, r)) not in self._effective]
+
+    def _tensor(self, c: int, r: int) -> torch.Tensor:
+        """`dataset[index][0]`, the image tensor the model saw behind channel c's rank-r unit."""
+        index = int(self.indices[c, r])
+        if self.dataset is None:
+            raise ValueError("No dataset to read the image tensors from; rank with a dataset")
+        image = self.dataset[index][0]
+        if not isinstance(image, torch.Tensor) or tuple(image.shape[-2:]) != self.field.input_size:
+            got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(
+                f"dataset[{index}][0] is {got}, not the (C, {self.field.input_size[0]}, "
+                f"{self.field.input_size[1]}) tensor the model saw; give the ranked dataset"
+            )
+        return image
+
+    def _check(self, c: int, r: int) -> tuple[int, int]:
         if not (0 <= c < self.channels and 0 <= r < self.k):
             raise IndexError(
                 f"channel {c}, rank {r} out of range: layer {self.layer!r} has channels "
                 f"0..{self.channels - 1} and ranks 0..{self.k - 1}"
             )
+        return int(c), int(r)
 
 
 def crop_with_fill(image: np.ndarray, box: tuple[int, int, int, int], fill: int) -> np.ndarray:
@@ -230,7 +306,7 @@ def display_image(dataset: Any, index: int, display: Callable | None = None) -> 
         return np.asarray(dataset.image(index))
     if dataset is None:
         raise ValueError("No dataset to show patches from; pass display= (index -> uint8 image)")
-    image = dataset[index][0]
+    image = read_item(dataset, index)[0]
     if not isinstance(image, torch.Tensor):
         return np.asarray(image)
     return tensor_pixels(image, dataset)
@@ -395,6 +471,7 @@ class FeatureConsumer:
         """`preview(rows)`, if given, is called after each batch; `rows()` returns the
         `Features` of the images seen so far (copies), for a view that fills in as the pass
         goes (it decides how often to look)."""
+        model = unwrap(model)  # its names, not a wrapper's (wrappers.py)
         self._preview = preview
         if layer is None:
             self.layer, self.inputs, self.outputs = (name := last_linear(model)), (name,), ()
@@ -524,7 +601,7 @@ def check_dataset(dataset: Any, who: str) -> None:
         )
     if len(dataset) == 0:
         raise ValueError(f"The dataset is empty: there is nothing for {who} to show")
-    check_item(dataset[0], "dataset[0]")
+    check_item(read_item(dataset, 0), "dataset[0]")
 
 
 def check_labels(labels: Any, n_classes: int, indices: Any = None) -> None:
@@ -585,7 +662,7 @@ def _loader(data, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
             f"Expected a map-style Dataset of {ITEMS} or a DataLoader; got {type(data).__name__}"
         )
     if len(data) > 0:
-        check_item(data[0], "dataset[0]")
+        check_item(read_item(data, 0), "dataset[0]")
     return DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin
     )
@@ -608,22 +685,25 @@ def _split(batch: Any, start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     return images, labels.long() if ok else None
 
 
-def _batches(loader: DataLoader) -> Iterable[Any]:
-    """The loader's batches, with collate errors turned into a message about the items."""
-    iterator = iter(loader)
+def _batches(loader: DataLoader, probe: bool = False) -> Iterable[Any]:
+    """The loader's batches; a collate error turned into a message about the items, any other
+    into a `DatasetItemError` naming the item (`probe`: our own loader, whose batch's items
+    are read again one by one to find it) or the batch's index range (`items.batch_error`)."""
+    iterator, start = iter(loader), 0
     while True:
         try:
             batch = next(iterator)
         except StopIteration:
             return
-        except RuntimeError as err:
+        except Exception as err:
             if "stack expects each tensor to be equal size" in str(err):
                 raise ValueError(
                     "Images in one batch have different sizes; add a transform that gives them "
                     f"one size (e.g. Resize + CenterCrop). ({err})"
                 ) from err
-            raise
+            raise batch_error(err, loader, start, probe) from err
         yield batch
+        start += batch_length(batch, loader)
 
 
 def dataset_pass(
@@ -645,13 +725,14 @@ def dataset_pass(
     `progress=False`; a callable `progress(done, total)` is called after each batch instead (a
     widget's progress bar; an exception it raises, such as a cancellation, ends the pass).
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     n = dataset_length(data)
     if n == 0:
         raise ValueError("The dataset is empty: there is nothing to pass through the model")
     target = pick_device(model, device)
     loader = _loader(data, batch_size, num_workers, pin=target.type == "cuda")
     dataset = loader.dataset
-    batches = iter(_batches(loader))
+    batches = iter(_batches(loader, probe=not isinstance(data, DataLoader)))
     first = next(batches, None)
     if first is None:
         raise ValueError("The dataset is empty: the DataLoader gave no batches")
@@ -890,6 +971,7 @@ def top_activations(
     of a sample of its items: see `fingerprint.data_fingerprint`); `display(i)` gives the uint8
     image `patch()` crops (default: see `display_image`).
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     job = top_job(model, dataset, layers, k, distinct=distinct, display=display, cache=cache)
     (result,) = cached_pass(
         model,

@@ -35,6 +35,7 @@ from .dataset import (
     top_job,
     weights_fingerprint,
 )
+from .wrappers import unwrap
 
 DTYPES = ("float32", "float16")
 
@@ -108,6 +109,7 @@ def feature_pass(
     features so far (see `FeatureConsumer`). `extra` jobs ride the same pass (their results
     reach their own `finish`).
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     job = feature_job(model, dataset, layer, dtype=dtype, cache=cache, preview=preview)
     result, *_ = cached_pass(
         model,
@@ -175,6 +177,7 @@ def shared_pass(
     computed again; later `feature_pass` / `top_activations` calls with the same arguments are
     cache hits. `preview` and `extra` as in `feature_pass`.
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     fingerprint, data = weights_fingerprint(model), data_key(dataset)
     features, top, *_ = cached_pass(
         model,

@@ -30,6 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
+from .items import read_item
+from .wrappers import unwrap
+
 SAMPLE_ITEMS = 16
 """How many items of a dataset its fingerprint reads."""
 
@@ -44,6 +47,7 @@ def _tensor(digest: Any, tensor: torch.Tensor) -> None:
 
 def weights_fingerprint(model: nn.Module) -> str:
     """A hash of every parameter and buffer (names, shapes, dtypes and bytes)."""
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in model.state_dict().items():
         digest.update(f"{name}:".encode())
@@ -131,5 +135,5 @@ def data_fingerprint(data: Any) -> str | None:
     with seeded():
         for i in sample_indices(n):
             digest.update(f"[{i}]".encode())
-            hash_value(digest, dataset[i])
+            hash_value(digest, read_item(dataset, i))
     return digest.hexdigest()

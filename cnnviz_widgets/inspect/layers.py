@@ -11,6 +11,7 @@ from torch import nn
 from .capture import ActivationCapture, LayerRef, resolve_layer
 from .inputs import input_channels
 from .kinds import last_step, layer_kind
+from .wrappers import unwrap
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def layer_catalogue(
     `image` (any input `to_batch` accepts) sets the input size; otherwise a zero image of
     `input_size` is used. Modules the forward never calls are left out.
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     if image is None:
         image = example_input(model, input_size)
     modules = dict(model.named_modules())
@@ -101,6 +103,7 @@ def spatial_layers(catalogue: list[LayerInfo]) -> list[str]:
 
 def first_conv(model: nn.Module) -> str:
     """The name of the model's first Conv2d."""
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             return name

@@ -59,6 +59,7 @@ from .incremental import (
 )
 from .inputs import model_device, model_image
 from .view import eval_view
+from .wrappers import unwrap
 
 __all__ = [
     "OcclusionResult",
@@ -571,6 +572,7 @@ def occlusion_maps(
     ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace` at this
     image's shape, made before and reused, so that repeated maps of one model skip the trace.
     """
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     strides = list(strides)
     for s in strides:
         sh, sw = _pair(s, "stride")

@@ -62,6 +62,7 @@ from .layers import example_input
 from .tracing import _Tracer as ShapeTracer
 from .tracing import mutated_input
 from .view import inference_view
+from .wrappers import unwrap
 
 NCHW = ("N", "C", "H", "W")
 
@@ -1088,6 +1089,7 @@ def analyse_fields(
     model: nn.Module, input_size: int | Pair = (224, 224), *, channels: int | None = None
 ) -> FieldAnalysis:
     """Trace `model` and run one zero image of `input_size` through it, recording every field."""
+    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     size = pair(input_size)
     run = _FieldRun()
     x = example_input(model, size, channels).to(model_device(model))

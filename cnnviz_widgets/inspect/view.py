@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .inputs import model_device
+from .wrappers import unwrap
 
 
 def _copy_tensor(t, target: torch.device, memo: dict):
@@ -42,6 +43,9 @@ def _view(module: nn.Module, target: torch.device | None, memo: dict) -> nn.Modu
         )
     view = module.__class__.__new__(module.__class__)
     state = dict(module.__dict__)
+    # `module.compile()` stores a compiled call bound to the user's module: the view would run
+    # that module (its mode, its statistics) instead of itself
+    state.pop("_compiled_call_impl", None)
     for key, value in state.items():
         if "hooks" in key and isinstance(value, dict):
             state[key] = type(value)(value)  # the user's hooks run, ours stay on the view
@@ -66,6 +70,7 @@ def _view(module: nn.Module, target: torch.device | None, memo: dict) -> nn.Modu
 
 def eval_view(model: nn.Module, device: str | torch.device | None = None) -> nn.Module:
     """The model in eval mode (on `device`, if given), as a view; `model` itself is untouched."""
+    model = unwrap(model)  # never a wrapper's forward, which runs the model itself (wrappers.py)
     target = torch.device(device) if device is not None else None
     if target is not None and target.type == "cuda" and target.index is None:
         target = torch.device("cuda", torch.cuda.current_device())
@@ -76,9 +81,10 @@ def eval_view(model: nn.Module, device: str | torch.device | None = None) -> nn.
 
 @contextmanager
 def inference_view(
-    model: nn.Module, device: str | torch.device | None = None
+    model: nn.Module, device: str | torch.device | None = None, *, grad: bool = False
 ) -> Iterator[tuple[nn.Module, torch.device]]:
-    """(eval-mode view of `model` on `device`, that device) under `torch.inference_mode`."""
+    """(eval-mode view of `model` on `device`, that device) under `torch.inference_mode`, or
+    with autograd on when `grad` (input gradients; the parameters' `.grad` is the caller's)."""
     view = eval_view(model, device)
-    with torch.inference_mode():
+    with torch.enable_grad() if grad else torch.inference_mode():
         yield view, torch.device(device) if device is not None else model_device(model)

@@ -9,6 +9,9 @@ the browser, asks for the whole state once (`initialize` in js/src/lib/sync.js) 
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import time
 from collections.abc import Callable
 
@@ -20,6 +23,10 @@ SYNC_REQUEST = "cnnviz-sync"
 
 
 class Widget(anywidget.AnyWidget):
+    def __new__(cls, *args, **kwargs):
+        check_keywords(cls, kwargs)  # before any work: ipywidgets would drop it with a warning
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.on_msg(_resend_state)
@@ -63,3 +70,40 @@ class Widget(anywidget.AnyWidget):
 def _resend_state(widget: Widget, content, buffers) -> None:
     if isinstance(content, dict) and content.get("type") == SYNC_REQUEST:
         widget.send_state()
+
+
+@functools.cache
+def _keywords(cls: type) -> tuple[str, tuple[str, ...], frozenset[str]]:
+    """(the widget's name, its `__init__`'s keywords, its traits' names)."""
+    owner = next(c for c in cls.__mro__ if "__init__" in c.__dict__)  # not a panel's subclass
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = inspect.signature(owner.__init__).parameters.values()
+    names = tuple(p.name for p in params if p.kind in kinds and p.name != "self")
+    return owner.__name__, names, frozenset(cls.class_trait_names())
+
+
+def closest(key: str, names) -> str | None:
+    """The name in `names` `key` most likely misspells: by case, by spelling (difflib), or
+    one of its `_`-separated parts (`top_K` -> `k`)."""
+    lower = {n.lower(): n for n in names if not n.startswith("_")}
+    found = difflib.get_close_matches(key.lower(), list(lower), n=1)
+    parts = [p for p in key.lower().split("_") if p in lower]
+    if found:
+        return lower[found[0]]
+    return lower[max(parts, key=len)] if parts else None
+
+
+def check_keywords(cls: type, kwargs: dict) -> None:
+    """Raise a TypeError naming a keyword `cls` neither takes nor has as a trait, and the
+    closest valid one."""
+    name, params, traits = _keywords(cls)
+    for key in kwargs:
+        if key in params or key in traits:
+            continue
+        close = closest(key, (*params, *sorted(traits)))
+        hint = (
+            f"did you mean {close!r}?"
+            if close
+            else f"it takes {', '.join(params)}, or a trait of the widget (e.g. layout)"
+        )
+        raise TypeError(f"{name} got an unexpected keyword {key!r}; {hint}")

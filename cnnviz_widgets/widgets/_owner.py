@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from ..inspect.wrappers import unwrap
 from ._progress import Superseded
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Lane:
         self._generation = 0
         self._job: tuple[int, Job, bool] | None = None  # (generation, job, interactive)
         self._running = 0  # jobs of this lane on the stack (a stale one may be under a new one)
+        self._held = 0  # work done for this lane by another (see `hold`)
         self._idle = threading.Event()
         self._idle.set()
 
@@ -116,6 +118,29 @@ class Lane:
     @property
     def busy(self) -> bool:
         return not self._idle.is_set()
+
+    def hold(self) -> Callable[[BaseException | None], None]:
+        """Keep the lane busy (`wait()` blocks) until the returned `release(error)` is called:
+        for work another lane does for this one (CNNExplorer's one pass ranks the top patches).
+        `error` becomes `last_error` unless a newer job came meanwhile; a second call is a no-op."""
+        with self.owner._cv:
+            self._held += 1
+            self._idle.clear()
+            generation, released = self._generation, []
+
+        def release(error: BaseException | None = None) -> None:
+            with self.owner._cv:
+                if released:
+                    return
+                released.append(True)
+                self._held -= 1
+                if generation == self._generation:
+                    self.last_error = error
+                if self._job is None and not self._running and not self._held:
+                    self._idle.set()
+                self.owner._cv.notify_all()
+
+        return release
 
     def close(self, timeout: float | None = 10) -> None:
         """Supersede this lane's job and wait (up to `timeout`) for it to stop at its next step;
@@ -208,7 +233,7 @@ class ModelOwner:
             if generation == lane._generation:
                 lane.last_error = error
             lane._running -= 1
-            if lane._job is None and not lane._running:
+            if lane._job is None and not lane._running and not lane._held:
                 lane._idle.set()
             self._cv.notify_all()
 
@@ -327,7 +352,9 @@ def _close_all() -> None:
 
 
 def owner_of(model) -> ModelOwner:
-    """The one `ModelOwner` of `model` (created on first use)."""
+    """The one `ModelOwner` of `model` (created on first use; a compiled or DataParallel
+    model shares its module's)."""
+    model = unwrap(model)
     with _OWNERS_LOCK:
         found = _OWNERS.get(model)
         if found is None:

@@ -17,6 +17,7 @@ from ..inspect import (
 from ..inspect.inputs import model_image
 from ..inspect.kinds import POST_ACTIVATION
 from ..inspect.layers import default_layer
+from ..inspect.wrappers import unwrap
 from ._layers import layer_choices
 from ._owner import catalogue_of, owner_of
 from ._tiles import TileGridWidget, bundle
@@ -62,6 +63,7 @@ class FeatureMaps(TileGridWidget):
         tile_px: int = 64,
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         self._model = model
         self._transform = transform
         self._device = device

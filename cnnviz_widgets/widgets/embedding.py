@@ -24,6 +24,8 @@ from ..inspect.dataset import (
 from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
+from ..inspect.regions import find_regions
+from ..inspect.wrappers import unwrap
 from ._base import Widget
 from ._owner import Now, Ticket, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
@@ -38,6 +40,22 @@ def _binary_from_json(value, widget):
 #: seconds into the pass before the first preview map, and at least between two
 PREVIEW_FIRST_S = 1.0
 PREVIEW_EVERY_S = 2.0
+COLOR_SOURCES = ("auto", "label", "prediction")
+
+
+def point_classes(
+    labels: np.ndarray, predictions: np.ndarray, color_by: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's colour class (-1: none, gray) and whether that is its predicted class:
+    "auto" the label where known, else the prediction; "label" or "prediction" only that."""
+    labels = np.asarray(labels).reshape(-1)
+    predictions = np.asarray(predictions).reshape(-1)[: len(labels)]
+    predictions = np.pad(predictions, (0, len(labels) - len(predictions)), constant_values=-1)
+    if color_by == "label":
+        return labels.copy(), np.zeros(len(labels), bool)
+    use = (labels < 0) | (color_by == "prediction")
+    predicted = use & (predictions >= 0)
+    return np.where(use, predictions, labels), predicted
 
 
 class EmbeddingExplorer(Widget):
@@ -50,10 +68,14 @@ class EmbeddingExplorer(Widget):
     all of that runs on the model's background thread (`wait()` blocks until the map is final;
     `features` and `xy` are None until then); `background=False` computes it before
     returning. `progress` is kept for compatibility: the view shows the progress.
-    Points are coloured by class (click the legend to hide one); hover shows the image;
+    Points are coloured by their label, or by the model's predicted class where there is no
+    label (`color_by`; `model_classes` names the model's outputs when they are not `classes`,
+    see `_class_space`); click the legend to hide a class; hover shows the image;
     a click sets `selected_index`, whose `k` nearest neighbours in feature space are shown;
     lasso selection fills `selected_indices`. `show_thumbnails`, `arrangement="grid"` and
-    `highlight_misclassified` change how the map is drawn.
+    `highlight_misclassified` change how the map is drawn. `show_regions` names the map's
+    regions (`inspect/regions.py`: its density clusters, each named by its commonest predicted
+    classes, found once the map is final) on the map: a click on a name selects its points.
     """
 
     _esm = bundle("embedding_explorer.js")
@@ -82,6 +104,14 @@ class EmbeddingExplorer(Widget):
     neighbours = traitlets.Bytes(b"").tag(sync=True)
     neighbour_distances = traitlets.Bytes(b"").tag(sync=True)
     method = traitlets.Enum(["tsne", "pca"], "tsne").tag(sync=True)
+    #: what colours a point (see `point_classes`)
+    color_by = traitlets.Enum(COLOR_SOURCES, "auto").tag(sync=True)
+    show_regions = traitlets.Bool(False).tag(sync=True)
+    #: the final map's regions, largest first: name, size, classes ([class, share], ...),
+    #: n_classes, typical (index), medoid (index, where the name is drawn), x, y (its position)
+    regions = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: int32 (N): each point's region (index into `regions`), -1 none
+    point_regions = traitlets.Bytes(b"").tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Float(1.0).tag(sync=True)
@@ -94,6 +124,7 @@ class EmbeddingExplorer(Widget):
         dataset,
         classes: Sequence[str] | None = None,
         *,
+        model_classes: Sequence[str] | None = None,
         layer: str | nn.Module | None = None,
         method: str = "tsne",
         k: int = 8,
@@ -109,6 +140,7 @@ class EmbeddingExplorer(Widget):
         background: bool = True,
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         check_dataset(dataset, "EmbeddingExplorer")
         check_positive("k", k)
         check_positive("thumb_px", thumb_px)
@@ -148,9 +180,13 @@ class EmbeddingExplorer(Widget):
         if names and targets is not None:
             check_labels(targets, len(names))  # before the pass, from dataset.targets
         self._names_given = [str(c) for c in names]
+        self._model_names = [str(c) for c in model_classes] if model_classes is not None else []
+        self._final_xy: np.ndarray | None = None  # the final map, once shown
+        self._regions_xy: np.ndarray | None = None  # the map whose regions are in (or coming)
+        names, _ = self._class_space(0)
         super().__init__(
             method=method,
-            class_names=self._names_given,
+            class_names=names,
             class_colors=render.class_colors(len(names)),
             caption=f"{len(dataset):,} images",
             n_points=dataset_length(dataset),
@@ -161,6 +197,7 @@ class EmbeddingExplorer(Widget):
         )
         self.observe(self._on_method, names=["method"])
         self.observe(self._show_neighbours, names=["selected_index"])
+        self.observe(self._want_regions, names=["show_regions"])
         if start:  # else the owner calls `_submit()` when it is ready (CNNExplorer)
             self._submit()
 
@@ -236,19 +273,44 @@ class EmbeddingExplorer(Widget):
 
         return preview
 
+    def _class_space(self, n_classes: int) -> tuple[list[str], np.ndarray | None]:
+        """The classes points are coloured by: the label names (`classes`, else `model_classes`,
+        else "class i"), then the model's class names not among them; and where the model's
+        outputs go in that list (None: the same indices). A prediction and a label with the
+        same name share a class, and so a colour."""
+        given, model = self._names_given, self._model_names
+        names = given or model or [f"class {i}" for i in range(n_classes)]
+        if not model or model == names:
+            return names, None
+        names = names + [m for m in dict.fromkeys(model) if m not in set(names)]
+        first = {name: i for i, name in reversed(list(enumerate(names)))}
+        return names, np.array([first[m] for m in model], np.int64)
+
+    def _predicted(self, feats: Features) -> np.ndarray:
+        """The predicted class of each point as an index into `class_names` (-1 none)."""
+        if feats.predictions is None:
+            return -np.ones(len(feats.labels), np.int64)
+        p = np.asarray(feats.predictions, np.int64)
+        n_classes = int(p.max(initial=-1)) + 1
+        _, outputs = self._class_space(max(n_classes, int(feats.labels.max(initial=-1)) + 1))
+        if outputs is None:
+            return p
+        return np.where(p < len(outputs), outputs[np.minimum(p, len(outputs) - 1)], -1)
+
     def _class_traits(self, feats: Features) -> dict:
         """The traits that colour the points: class names and colours, labels, predictions."""
         labels = feats.labels
         n_classes = int(labels.max()) + 1 if len(labels) else 0
         if feats.predictions is not None:
             n_classes = max(n_classes, int(feats.predictions.max()) + 1)
-        names = self._names_given or [f"class {i}" for i in range(n_classes)]
-        if labels.min(initial=0) < -1 or labels.max(initial=-1) >= len(names):
+        names, _ = self._class_space(n_classes)
+        n_labels = len(self._names_given or self._model_names) or len(names)
+        if labels.min(initial=0) < -1 or labels.max(initial=-1) >= n_labels:
             raise ValueError(
                 f"labels run from {labels.min()} to {labels.max()}, but there are only "
-                f"{len(names)} class names (valid labels: 0..{len(names) - 1})"
+                f"{n_labels} class names (valid labels: 0..{n_labels - 1})"
             )
-        predictions = feats.predictions if feats.predictions is not None else -np.ones_like(labels)
+        predictions = self._predicted(feats)
         confidences = (
             feats.confidences if feats.confidences is not None else np.zeros(len(labels), "f4")
         )
@@ -346,18 +408,85 @@ class EmbeddingExplorer(Widget):
         if not ticket():
             raise Superseded
         self.xy = xy
+        grid = render.unit_square(grid_layout(xy)).tobytes()
         self._show_map(
-            xy,
-            post,
-            grid_points=render.unit_square(grid_layout(xy)).tobytes(),
-            running=False,
-            progress=1.0,
-            status=f"{what} map",
+            xy, post, grid_points=grid, running=False, progress=1.0, status=f"{what} map"
         )
+
+        def final() -> None:
+            self._final_xy = xy
+            self._want_regions()
+
+        post(final)
+
+    # ------------------------------------------------------------------ regions
+
+    def _region_traits(self, xy: np.ndarray) -> dict:
+        """`regions` and `point_regions` of map `xy`, named by the predicted classes (by the
+        labels where the model gives no predictions)."""
+        feats = self.features
+        classes = feats.labels if feats.predictions is None else self._predicted(feats)
+        names, _ = self._class_space(int(classes.max(initial=-1)) + 1)
+        points = render.unit_square(xy)
+        found, member = find_regions(points, classes, names, random_state=self.random_state)
+        regions = [
+            {
+                "name": r.name,
+                "size": len(r.indices),
+                "classes": [[c, round(share, 4)] for c, share in r.classes],
+                "n_classes": r.n_classes,
+                "typical": r.typical,
+                "medoid": r.medoid,
+                "x": r.position[0],
+                "y": r.position[1],
+            }
+            for r in found
+        ]
+        return {"regions": regions, "point_regions": member.astype("<i4").tobytes()}
+
+    def _want_regions(self, change=None) -> None:
+        """Find the final map's regions (once) when `show_regions` asks for them: a job of the
+        widget's lane, or here without `background`."""
+        xy = self._final_xy
+        if not self.show_regions or xy is None or self._regions_xy is xy:
+            return
+        self._regions_xy = xy
+
+        def job(ticket: Ticket | Now) -> None:
+            def work(post) -> None:
+                status = self.status
+                post(lambda: self._set(status=f"{status} · finding regions…"))
+                found = self._region_traits(xy)
+
+                def show() -> None:
+                    if self._final_xy is xy:
+                        self._set(**found, status=status)
+
+                post(show)
+
+            self._guarded(ticket, work)
+
+        if self._background:
+            self._lane.submit(job)
+        else:
+            job(Now())
+
+    def region_indices(self, region: int) -> np.ndarray:
+        """The dataset indices of region `region` (see `regions`), ascending."""
+        return np.flatnonzero(np.frombuffer(self.point_regions, "<i4") == region)
+
+    @property
+    def point_colors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's colour class (index into `class_names`, -1 gray) and whether that is its
+        predicted class, as the view draws them."""
+        labels = np.frombuffer(self.labels, "<i4")
+        return point_classes(labels, np.frombuffer(self.predictions, "<i4"), self.color_by)
 
     def _on_method(self, change=None) -> None:
         with self.hold_sync():
             self.running, self.progress = True, 0.0
+            self.regions, self.point_regions = [], b""
+        self._final_xy = self._regions_xy = None
         self._submit()
 
     def wait(self, timeout: float | None = None) -> EmbeddingExplorer:

@@ -15,11 +15,12 @@ from ..inspect.dataset import check_dataset
 from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
 from ..inspect.predict import class_probabilities
+from ..inspect.wrappers import unwrap
 from ._base import Widget
 from ._layers import layer_choices
 from ._owner import owner_of
 from ._panels import PanelHost, detached, host_traits
-from ._progress import PassProgress, pass_batch_size
+from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 from .activations import FeatureMaps
 from .embedding import EmbeddingExplorer
@@ -43,6 +44,25 @@ SHARED = {
 }
 
 _Host = type("_ExplorerPanels", (Widget,), host_traits(PANELS, SHARED))
+
+
+def _ranking(tp: TopPatches, release, is_current, closed, run):
+    """`run()`, the one pass that fills the top patches' cache; then `tp` ranks from it, or
+    shows the pass's error and `release(error)` keeps it for `tp.wait()` to re-raise."""
+    try:
+        result = run()
+    except Superseded:  # the map's next job runs the pass again, unless the map closed
+        if closed():
+            release(None)
+        raise
+    except Exception as err:
+        status = f"error: {type(err).__name__}: {err}"
+        tp._post(lambda: tp._set(running=False, status=status), is_current)
+        release(err)
+        raise
+    tp._post(lambda: tp._rank(interactive=True), is_current)  # the cache just filled
+    release(None)
+    return result
 
 
 class CNNExplorer(PanelHost, _Host):
@@ -103,6 +123,7 @@ class CNNExplorer(PanelHost, _Host):
         background: bool = True,
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         self._model = model
         self._dataset = dataset
         self._device = device
@@ -133,27 +154,30 @@ class CNNExplorer(PanelHost, _Host):
                     text = f"{done:,} / {total:,}"
                     tp._post(lambda: tp._show_progress(done / total, text), emb_current)
 
-            features, _ = shared_pass(
-                model, dataset, [name], top_k, display=display, device=device,
-                batch_size=batch_size, progress=both, preview=preview, extra=extra,
+            features, _ = _ranking(
+                tp, ranked, emb_current, lambda: emb._lane.closed,
+                lambda: shared_pass(
+                    model, dataset, [name], top_k, display=display, device=device,
+                    batch_size=batch_size, progress=both, preview=preview, extra=extra,
+                ),
             )  # fmt: skip
-            tp._post(lambda: tp._rank(interactive=True), emb_current)  # the cache just filled
             return features
 
-        emb = detached(EmbeddingExplorer)(
-            model, dataset, names or None, method=method, k=k, display=display,
-            random_state=random_state, view_px=400, features=one_pass, start=False,
-            background=background, **shared,
-        )  # fmt: skip
         n_out = len(class_probabilities(model, example, device=device))
         if model_classes is None and len(names) == n_out:
             model_classes = names
+        emb = detached(EmbeddingExplorer)(
+            model, dataset, names or None, model_classes=model_classes, method=method, k=k,
+            display=display, random_state=random_state, view_px=400, features=one_pass,
+            start=False, background=background, **shared,
+        )  # fmt: skip
         fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
         tp = detached(TopPatches)(
             model, dataset, name, top_k, classes=names, display=display, start=False,
             background=background,
             **shared,
         )  # fmt: skip
+        ranked = tp._lane.hold()  # the top patches wait for the one pass (`one_pass`)
         if not background:  # the pass first, then the occlusion map: not both on the cores
             emb._submit()
         occ = detached(OcclusionMap)(

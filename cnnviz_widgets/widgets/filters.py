@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import export, render
 from ..inspect import first_conv, resolve_layer
+from ..inspect.wrappers import unwrap
 from ._tiles import TileGridWidget, bundle
 
 
@@ -40,6 +41,7 @@ class FilterGrid(TileGridWidget):
         tile_px: int = 48,
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         self._model = model
         self.max_filters = max_filters
         self.max_channels = max_channels

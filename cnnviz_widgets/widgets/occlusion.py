@@ -18,6 +18,7 @@ from ..inspect.inputs import as_index, check_positive, model_device, model_image
 from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
 from ..inspect.predict import class_probabilities, top_k
 from ..inspect.view import eval_view
+from ..inspect.wrappers import unwrap
 from ._base import Widget
 from ._owner import Ticket, owner_of
 from ._progress import Superseded
@@ -113,6 +114,7 @@ class OcclusionMap(Widget):
         method: str = "incremental",
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         self._model = model
         self._transform = transform
         self._device = device

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,8 +19,12 @@ from ..inspect.dataset import (
     top_activations,
     top_job,
 )
+from ..inspect.effective import SHARE, EffectiveBox, NotDifferentiable, check_share
 from ..inspect.inputs import as_index, check_positive
+from ..inspect.layers import default_layer
 from ..inspect.receptive import receptive_fields
+from ..inspect.wrappers import unwrap
+from . import _kernel
 from ._layers import layer_choices
 from ._owner import fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
@@ -27,7 +32,13 @@ from ._tiles import TileGridWidget, bundle
 
 
 class TopPatches(TileGridWidget):
-    """Per channel of `layer`, the `k` dataset patches (receptive fields) it responds to most.
+    """Per channel of `layer`, the `k` dataset patches it responds to most.
+
+    `crop="effective"` (default) shows each patch as the part of the unit's geometric field its
+    input gradient says it used on that image (`inspect.effective`: the box holding `share` of
+    the gradient mass), fitted into one tile size; `crop="field"` shows the geometric field
+    with that box framed in magenta. The boxes of the page in view are computed when it is
+    shown, on the model's background thread (inline with `background=False`), and cached.
 
     One pass over `dataset` ranks every channel (cached per layer), its progress in the view;
     it runs on the model's background thread and the widget returns at once (`wait()` blocks
@@ -59,14 +70,17 @@ class TopPatches(TileGridWidget):
     progress = traitlets.Float(0.0).tag(sync=True)
     running = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
+    crop = traitlets.Enum(["effective", "field"], "effective").tag(sync=True)
 
     def __init__(
         self,
         model: nn.Module,
         dataset,
-        layer: str | nn.Module,
+        layer: str | nn.Module | None = None,
         k: int = 9,
         *,
+        crop: str = "effective",
+        share: float = SHARE,
         classes: Sequence[str] | None = None,
         channels_per_page: int = 8,
         max_patch_px: int = 64,
@@ -79,9 +93,14 @@ class TopPatches(TileGridWidget):
         background: bool = True,
         **kwargs,
     ):
+        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         check_dataset(dataset, "TopPatches")
         check_positive("channels_per_page", channels_per_page)
         check_positive("max_patch_px", max_patch_px)
+        if crop not in ("effective", "field"):
+            raise ValueError(f"crop must be 'effective' or 'field'; got {crop!r}")
+        #: the share of each unit's gradient mass its effective box holds
+        self.share = check_share(share)
         names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
         targets = known_labels(dataset)
         if names and targets is not None:
@@ -99,9 +118,13 @@ class TopPatches(TileGridWidget):
         self.top: TopActivations | None = None
         self._owner = owner_of(model)
         self._lane = self._owner.lane("top patches")
+        self._crops = self._owner.lane("top patches: effective fields")
+        self._cannot: tuple[TopActivations, str] | None = None  # (ranking, why no gradient)
         self._background = background
         self._ranked = False
         example = dataset[0][0]
+        if layer is None:  # the deepest post-activation map whose field fits the image
+            layer = default_layer(model, layer_choices(model, example))
         name = resolve_layer(model, layer)[0]
         # what the pass would refuse, refused now: k, an empty dataset, a layer with no field
         top_job(model, dataset, [name], as_index("k", k), display=display, cache=False)
@@ -113,6 +136,7 @@ class TopPatches(TileGridWidget):
             class_names=[str(c) for c in names],
             channels_per_page=channels_per_page,
             tile_px=tile_px,
+            crop=crop,
             layer_options=layer_choices(model, example),
             **kwargs,
         )
@@ -121,7 +145,7 @@ class TopPatches(TileGridWidget):
         else:
             self.running, self.status = True, f"ranking {self.layer}…"
         self.observe(self._on_layer, names=["layer", "k"])
-        self.observe(self._show_page, names=["page", "sort_by", "channels_per_page"])
+        self.observe(self._show_page, names=["page", "sort_by", "channels_per_page", "crop"])
         self.observe(self._turn_to_channel, names=["selected_channel"])
 
     @traitlets.validate("layer")
@@ -181,7 +205,7 @@ class TopPatches(TileGridWidget):
         self.top = top
         with self.hold_sync():
             self.running, self.progress = False, 1.0
-            self.status = f"{top.channels} channels · top {k} of {len(self._dataset)}"
+            self.status = self._ranked_status(top)
             self.n_pages = -(-top.channels // self.channels_per_page)
             if self.selected_channel >= top.channels:
                 self.selected_channel = -1
@@ -194,11 +218,32 @@ class TopPatches(TileGridWidget):
     def _show_progress(self, fraction: float, text: str) -> None:
         self._set(progress=fraction, status=f"ranking {self.layer}: {text}")
 
+    def _ranked_status(self, top: TopActivations) -> str:
+        return f"{top.channels} channels · top {top.k} of {len(self._dataset)}"
+
     def wait(self, timeout: float | None = None) -> TopPatches:
-        """Block until the current ranking is shown (the widget, for chaining); re-raises the
-        background pass's error. `TimeoutError` after `timeout` seconds."""
-        self._wait_lane(timeout, "the top patches were not ranked")
+        """Block until the current ranking and its page's crops are shown (the widget, for
+        chaining); re-raises the background error. `TimeoutError` after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lanes = (self._lane, self._crops)
+        while True:
+            for lane in lanes:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not lane.wait(left):
+                    raise TimeoutError(f"the top patches were not shown after {timeout} s")
+            if not _kernel.drain() and not any(lane.busy for lane in lanes):
+                break  # a result shown can start more work (a ranking shows a page)
+        for lane in lanes:
+            if lane.last_error is not None:
+                raise lane.last_error
         return self
+
+    def close(self) -> None:
+        """Close the widget and end its background work."""
+        crops = getattr(self, "_crops", None)  # absent when __init__ raised before it
+        if crops is not None:
+            crops.close()
+        super().close()
 
     def _on_layer(self, change) -> None:
         self._rank(page=0)
@@ -227,19 +272,102 @@ class TopPatches(TileGridWidget):
         if self.top is None:  # not ranked yet: the pass shows the page when it is done
             return
         top, rows = self.top, self.page_channels()
-        patches = [top.patch(int(c), r) for c in rows for r in range(top.k)]
-        tiles = render.fit_tiles(patches, self.max_patch_px)
-        rf = top.field
+        entries = [(int(c), r) for c in rows for r in range(top.k)]
+        boxes = None  # until the page's effective boxes are in (if ever): its field crops
+        if self._why_not(top):
+            pass  # the model has no input gradient there: `status` says why
+        elif not top.missing_effective(entries, self.share):
+            boxes = top.effective_boxes(None, entries, share=self.share)
+        elif self._background:  # on the model's thread: it shows the page again when done
+            self._find_fields(top, entries)
+        else:
+            device = self._options["device"]
+            try:
+                boxes = top.effective_boxes(self._model, entries, share=self.share, device=device)
+            except NotDifferentiable as err:
+                self._cannot = (top, str(err))
+        tiles = self._page_tiles(top, entries, boxes)
         with self.hold_sync():
             self.channels = rows.astype("<i4").tobytes()
             self.values = top.values[rows].astype("<f4").tobytes()
             self.indices = top.indices[rows].astype("<i4").tobytes()
             self.labels = top.labels[rows].astype("<i4").tobytes()
-            self.caption = (
-                f"{top.layer} · {top.channels} channels · patches {rf.describe()} "
-                f"· page {self.page + 1}/{self.n_pages}"
-            )
+            self.caption = self._caption(top, boxes)
+            if boxes is not None:
+                self.status = self._ranked_status(top)
+            elif self._why_not(top):
+                self.status = (
+                    f"{self._ranked_status(top)} · no effective field: {self._why_not(top)}"
+                )
             self._show_tiles(tiles, cols=top.k)
+
+    def _find_fields(self, top: TopActivations, entries: list[tuple[int, int]]) -> None:
+        """Compute the page's effective boxes on the model's thread, then show the page."""
+        self.status = f"{self._ranked_status(top)} · effective fields of page {self.page + 1}…"
+        model, share, device = self._model, self.share, self._options["device"]
+
+        def job(is_current) -> None:
+            try:
+                top.effective_boxes(model, entries, share=share, device=device)
+            except NotDifferentiable as err:  # the geometric crops stay, `status` says why
+                why = str(err)
+                self._post(lambda: self._no_gradient(top, why), is_current)
+                return
+            except Exception as err:
+                status = f"error: {type(err).__name__}: {err}"
+                self._post(lambda: self._set(status=status), is_current)
+                raise
+            self._post(lambda: self._show_page() if self.top is top else None, is_current)
+
+        self._crops.submit(job, interactive=True)
+
+    def _no_gradient(self, top: TopActivations, why: str) -> None:
+        self._cannot = (top, why)
+        if self.top is top:
+            self._show_page()
+
+    def _page_tiles(self, top: TopActivations, entries, boxes: list | None) -> np.ndarray:
+        """Effective crops fitted into the field's tile size, or field crops with the
+        effective box framed (without `boxes`: the field crops alone)."""
+        if boxes is None:
+            return render.fit_tiles([top.patch(c, r) for c, r in entries], self.max_patch_px)
+        if self.crop == "effective":
+            shape = render.fit_shape(*top.field.size, self.max_patch_px)
+            crops = [top.patch(c, r, crop="effective", share=self.share) for c, r in entries]
+            return render.fit_into(crops, shape)
+        tiles = render.fit_tiles([top.patch(c, r) for c, r in entries], self.max_patch_px)
+        sy, sx = tiles.shape[1] / top.field.size[0], tiles.shape[2] / top.field.size[1]
+        frames = []
+        for (c, r), found in zip(entries, boxes, strict=True):
+            fy, _, fx, _ = top.box(c, r)
+            y0, y1, x0, x1 = found.box
+            frames.append(
+                (round((y0 - fy) * sy), round((y1 - fy) * sy), round((x0 - fx) * sx),
+                 round((x1 - fx) * sx))
+            )  # fmt: skip
+        return render.frame_tiles(tiles, frames)
+
+    def _caption(self, top: TopActivations, boxes: list[EffectiveBox] | None) -> str:
+        effective = f"effective field ({self.share:.0%} of gradient)"
+        field = top.field.describe()
+        if boxes is None:
+            why = "no effective field (no input gradient)" if self._why_not(top) else None
+            shown = f"{field} · {why or f'finding the {effective}…'}"
+        elif self.crop == "effective":
+            shown = f"{effective} within {field}"
+        else:
+            shown = f"{field} · framed: {effective}"
+        dead = sum(b.fallback for b in boxes or ())
+        if dead:
+            shown += f" · {dead} with zero gradient show the field"
+        return (
+            f"{top.layer} · {top.channels} channels · patches {shown} "
+            f"· page {self.page + 1}/{self.n_pages}"
+        )
+
+    def _why_not(self, top: TopActivations) -> str | None:
+        """Why `top`'s layer has no effective fields (no input gradient), or None."""
+        return self._cannot[1] if self._cannot is not None and self._cannot[0] is top else None
 
     def to_html(self, path=None, *, title=None) -> str:
         """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""

@@ -9,7 +9,10 @@
 // and `neighbour_distances` float32 for the selected image.
 // Two-way: `layout` ("scatter" | "grid"), `hidden_classes` (list of int), `highlight_misclassified`,
 // `show_thumbnails`, `selected_index` (int, -1 none), `selected_indices` (int32 Bytes; written
-// as a DataView so it travels as binary).
+// as a DataView so it travels as binary), `color_by` ("auto": the label where known, else the
+// predicted class; "label"; "prediction"; see lib/coloring.js), `show_regions` (the names of
+// `regions` / `point_regions` over the map, see lib/regions.js; a click on one selects its
+// points as a lasso does).
 //
 // Interaction (regl-scatterplot's own): wheel zooms, drag pans, shift-drag lassoes, double-click
 // or Escape clears both selections. A click on a point sets `selected_index`; a lasso sets
@@ -31,14 +34,18 @@
 //     not drawn (no points yet, out of range, or its class hidden);
 //   root.cnnvizLasso(vertices) lasso-selects in data coordinates ([[x, y], ...], the space of
 //     `points`), as a shift-drag with the mouse would (sets `selected_indices`);
+//   root.cnnvizRegionMembers(r) the points of region r, as a click on its name selects them;
 //   root.cnnvizScatterplot the regl-scatterplot instance (benchmarks drive its camera).
 
 import createScatterplot, { createRenderer } from "regl-scatterplot";
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { formatSig, fromInt32, memoDecoder, toBytes, toFloat32, toInt32 } from "./lib/codecs.js";
+import { colorClasses } from "./lib/coloring.js";
 import { make, showProgress } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
 import { drawScaledImage } from "./lib/image.js";
+import { createLegend, legendCss } from "./lib/legend.js";
+import { createRegionLayer, parseRegions, regionCss, regionMembers } from "./lib/regions.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import {
   BG,
@@ -77,22 +84,8 @@ const CSS = `
 .cnnviz-embedding .cnnviz-progress { width: 120px; height: 10px; }
 .cnnviz-embedding[data-running="false"] .cnnviz-progress { opacity: 0.5; }
 .cnnviz-embedding .cnnviz-error { color: ${FG2}; font-style: italic; }
-.cnnviz-embedding .cnnviz-legend { display: flex; flex-wrap: wrap; gap: 2px 4px; }
-.cnnviz-embedding .cnnviz-legend-item {
-  display: inline-flex; align-items: center; gap: 4px; font: 12px/1.5 ${FONT}; color: ${FG}; background: none;
-  border: 1px solid transparent; border-radius: 3px; padding: 0 5px; cursor: pointer;
-}
-.cnnviz-embedding .cnnviz-legend-item:hover { border-color: ${BORDER}; }
-.cnnviz-embedding .cnnviz-legend-item.cnnviz-hidden { opacity: 0.45; }
-.cnnviz-embedding .cnnviz-legend-item.cnnviz-hidden .cnnviz-legend-name { text-decoration: line-through; }
-.cnnviz-embedding .cnnviz-swatch { width: 10px; height: 10px; border-radius: 50%; flex: none; }
-.cnnviz-embedding .cnnviz-legend-more {
-  font: inherit; font-size: 11px; color: ${FG2}; background: none; cursor: pointer;
-  border: 1px solid ${BORDER}; border-radius: 3px; padding: 0 6px;
-}
-.cnnviz-embedding .cnnviz-legend { max-height: 160px; overflow-y: auto; }
-.cnnviz-embedding .cnnviz-legend-count { color: ${FG2}; font-variant-numeric: tabular-nums; }
-.cnnviz-embedding .cnnviz-plot { position: relative; width: 100%; border: 1px solid ${BORDER}; box-sizing: border-box; overflow: hidden; line-height: 0; }
+.cnnviz-embedding select.cnnviz-color-by { font: inherit; font-size: 12px; color: ${FG}; background: ${BG}; border: 1px solid ${BORDER}; }
+${legendCss(".cnnviz-embedding")}${regionCss(".cnnviz-embedding")}.cnnviz-embedding .cnnviz-plot { position: relative; width: 100%; border: 1px solid ${BORDER}; box-sizing: border-box; overflow: hidden; line-height: 0; }
 .cnnviz-embedding .cnnviz-scatter { display: block; }
 .cnnviz-embedding .cnnviz-scatter-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
 .cnnviz-embedding .cnnviz-hint { position: absolute; right: 6px; bottom: 4px; font: 11px/1.2 ${FONT}; color: ${FG2}; opacity: 0.8; pointer-events: none; }
@@ -143,14 +136,17 @@ const DATA_TRAITS = /** @type {const} */ ([
   "labels",
   "predictions",
   "class_colors",
+  "color_by",
 ]);
-const LEGEND_MAX = 24;
 const LEGEND_TRAITS = /** @type {const} */ ([
   "class_names",
   "class_colors",
   "labels",
+  "predictions",
+  "color_by",
   "hidden_classes",
 ]);
+const REGION_TRAITS = /** @type {const} */ (["regions", "point_regions", "show_regions"]);
 const THUMB_TRAITS = /** @type {const} */ ([
   "thumb_pages",
   "thumb_shape",
@@ -189,6 +185,7 @@ function checkbox(className, text) {
  * @property {Float32Array | null} gridXY `grid_points` when it has N positions, else null
  * @property {Int32Array} labels class of each point (-1 unknown; length N)
  * @property {Int32Array} predictions predicted class (-1 unknown; length N)
+ * @property {import("./lib/coloring.js").Coloring} coloring the class that colours each point
  * @property {Uint8Array} wrong 1 where prediction and label are known and differ
  * @property {number} nWrong number of misclassified points
  * @property {string[]} colors colour of each class (then UNKNOWN_COLOR for category nClasses)
@@ -317,6 +314,17 @@ function render({ model, el }) {
   const wrongText = /** @type {Text} */ (wrongField.lastChild);
   const [thumbsField, thumbsBox] = checkbox("cnnviz-thumbnails", "thumbnails");
   thumbsBox.title = `draw images instead of dots when at most ${MAX_THUMBS} are in view`;
+  const [regionsField, regionsBox] = checkbox("cnnviz-regions-toggle", "regions");
+  regionsBox.title = "name the map's regions by their commonest predicted classes";
+  const colorBy = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-color-by"));
+  colorBy.title = "what colours the points";
+  for (const [value, text] of [
+    ["auto", "colour: label, else prediction"],
+    ["label", "colour: label"],
+    ["prediction", "colour: prediction"],
+  ]) {
+    colorBy.append(new Option(text, value));
+  }
   const selection = make("span", "cnnviz-selection");
   const selectionCount = make("span", "cnnviz-selection-count");
   const clearButton = /** @type {HTMLButtonElement} */ (
@@ -345,6 +353,8 @@ function render({ model, el }) {
     layoutField,
     wrongField,
     thumbsField,
+    regionsField,
+    colorBy,
     resetButton,
     save,
     selection,
@@ -368,6 +378,20 @@ function render({ model, el }) {
   const tooltipText = make("div", "cnnviz-tooltip-text");
   tooltip.append(tooltipThumb, tooltipText);
   plot.append(canvas, overlay, hint, tooltip);
+  const regionLayer = createRegionLayer(plot, (r) => {
+    setSelectedIndices(regionMembers(decodeRegions(model.get("point_regions")), r));
+    syncSelectionCount();
+  });
+  const legendView = createLegend(legend, (c) => {
+    const hidden = hiddenSet();
+    if (hidden.has(c)) hidden.delete(c);
+    else hidden.add(c);
+    model.set(
+      "hidden_classes",
+      [...hidden].sort((a, b) => a - b),
+    );
+    model.save_changes();
+  });
 
   const strip = make("div", "cnnviz-neighbours");
 
@@ -385,6 +409,7 @@ function render({ model, el }) {
   const decodeSelected = memoDecoder(toInt32);
   const decodeNeighbours = memoDecoder(toInt32);
   const decodeDistances = memoDecoder(toFloat32);
+  const decodeRegions = memoDecoder(toInt32);
   const names = () => {
     const v = model.get("class_names");
     return Array.isArray(v) ? v.map(String) : [];
@@ -408,6 +433,7 @@ function render({ model, el }) {
 
   const thumbs = createThumbAtlas(() => {
     scheduleOverlay();
+    updateRegions();
     if (hovered >= 0) showTooltip(hovered);
     updateStrip();
   });
@@ -498,15 +524,9 @@ function render({ model, el }) {
     labels.set(rawLabels.subarray(0, Math.min(n, rawLabels.length)));
     const predictions = new Int32Array(n).fill(-1);
     predictions.set(rawPreds.subarray(0, Math.min(n, rawPreds.length)));
-    const classNames = names();
-    const rawColors = model.get("class_colors");
-    const given = Array.isArray(rawColors) ? rawColors.map(String) : [];
-    let maxLabel = -1;
-    for (let i = 0; i < n; i++) if (labels[i] > maxLabel) maxLabel = labels[i];
-    const nClasses = Math.max(classNames.length, given.length, maxLabel + 1);
-    const colors = Array.from({ length: nClasses }, (_, c) =>
-      /^#[0-9a-fA-F]{6}$/.test(given[c] ?? "") ? given[c] : TAB10[c % TAB10.length],
-    );
+    const coloring = colorClasses(labels, predictions, getStr(model, "color_by"));
+    const { nClasses, colorOf } = classColors(coloring.classes);
+    const colors = Array.from({ length: nClasses }, (_, c) => colorOf(c));
     colors.push(UNKNOWN_COLOR);
     const wrong = new Uint8Array(n);
     let nWrong = 0;
@@ -524,11 +544,27 @@ function render({ model, el }) {
       gridXY,
       labels,
       predictions,
+      coloring,
       wrong,
       nWrong,
       colors,
       nClasses,
     };
+  }
+
+  /**
+   * How many classes there are (named, coloured, or drawn) and the colour of each.
+   * @param {Int32Array} classes colour class of each point
+   */
+  function classColors(classes) {
+    const rawColors = model.get("class_colors");
+    const given = Array.isArray(rawColors) ? rawColors.map(String) : [];
+    let maxClass = -1;
+    for (const c of classes) if (c > maxClass) maxClass = c;
+    const nClasses = Math.max(names().length, given.length, maxClass + 1);
+    const colorOf = (/** @type {number} */ c) =>
+      /^#[0-9a-fA-F]{6}$/.test(given[c] ?? "") ? given[c] : TAB10[c % TAB10.length];
+    return { nClasses, colorOf };
   }
 
   /**
@@ -543,7 +579,7 @@ function render({ model, el }) {
     for (let i = 0; i < d.n; i++) {
       x[i] = d.xy[2 * i];
       y[i] = d.xy[2 * i + 1];
-      const c = d.labels[i];
+      const c = d.coloring.classes[i];
       z[i] = c >= 0 && c < d.nClasses ? c : d.nClasses;
       w[i] = d.wrong[i];
     }
@@ -557,8 +593,8 @@ function render({ model, el }) {
     if (hidden.size === 0) return null;
     /** @type {number[]} */
     const out = [];
-    const labels = data.labels;
-    for (let i = 0; i < data.n; i++) if (!hidden.has(labels[i])) out.push(i);
+    const classes = data.coloring.classes;
+    for (let i = 0; i < data.n; i++) if (!hidden.has(classes[i])) out.push(i);
     return out;
   }
 
@@ -574,7 +610,7 @@ function render({ model, el }) {
   function isShown(i) {
     if (!data || !Number.isInteger(i) || i < 0 || i >= data.n) return false;
     const hidden = hiddenSet();
-    return hidden.size === 0 || !hidden.has(data.labels[i]);
+    return hidden.size === 0 || !hidden.has(data.coloring.classes[i]);
   }
 
   /** `selected_indices` restricted to valid, shown points. */
@@ -828,7 +864,7 @@ function render({ model, el }) {
       if (!(x < cssW && y < cssH && x + w > 0 && y + h > 0)) continue;
       ctx.imageSmoothingEnabled = side * (window.devicePixelRatio || 1) < long;
       ctx.drawImage(t.bitmap, t.sx, t.sy, t.sw, t.sh, x, y, w, h);
-      const c = d.labels[i];
+      const c = d.coloring.classes[i];
       ctx.strokeStyle = d.colors[c >= 0 && c < d.nClasses ? c : d.nClasses];
       ctx.lineWidth = 1;
       ctx.strokeRect(x + 0.5, y + 0.5, w - 1, h - 1);
@@ -881,6 +917,8 @@ function render({ model, el }) {
     ctx.fillRect(0, 0, out.width, out.height);
     if (canvas.width && canvas.height) ctx.drawImage(canvas, 0, 0);
     ctx.drawImage(overlay, 0, 0, out.width, out.height);
+    ctx.scale(out.width / Math.max(1, cssW), out.width / Math.max(1, cssW));
+    regionLayer.drawInto(ctx, dark);
     return out;
   }
 
@@ -940,93 +978,32 @@ function render({ model, el }) {
 
   // --- legend ---------------------------------------------------------------------------------
 
-  // Only the classes that have points are listed (an ImageNet model on a few hundred photos
-  // names 1,000 classes), most frequent first; past LEGEND_MAX a button shows the rest.
-  let legendKey = "";
-  let legendOpen = false;
+  // The classes that colour points, most frequent first; points coloured by their predicted
+  // class are marked (see lib/legend.js).
   function updateLegend() {
-    const classNames = names();
     const labels = decodeLabels(model.get("labels"));
-    const rawColors = model.get("class_colors");
-    const given = Array.isArray(rawColors) ? rawColors.map(String) : [];
-    const nClasses = Math.max(classNames.length, given.length);
-    const counts = new Array(nClasses).fill(0);
-    for (const c of labels) if (c >= 0 && c < nClasses) counts[c] += 1;
-    const hidden = hiddenSet();
-    let listed = [...Array(nClasses).keys()];
-    if (labels.length > 0) listed = listed.filter((c) => counts[c] > 0 || hidden.has(c));
-    listed.sort((a, b) => counts[b] - counts[a] || a - b);
-    const shown = legendOpen ? listed : listed.slice(0, LEGEND_MAX);
-    const more = listed.length - shown.length;
-    const key = `${classNames.join("\u0000")}|${given.join(",")}|${shown.join(",")}|${more}`;
-    if (key !== legendKey) {
-      legendKey = key;
-      const items = [];
-      for (const c of shown) {
-        const item = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-legend-item"));
-        item.type = "button";
-        item.dataset.class = String(c);
-        const swatch = make("span", "cnnviz-swatch");
-        swatch.style.background = /^#[0-9a-fA-F]{6}$/.test(given[c] ?? "")
-          ? given[c]
-          : TAB10[c % TAB10.length];
-        const name = make("span", "cnnviz-legend-name");
-        name.textContent = c < classNames.length ? classNames[c] : `class ${c}`;
-        const count = make("span", "cnnviz-legend-count");
-        item.append(swatch, name, count);
-        items.push(item);
-      }
-      if (more > 0 || legendOpen) {
-        const toggle = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-legend-more"));
-        toggle.type = "button";
-        toggle.textContent = legendOpen ? "fewer" : `+${more} more`;
-        toggle.title = legendOpen
-          ? `show the ${LEGEND_MAX} largest classes only`
-          : `${more} more classes with points`;
-        if (listed.length > LEGEND_MAX) items.push(toggle);
-      }
-      legend.replaceChildren(...items);
-    }
-    legend.dataset.classes = String(listed.length);
-    legend.dataset.shown = String(shown.length);
-    for (const item of /** @type {NodeListOf<HTMLElement>} */ (
-      legend.querySelectorAll(".cnnviz-legend-item")
-    )) {
-      const c = Number(item.dataset.class);
-      const off = hidden.has(c);
-      const count = item.querySelector(".cnnviz-legend-count");
-      if (count) count.textContent = String(counts[c] ?? 0);
-      item.classList.toggle("cnnviz-hidden", off);
-      item.setAttribute("aria-pressed", String(!off));
-      item.title = off ? "show this class" : "hide this class";
-    }
-    legend.style.display = listed.length > 0 ? "" : "none";
+    const preds = decodePreds(model.get("predictions"));
+    const coloring = colorClasses(labels, preds, getStr(model, "color_by"));
+    const { nClasses, colorOf } = classColors(coloring.classes);
+    legendView.update({
+      names: names(),
+      colorOf,
+      nClasses,
+      coloring: labels.length > 0 ? coloring : null,
+      hidden: hiddenSet(),
+    });
   }
 
-  /** @param {MouseEvent} ev */
-  const onLegendClick = (ev) => {
-    const target = /** @type {Element | null} */ (ev.target);
-    if (target?.closest?.(".cnnviz-legend-more")) {
-      legendOpen = !legendOpen;
-      updateLegend();
-      return;
-    }
-    const item = /** @type {HTMLElement | null} */ (
-      target?.closest?.(".cnnviz-legend-item") ?? null
-    );
-    if (!item || !legend.contains(item)) return;
-    const c = Number(item.dataset.class);
-    if (!Number.isInteger(c)) return;
-    const hidden = hiddenSet();
-    if (hidden.has(c)) hidden.delete(c);
-    else hidden.add(c);
-    model.set(
-      "hidden_classes",
-      [...hidden].sort((a, b) => a - b),
-    );
-    model.save_changes();
-  };
-  legend.addEventListener("click", onLegendClick);
+  function updateRegions() {
+    const show = Boolean(model.get("show_regions"));
+    regionLayer.update(parseRegions(model.get("regions")), show, (i) => thumbs.get(i));
+    placeRegions();
+  }
+
+  function placeRegions() {
+    const ready = sp !== null && data !== null && sp.get("isPointsDrawn");
+    regionLayer.place((i) => (ready ? screenPos(i) : null), cssW, cssH);
+  }
 
   // --- neighbour strip ------------------------------------------------------------------------
 
@@ -1123,6 +1100,7 @@ function render({ model, el }) {
       setData("points", String(data ? shownCount : 0));
       setData("selected", String(getInt(model, "selected_index", -1)));
       drawOverlay();
+      placeRegions();
       if (hovered >= 0) placeTooltip();
     });
     on("pointOver", (/** @type {number} */ i) => showTooltip(i));
@@ -1163,6 +1141,8 @@ function render({ model, el }) {
   const onLayoutToggle = () => setTrait("arrangement", layoutBox.checked ? "grid" : "scatter");
   const onWrongToggle = () => setTrait("highlight_misclassified", wrongBox.checked);
   const onThumbsToggle = () => setTrait("show_thumbnails", thumbsBox.checked);
+  const onRegionsToggle = () => setTrait("show_regions", regionsBox.checked);
+  const onColorBy = () => setTrait("color_by", colorBy.value);
   const onClear = () => {
     setSelectedIndices([]);
     sp?.select([], { preventEvent: true });
@@ -1174,6 +1154,8 @@ function render({ model, el }) {
   layoutBox.addEventListener("change", onLayoutToggle);
   wrongBox.addEventListener("change", onWrongToggle);
   thumbsBox.addEventListener("change", onThumbsToggle);
+  regionsBox.addEventListener("change", onRegionsToggle);
+  colorBy.addEventListener("change", onColorBy);
   clearButton.addEventListener("click", onClear);
   resetButton.addEventListener("click", onReset);
 
@@ -1187,6 +1169,9 @@ function render({ model, el }) {
     layoutBox.checked = getStr(model, "arrangement") === "grid";
     wrongBox.checked = Boolean(model.get("highlight_misclassified"));
     thumbsBox.checked = Boolean(model.get("show_thumbnails"));
+    regionsBox.checked = Boolean(model.get("show_regions"));
+    colorBy.value = getStr(model, "color_by") || "auto";
+    colorBy.style.display = data?.predictions.some((p) => p >= 0) ? "" : "none";
     const nThumbs = getInt(model, "thumbs_per_page", 0);
     thumbsField.style.display = nThumbs > 0 ? "" : "none";
     wrongText.textContent = `highlight misclassified (${data?.nWrong ?? 0})`;
@@ -1256,6 +1241,10 @@ function render({ model, el }) {
       lassoing = true;
       sp.lassoSelect(vertices, { isGl: true });
     },
+    /** @param {number} r the points of region r (what a click on its name selects) */
+    cnnvizRegionMembers(r) {
+      return regionMembers(decodeRegions(model.get("point_regions")), r);
+    },
     cnnvizScatterplot: sp,
   });
 
@@ -1271,6 +1260,10 @@ function render({ model, el }) {
       updateControls();
     }),
     onChanges(model, LEGEND_TRAITS, updateLegend),
+    onChanges(model, REGION_TRAITS, () => {
+      updateRegions();
+      updateControls();
+    }),
     onChanges(model, ["hidden_classes"], applyFilter),
     onChanges(model, ["highlight_misclassified"], () => {
       applyEncodings();
@@ -1297,6 +1290,7 @@ function render({ model, el }) {
   updateText();
   updateLegend();
   updateThumbs();
+  updateRegions();
   updateControls();
   canvas.dataset.drawCount = "0";
   canvas.dataset.performanceMode = String(manyPoints && sp !== null);
@@ -1309,7 +1303,10 @@ function render({ model, el }) {
     disposed = true;
     for (const off of unsubscribers) off();
     for (const off of spOff) off();
-    legend.removeEventListener("click", onLegendClick);
+    legendView.dispose();
+    regionLayer.dispose();
+    regionsBox.removeEventListener("change", onRegionsToggle);
+    colorBy.removeEventListener("change", onColorBy);
     strip.removeEventListener("click", onStripClick);
     layoutBox.removeEventListener("change", onLayoutToggle);
     wrongBox.removeEventListener("change", onWrongToggle);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import nbformat
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,10 +14,25 @@ from ._lab import NON_BLANK, open_and_run_all, rerun_cell
 
 pytestmark = pytest.mark.e2e
 SCATTER = ".cnnviz-embedding canvas.cnnviz-scatter"
+NOTEBOOK = "02_representation_space.ipynb"
+# a cell added to the scratch copy: what Python holds of the browser's selection
+SELECTION_CELL = 'print(f"selection {explorer.selection.tolist()}")'
+# the first region name is centred on point i (which has moved from `before`, when given)
+NAME_ON_POINT = """([root, i, before]) => {
+  const p = root.cnnvizPointToClient(i);
+  if (!p || (before && Math.hypot(p.x - before.x, p.y - before.y) < 5)) return false;
+  const b = root.querySelector('.cnnviz-region').getBoundingClientRect();
+  return Math.abs(b.left + b.width / 2 - p.x) <= 2 && Math.abs(b.top + b.height / 2 - p.y) <= 2;
+}"""
 
 
 def test_map_renders_hovers_clicks_and_follows_python(lab, page):
-    open_and_run_all(page, lab, "02_representation_space.ipynb")
+    path = lab["dir"] / NOTEBOOK
+    nb = nbformat.read(path, as_version=4)
+    if nb.cells[-1].source != SELECTION_CELL:
+        nb.cells.append(nbformat.v4.new_code_cell(SELECTION_CELL))
+        nbformat.write(nb, path)
+    open_and_run_all(page, lab, NOTEBOOK)
     page.wait_for_function(
         f"() => {{ const c = document.querySelector('{SCATTER}');"
         " return c && Number(c.dataset.drawCount) > 0 && c.dataset.points === '1797'"
@@ -70,4 +86,41 @@ def test_map_renders_hovers_clicks_and_follows_python(lab, page):
         "els => els.map(e => Number(e.dataset.index))"
     )
     assert [i for i in strip if i != hovered] == [int(i) for i in kernel.split(",")]
+
+    # colour by prediction: the legend marks every point as a prediction
+    root.locator("select.cnnviz-color-by").select_option("prediction")
+    legend = root.locator(".cnnviz-legend")
+    page.wait_for_function("l => l.dataset.predicted === '1797'", arg=legend.element_handle())
+    assert root.locator(".cnnviz-legend-predicted").count() == 10
+    root.locator("select.cnnviz-color-by").select_option("auto")
+    page.wait_for_function("l => l.dataset.predicted === '0'", arg=legend.element_handle())
+
+    # the regions checkbox: the kernel finds them, their names appear over the map
+    root.locator("input.cnnviz-regions-toggle").check()
+    names = root.locator(".cnnviz-regions .cnnviz-region")
+    names.first.wait_for(timeout=60_000)
+    assert names.count() >= 8, names.all_inner_texts()  # about one region per digit
+    assert re.fullmatch(r"\d \d+%.*", names.first.inner_text()), names.first.inner_text()
+    # each name sits on its region's medoid point, and follows it when the map is zoomed
+    medoid = int(names.first.get_attribute("data-medoid"))
+    members = root.evaluate("r => r.cnnvizRegionMembers(0)")
+    assert medoid in members
+    at = [root.element_handle(), medoid]
+    page.wait_for_function(NAME_ON_POINT, arg=[*at, None], timeout=10_000)
+    before = root.evaluate(f"r => r.cnnvizPointToClient({medoid})")
+    root.evaluate(f"r => r.cnnvizScatterplot.zoomToPoints({members})")
+    page.wait_for_function(NAME_ON_POINT, arg=[*at, before], timeout=10_000)
+    root.locator("button.cnnviz-reset-view").click()
+    # a click on a name selects its points, in the browser and in Python
+    assert len(members) == int(names.first.get_attribute("data-count")) > 0
+    names.first.click()
+    page.wait_for_function(
+        f"n => document.querySelector('{SCATTER}').dataset.selectedCount === String(n)",
+        arg=len(members),
+        timeout=10_000,
+    )
+    out = rerun_cell(page, 4)
+    out.filter(has_text="selection [").wait_for(timeout=30_000)
+    held = re.search(r"selection \[([\d, ]*)\]", out.inner_text()).group(1)
+    assert [int(i) for i in held.split(",")] == members
     assert page.console_errors == []

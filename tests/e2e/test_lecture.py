@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from cnnviz_widgets.demo import load_gabor_cnn, load_photos
+from cnnviz_widgets.inspect.layers import default_layer
+from cnnviz_widgets.widgets._layers import layer_choices
 
 from ._lab import NON_BLANK, open_and_run_all
 from .conftest import ARTIFACTS
@@ -21,6 +23,16 @@ COLOURED = """canvas => {
     if (Math.max(r, g, b) - Math.min(r, g, b) > 24) coloured += 1;
   }
   return coloured / (data.length / 4);
+}"""
+
+# Share of the canvas's pixels that are black (silent units of a post-activation map).
+BLACK = """canvas => {
+  const {data} = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let black = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.max(data[i], data[i + 1], data[i + 2]) < 8) black += 1;
+  }
+  return black / (data.length / 4);
 }"""
 
 # The whole notebook has run: the explorer at its end has finished its occlusion map.
@@ -99,11 +111,20 @@ def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
     assert overlay.evaluate(COLOURED) > 0.01  # the dots alone: about 0.002
     shoot(space, "tsne")
 
-    # 3. conv5-like activations: blocks.4 of Lite0, 112 channels
-    maps = page.locator(".cnnviz-feature-maps canvas.cnnviz-tiles").first
-    assert maps.get_attribute("data-n-tiles") == "112"
+    # 3. conv5-like activations: Lite0's default post-activation layer, black where silent;
+    # beside it the linear bottleneck blocks.4, drawn centred at zero in colour
+    choices = layer_choices(lite0, photos[0][0])
+    default = next(c for c in choices if c["name"] == default_layer(lite0, choices))
+    channels = default["label"].split(" · ")[1].split("×")[0]
+    grids = page.locator(".cnnviz-feature-maps:not(.cnnviz-explorer .cnnviz-feature-maps)")
+    maps, linear = (grids.nth(i).locator("canvas.cnnviz-tiles") for i in range(2))
+    assert maps.get_attribute("data-n-tiles") == channels
     assert maps.evaluate(NON_BLANK) > 16
-    shoot(page.locator(".cnnviz-feature-maps").first, "activations")
+    assert maps.evaluate(BLACK) > 0.4  # most units are silent
+    assert linear.get_attribute("data-n-tiles") == "112"
+    assert linear.evaluate(BLACK) < 0.05 and linear.evaluate(COLOURED) > 0.3
+    shoot(grids.nth(0), "activations")
+    shoot(grids.nth(1), "activations-linear")
 
     # 4. top patches of that layer's channels
     patches = page.locator(".cnnviz-top-patches").first
