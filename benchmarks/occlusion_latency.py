@@ -161,12 +161,13 @@ def measure(name: str, args) -> dict:
     settings, widget_scores = widget_settings(model, images[0])
     click(model, images[0], settings)  # warm-up on this thread (the widget's ran on its own)
     samples = {"clicks": [], "forward": [], "peers": []}
+    batches = args.peer_batches  # else the forward's best batch of the first repeat, kept
     for r in range(args.repeats):
         for image in images:
             samples["clicks"].append(click(model, image, settings))
         fwd = forward_times(model, images[0])
         samples["forward"].append(fwd)
-        batches = args.peer_batches or [min(fwd, key=fwd.get)]
+        batches = batches or [min(fwd, key=fwd.get)]
         image = images[r % len(images)]
         target = int(np.argmax(class_probabilities(model, image)))
         samples["peers"].append(peer_times(model, image, target, settings, batches))

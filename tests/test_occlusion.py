@@ -528,6 +528,18 @@ def test_coarse_to_fine_generator():
     np.testing.assert_allclose(maps[0].scores, maps[1].scores[::2, ::2], atol=1e-5)
 
 
+def test_each_map_computes_only_the_positions_no_coarser_map_of_the_run_did():
+    model = SmallCNN(c_in=3).eval()
+    image = torch.randn(3, 32, 32)
+    maps = list(occlusion_maps(model, image, strides=(16, 8, 4, 3), patch_size=8))
+    # centred patches: the stride-8 centres hold the stride-16 ones, stride 4 both; of the
+    # stride-3 centres only the multiples of 12 (0, 12, 24 on each axis) are known
+    assert [m.extra["computed"] for m in maps] == [4, 16 - 4, 64 - 16, 121 - 9]
+    for res in maps:  # every map equal to its own full recompute
+        full = occlusion_map(model, image, patch_size=8, stride=res.stride, method="full")
+        assert np.abs(res.scores - full.scores).max() <= 1e-4
+
+
 def test_generator_closed_early_restores_mode():
     model = SmallCNN(c_in=3).train()
     gen = occlusion_maps(model, torch.randn(3, 32, 32), strides=(8, 4), patch_size=8)

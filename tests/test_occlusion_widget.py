@@ -17,6 +17,10 @@ def test_schedule_doubles_up_to_the_patch():
     assert coarse_to_fine(8, 32) == [32, 16, 8]
     assert coarse_to_fine(3, 8) == [6, 3]
     assert coarse_to_fine(5, 4) == [5]
+    # with the image's size: a first map of at most 16 positions (4x4 at 224)
+    assert coarse_to_fine(8, 32, (224, 224)) == [64, 32, 16, 8]
+    assert coarse_to_fine(2, 8, (32, 32)) == [8, 4, 2]
+    assert coarse_to_fine(4, 8, (300, 100)) == [64, 32, 16, 8, 4]  # 5x2 positions first
 
 
 def test_streamed_maps_equal_the_full_recompute(demo):

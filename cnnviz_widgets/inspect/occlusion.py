@@ -41,6 +41,8 @@ do and do not divide ``H - p``).
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -215,6 +217,17 @@ class _Placement:
     def n(self) -> int:
         return int(self.ty.numel())
 
+    def only(self, keep: torch.Tensor) -> _Placement:
+        """The same grid with only the positions where `keep` (a bool per position) is set."""
+        part = copy.copy(self)
+        part.ty, part.tx, part.oy, part.ox = (
+            self.ty[keep],
+            self.tx[keep],
+            self.oy[keep],
+            self.ox[keep],
+        )
+        return part
+
     def updates(self, start: int, stop: int) -> torch.Tensor:
         """(B, C, ph, pw): the image inside each rectangle with its patch pasted."""
         ph, pw = self.patch
@@ -351,6 +364,8 @@ class _Runner:
 
     def start(self) -> None:
         """Base pass (inside the model-state context): base output, target, engine, checks."""
+        self._done: dict[tuple[int, int], float] = {}  # position -> score, over this run's maps
+        self._method_used = "full"
         with torch.inference_mode():
             base = self.forward(self.image.clone())  # a clone: the model may write to it
             if not isinstance(base, torch.Tensor) or base.dim() != 2 or base.shape[0] != 1:
@@ -396,17 +411,22 @@ class _Runner:
         self.base_score = float(_score(base, target, self.output).item())
 
     def _probe(self) -> _Placement:
-        """Two occluded positions (centre, corner) to check the model and the engine on."""
+        """Two occluded positions (corner, centre) to check the model and the engine on."""
         _, _, h, w = self.image.shape
         pl = _Placement(self.image, self.patch, (max(1, h // 2), max(1, w // 2)), "centered",
                         self.patch_value)  # fmt: skip
-        return pl
+        keep = torch.zeros(pl.n, dtype=torch.bool, device=pl.ty.device)
+        keep[[0, pl.n - 1]] = True
+        return pl.only(keep)
 
     def _check_batch(self, base: torch.Tensor) -> None:
-        """Detect a model whose output for an image depends on the rest of its batch."""
+        """Detect a model whose output for an image depends on the rest of its batch. The
+        same forward gives the probe positions' own outputs (`_probe_out`), which the engine
+        is then checked against."""
         probe = self._probe()
-        x = torch.cat([self.image, probe.images(probe.n - 1, probe.n)])
+        x = torch.cat([self.image, probe.images(0, probe.n)])
         out = self.forward(x)
+        self._probe_out = out[1:]
         if not _close(out[:1], base):
             self.per_image = True
             self._warn(
@@ -427,7 +447,7 @@ class _Runner:
         probe = self._probe()
         plan = engine.plan(self.patch, probe.oy, probe.ox)
         got = engine.run(plan, 0, probe.n, probe.updates(0, probe.n))
-        ref = self.forward(probe.images(0, probe.n))
+        ref = self._probe_out  # the model's own, in one batch with the image (no coupling)
         if not _close(got, ref):
             raise UnfaithfulGraphError(
                 "the incremental result differs from the model's on a probe position "
@@ -442,7 +462,13 @@ class _Runner:
         # suffer most from thread contention). The plain forward of the full path is fastest
         # per image at batch 8 (benchmarks/RESULTS.md: 1.1x ResNet-18 to 1.9x RegNetY-400MF
         # faster than Captum's usual 32, whose activations outgrow the CPU's caches).
-        bs = 4096 if self.device.type == "cuda" else FULL_CPU_BATCH if plan is None else 128
+        # The engine's best CPU batch follows the bytes a position's rectangles hold: ResNet-18
+        # (6.8 MB a position at stride 16) is fastest at 128, EfficientNet-Lite0's expanded
+        # blocks (40 MB) at 16, 1.5x faster there than at 128 (`_cpu_batch`).
+        if self.device.type == "cuda":
+            bs = 4096
+        else:
+            bs = FULL_CPU_BATCH if plan is None else _cpu_batch(self.engine, plan)
         engine = self.engine
         if engine is not None and plan is not None:
             full = set(plan.full_nodes)
@@ -467,15 +493,11 @@ class _Runner:
         bound = full / inc if inc > 0 else float("inf")
         return (plan if bound >= MIN_FLOP_BOUND else None), bound
 
-    def compute(self, stride: Any) -> OcclusionResult:
-        sh, sw = _pair(stride, "stride")
-        if sh <= 0 or sw <= 0:
-            raise ValueError(f"stride {(sh, sw)} must be >= 1 in both dimensions")
-        t0 = time.perf_counter()
-        placement = _Placement(self.image, self.patch, (sh, sw), self.placement, self.patch_value)
+    def _scores(self, placement: _Placement) -> torch.Tensor:
+        """The score of each position of `placement`, in batches (`_last`: the plan, its FLOP
+        bound and the batch size used)."""
         n = placement.n
-        engine = self.engine
-        plan, bound = self._choose(placement)
+        plan, bound = self._choose(placement) if n else (None, None)
         bs = self._batch(placement, plan)
         scores = torch.empty(n, dtype=torch.float32, device=self.device)
         dtype = _PRECISIONS[self.precision]
@@ -486,7 +508,7 @@ class _Runner:
                 try:
                     with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                         if plan is not None:
-                            out = engine.run(plan, start, stop, placement.updates(start, stop))
+                            out = self.engine.run(plan, start, stop, placement.updates(start, stop))
                         else:
                             out = self.forward(placement.images(start, stop))
                 except Exception as e:
@@ -498,10 +520,30 @@ class _Runner:
                     raise
                 scores[start:stop] = _score(out, self.target, self.output)
                 start = stop
+        self._last = (plan, bound, bs)
+        if n:
+            self._method_used = "incremental" if plan is not None else "full"
+        return scores
+
+    def compute(self, stride: Any) -> OcclusionResult:
+        sh, sw = _pair(stride, "stride")
+        if sh <= 0 or sw <= 0:
+            raise ValueError(f"stride {(sh, sw)} must be >= 1 in both dimensions")
+        t0 = time.perf_counter()
+        placement = _Placement(self.image, self.patch, (sh, sw), self.placement, self.patch_value)
+        # a position a coarser map of this run computed is not computed again
+        keys = list(zip(placement.ty.tolist(), placement.tx.tolist(), strict=True))
+        new = [k not in self._done for k in keys]
+        todo = placement.only(torch.tensor(new, device=placement.ty.device))
+        computed = self._scores(todo)
+        fresh = [k for k, is_new in zip(keys, new, strict=True) if is_new]
+        self._done.update(zip(fresh, computed.tolist(), strict=True))
+        scores = torch.tensor([self._done[k] for k in keys], dtype=torch.float32)
+        plan, bound, bs = self._last
         err = None
-        if self.precision != "fp32":
+        if self.precision != "fp32" and todo.n:
             with torch.inference_mode(), _TF32(self.device, "fp32"):
-                err = self._precision_error(scores, placement)
+                err = self._precision_error(computed, todo)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         extra: dict[str, Any] = {
@@ -509,6 +551,7 @@ class _Runner:
             "rect_nodes": list(plan.rect_fracs) if plan is not None else [],
             "notes": list(self.notes),
             "flop_bound": bound,
+            "computed": todo.n,  # the rest were computed by a coarser map of this run
         }
         return OcclusionResult(
             scores=scores.reshape(placement.ny, placement.nx).cpu().numpy().astype(np.float32),
@@ -516,7 +559,7 @@ class _Runner:
             target=self.target,
             patch_size=self.patch,
             stride=(sh, sw),
-            method="incremental" if plan is not None else "full",
+            method=self._method_used,
             output=self.output,
             elapsed_s=time.perf_counter() - t0,
             batch_size=bs,
@@ -538,6 +581,25 @@ class _Runner:
             for i in idx
         ])  # fmt: skip
         return float((scores[idx] - ref).abs().max().item())
+
+
+#: bytes of rectangle activations a CPU batch of the engine aims at (measured on 2 cores:
+#: ResNet-18 best at 128 positions, EfficientNet-Lite0 at 16; see `_Runner._batch`)
+CPU_BATCH_BYTES = 800e6
+
+
+def _cpu_batch(engine: Any, plan: Any) -> int:
+    """The engine's CPU batch: `CPU_BATCH_BYTES` over the bytes of one position's changed
+    activations (rectangles, and whole maps where the plan computes in full), rounded to a
+    power of two in 8..256."""
+    per_pos = 0.0
+    for node in engine.affected:
+        out = engine.base.get(node)
+        if isinstance(out, torch.Tensor):
+            g = plan.geos.get(node)
+            frac = g.frac if g is not None and node.name not in plan.full_nodes else 1.0
+            per_pos += out[0].numel() * out.element_size() * frac
+    return int(2 ** min(8, max(3, round(math.log2(CPU_BATCH_BYTES / max(per_pos, 1.0))))))
 
 
 def _runner(model: nn.Module, image: Any, **kw: Any) -> _Runner:

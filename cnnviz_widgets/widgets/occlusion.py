@@ -24,13 +24,25 @@ from ._owner import Ticket, owner_of
 from ._progress import Superseded
 from ._tiles import bundle
 
+#: the first map of a run has at most this many positions (4×4): it comes at once
+FIRST_MAP_POSITIONS = 16
 
-def coarse_to_fine(stride: int, patch: int) -> list[int]:
-    """Strides doubling up from `stride` while they stay within the patch, coarsest first."""
+
+def coarse_to_fine(stride: int, patch: int, size: tuple[int, int] | None = None) -> list[int]:
+    """Strides doubling up from `stride` while they stay within the patch, coarsest first;
+    with the image's `size`, doubled further until the first map has at most
+    `FIRST_MAP_POSITIONS` centred patches. (Each map's positions hold the coarser ones': the
+    runner computes only the new ones, see `inspect.occlusion`.)"""
     strides = [stride]
     while strides[-1] * 2 <= patch:
         strides.append(strides[-1] * 2)
+    while size is not None and _cells(size, strides[-1]) > FIRST_MAP_POSITIONS:
+        strides.append(strides[-1] * 2)
     return strides[::-1]
+
+
+def _cells(size: tuple[int, int], stride: int) -> int:
+    return -(-size[0] // stride) * -(-size[1] // stride)
 
 
 def default_patch(height: int, width: int) -> int:
@@ -210,11 +222,13 @@ class OcclusionMap(Widget):
     def _on_colormap(self, change) -> None:
         self.colormap_lut = render.colormap_lut(change["new"]).tobytes()
 
-    def schedule(self) -> list[int]:
-        """The strides of a run, coarsest first."""
+    def schedule(self, size: tuple[int, int] | None = None) -> list[int]:
+        """The strides of a run on an image of `size` (default: the current one), coarsest
+        first."""
         if self._strides is not None:
             return self._strides
-        return coarse_to_fine(self.stride, self.patch_size)
+        size = size or tuple(self._batch(self.image).shape[-2:])
+        return coarse_to_fine(self.stride, self.patch_size, size)
 
     def _graph(self, batch):
         """The model's fx graph at this image's shape (the engine retraces at any other), once
@@ -240,7 +254,7 @@ class OcclusionMap(Widget):
         params = {
             "method": self._method,
             "image": batch,
-            "strides": self.schedule(),
+            "strides": self.schedule(tuple(batch.shape[-2:])),
             "target": self.target,
             "patch_size": self.patch_size,
             "baseline": self.baseline,

@@ -97,16 +97,21 @@ def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
         "c => Number(c.dataset.thumbs) > 0", arg=scatter.element_handle(), timeout=60_000
     )
     assert int(scatter.get_attribute("data-thumbs")) > len(photos) // 2
-    # the legend lists the classes that have photos (not all 1,000 ImageNet names), at most
-    # 24 at first; "+N more" shows the rest
-    labelled = {int(c) for c in photos.targets if c >= 0}
+    # every point is coloured: labelled photos by their label, the rest by prediction (the
+    # legend counts them); the map's regions are named on it
     legend = space.locator(".cnnviz-legend")
-    assert legend.get_attribute("data-classes") == str(len(labelled))
-    assert space.locator(".cnnviz-legend-item").count() == min(24, len(labelled))
-    if len(labelled) > 24:
-        space.locator(".cnnviz-legend-more").click()
-        assert space.locator(".cnnviz-legend-item").count() == len(labelled)
-        space.locator(".cnnviz-legend-more").click()
+    page.wait_for_function(
+        "l => Number(l.dataset.predicted) > 0", arg=legend.element_handle(), timeout=60_000
+    )
+    labelled = int((photos.targets >= 0).sum())
+    assert int(legend.get_attribute("data-predicted")) == len(photos) - labelled
+    regions = space.locator(".cnnviz-regions .cnnviz-region")
+    page.wait_for_function(
+        "e => e.querySelectorAll('.cnnviz-regions .cnnviz-region').length > 0",
+        arg=space.element_handle(),
+        timeout=60_000,
+    )
+    assert regions.count() >= 2 and all(t.strip() for t in regions.all_inner_texts())
     overlay = space.locator("canvas.cnnviz-scatter-overlay")
     assert overlay.evaluate(COLOURED) > 0.01  # the dots alone: about 0.002
     shoot(space, "tsne")
