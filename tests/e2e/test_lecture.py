@@ -125,9 +125,11 @@ def test_every_lecture_figure_renders_from_the_trained_networks(lab, page):
     maps, linear = (grids.nth(i).locator("canvas.cnnviz-tiles") for i in range(2))
     assert maps.get_attribute("data-n-tiles") == channels
     assert maps.evaluate(NON_BLANK) > 16
-    assert maps.evaluate(BLACK) > 0.4  # most units are silent
+    silent = maps.evaluate(BLACK)
+    assert silent > 0.4  # most units are silent
     assert linear.get_attribute("data-n-tiles") == "112"
-    assert linear.evaluate(BLACK) < 0.05 and linear.evaluate(COLOURED) > 0.3
+    # the linear grid: coloured, and black only in its empty cells and gaps
+    assert linear.evaluate(COLOURED) > 0.3 and linear.evaluate(BLACK) < silent - 0.25
     shoot(grids.nth(0), "activations")
     shoot(grids.nth(1), "activations-linear")
 
