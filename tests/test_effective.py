@@ -291,3 +291,33 @@ def test_a_model_with_no_input_gradient_keeps_its_geometric_crops():
         today = render.fit_tiles([view.top.patch(c, r) for c in range(4) for r in range(2)], 64)
         np.testing.assert_array_equal(_tiles(view), today)
         view.close()
+
+
+class TwiceReLU(nn.Module):
+    """One ReLU module called twice, as torchvision's BasicBlock calls `relu`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv2(self.relu(self.conv1(x))))
+
+
+def test_a_layer_called_twice_is_differentiated_at_its_last_call_as_ranked():
+    torch.manual_seed(0)
+    model = TwiceReLU().eval()
+    image = torch.randn(1, 1, 12, 12)
+    out = model(image)
+    units = [(c, y, x) for c in range(2) for y in range(4, 8) for x in range(4, 8)]
+    units = [u for u in units if out[(0, *u)] > 0][:4]  # active: a gradient to compare
+    assert units, "no active unit to probe"
+    got = input_gradients(model, "relu", image.expand(len(units), -1, -1, -1), units)
+    for (c, y, x), g in zip(units, got, strict=True):
+        leaf = image.clone().requires_grad_(True)
+        (want,) = torch.autograd.grad(model(leaf)[0, c, y, x], leaf)  # the last call: the output
+        torch.testing.assert_close(g, want.abs().sum(dim=1)[0])
+        assert (g[:, : x - 2] == 0).all() and (g[:, x + 3 :] == 0).all()  # 5 wide: 2 convs
+        assert g[y - 2 : y + 3, x - 2 : x + 3].sum() > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 
 import torch
 from torch import nn
@@ -51,10 +51,6 @@ def _map_tensors(output, fn):
     return output
 
 
-class _Captured(Exception):
-    """Ends a forward with autograd on once every layer is captured (`ActivationCapture`)."""
-
-
 class ActivationCapture:
     """Forward hooks on named layers for the duration of a `with` block.
 
@@ -69,8 +65,8 @@ class ActivationCapture:
     instead of raising.
 
     `grad=True` runs with autograd on instead (for input gradients): `input` is the batch the
-    view ran on, a leaf that requires grad; the outputs keep their graph to it; the forward
-    stops once every layer is captured (each layer's first output; `logits` is None).
+    view ran on, a leaf that requires grad; the outputs keep their graph to it (a layer called
+    several times keeps its last output here too: the one the dataset pass ranked).
     """
 
     def __init__(
@@ -121,10 +117,8 @@ class ActivationCapture:
         def hook(module, args, output):
             # A copy, since later in-place ops (ReLU(inplace=True), `out += identity`) would
             # otherwise rewrite the captured tensor.
-            if self._grad:  # the graph kept; the rest of the forward is not needed
+            if self._grad:  # the graph kept
                 self.outputs[name] = _map_tensors(output, torch.Tensor.clone)
-                if len(self.outputs) == len(self.layers):
-                    raise _Captured
                 return
             self.outputs[name] = _map_tensors(output, lambda t: t.detach().clone())
 
@@ -140,8 +134,7 @@ class ActivationCapture:
         batch = model_batch(self.model, image, self._transform, first_index)
         self.outputs, self.logits = {}, None
         self.input = batch.to(self.device).requires_grad_(self._grad)
-        with suppress(_Captured):  # grad: the forward ends at the last layer captured
-            self.logits = _map_tensors(self._view(self.input), torch.Tensor.detach)
+        self.logits = _map_tensors(self._view(self.input), torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]
         if missing and self._strict:
             raise ValueError(f"Layer(s) {', '.join(missing)} did not run in the model's forward")

@@ -121,10 +121,12 @@ def _pre_activation(cap: ActivationCapture, name: str) -> dict:
     seen: dict = {}
     layer = cap.modules[name]
 
-    def at_layer(module, args, output):  # before the capture's own hook, which ends the forward
-        act = seen.pop("act", None)
+    def at_layer(module, args, output):  # before the capture's own hook; at every call, so
+        act = seen.pop("act", None)  # a layer called twice gives its last call's (as captured)
         if act is not None and act[0] is output:
             seen["pre"] = act[1]
+        else:
+            seen.pop("pre", None)
 
     def before(module, args):  # a copy: an in-place activation overwrites its input
         seen[id(module)] = args[0].clone()
