@@ -173,11 +173,11 @@ class Expected:
         xs = torch.stack([self.images[i][0] for i in range(N_IMAGES)])
         self.labels = [int(self.images[i][1]) for i in range(N_IMAGES)]
         maps = []
-        hook = self.model.conv2.register_forward_hook(lambda m, i, o: maps.append(o))
+        hook = self.model.relu2.register_forward_hook(lambda m, i, o: maps.append(o.clone()))
         with torch.no_grad():
             self.probs = torch.softmax(self.model(xs), dim=1).numpy()
         hook.remove()
-        self.conv2 = maps[0].numpy()  # (N, channels, h, w)
+        self.relu2 = maps[0].numpy()  # (N, channels, h, w): the apps' post-activation layer
 
     def predicted(self, i: int) -> int:
         return int(self.probs[i].argmax())
@@ -367,14 +367,14 @@ def _views_wrong(x, expected: Expected, i: int) -> list[str]:
     if got["image"] < 4:
         wrong.append("the selected image is blank")
     means = tile_means(x)
-    channels = expected.conv2[i].mean(axis=(1, 2))
+    channels = expected.relu2[i].mean(axis=(1, 2))
     drawn = [c for c in range(len(channels)) if means and c < len(means) and means[c] is not None]
     if len(drawn) < 8:
         wrong.append(f"only {len(drawn)} feature maps drawn")
     else:
         r = np.corrcoef([means[c] for c in drawn], channels[drawn])[0, 1]
-        if not r > 0.99:  # layer-normalised gray tiles: brightness is affine in activation
-            wrong.append(f"feature maps are not image {i}'s conv2 maps (r={r:.3f})")
+        if not r > 0.99:  # post-activation tiles, gray from 0: brightness is activation / max
+            wrong.append(f"feature maps are not image {i}'s relu2 maps (r={r:.3f})")
     return wrong
 
 

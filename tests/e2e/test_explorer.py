@@ -27,7 +27,7 @@ X = ".cnnviz-explorer"
 SCATTER = f"{X} canvas.cnnviz-scatter"
 MAPS = f"{X} .cnnviz-feature-maps canvas.cnnviz-tiles"
 READOUT = 5  # the code cell that prints the explorer's traits
-LAYER = "blocks.4"  # the quickstart's explorer: EfficientNet-Lite0 on the photos of load_photos()
+LAYER = "blocks.4.1.bn1"  # the quickstart explorer's default layer: Lite0 on load_photos()
 
 SETTLED = """i => {
   const x = document.querySelector('.cnnviz-explorer');
@@ -45,7 +45,7 @@ def expected_views(index: int, layer: str = LAYER, source=load_photos):
     model, dataset, classes = source()
     image = dataset[index][0]
     maps = capture(model, image, layer)[layer][0].numpy()
-    tiles = render.feature_tiles(maps, normalize="layer", colormap="gray")
+    tiles = render.feature_tiles(maps, normalize="layer", colormap="gray", scale="zero")
     probs = class_probabilities(model, image)
     bars = [f"{classes[i]}" for i, _ in top_k(probs, 5)]
     return tiles, bars
@@ -252,7 +252,7 @@ class Many(torch.utils.data.Dataset):  # {MANY:,} images, each read taking 4 ms
         return digits[i % len(digits)]
 
 
-explorer = CNNExplorer(model, Many(), classes=classes, method="pca", layer="conv2")
+explorer = CNNExplorer(model, Many(), classes=classes, method="pca", layer="relu2")
 explorer""",
         },
         {
@@ -289,7 +289,7 @@ def test_a_point_clicked_during_the_pass_over_5000_images_shows_its_views(lab, p
     page.wait_for_function(
         f"i => document.querySelector('{X}').dataset.selectedIndex === String(i)", arg=chosen
     )
-    check_views(page, chosen, layer="conv2", source=lambda: load_demo(split="all"))
+    check_views(page, chosen, layer="relu2", source=lambda: load_demo(split="all"))
     assert page.locator(emb).get_attribute("data-running") == "true", "the pass had ended"
     out = rerun_cell(page, 1)  # the kernel is free during the pass
     out.filter(has_text=f"selected {chosen} · running True").wait_for(timeout=30_000)
@@ -297,5 +297,5 @@ def test_a_point_clicked_during_the_pass_over_5000_images_shows_its_views(lab, p
     page.wait_for_function(SETTLED, arg=chosen, timeout=180_000)
     points = page.locator(SCATTER).get_attribute("data-points")
     assert points == str(MANY)
-    check_views(page, chosen, layer="conv2", source=lambda: load_demo(split="all"))
+    check_views(page, chosen, layer="relu2", source=lambda: load_demo(split="all"))
     assert page.console_errors == []

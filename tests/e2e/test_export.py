@@ -100,13 +100,15 @@ def canvas_pixels(page, selector: str) -> np.ndarray:
     return render.decode_png(base64.b64decode(url.split(",", 1)[1]))
 
 
-def tile_at(pixels: np.ndarray, attrs: dict, position: int) -> np.ndarray:
-    """The tile drawn at display `position`, sampled back to atlas resolution (channel 0)."""
+def tile_at(pixels: np.ndarray, attrs: dict, position: int, like=None) -> np.ndarray:
+    """The tile drawn at display `position`, sampled back to atlas resolution: RGB when the
+    tile it is compared with (`like`) is RGB (a linear layer in coolwarm), else channel 0."""
     s, gap, cols = int(attrs["scale"]), int(attrs["gap"]), int(attrs["cols"])
     h, w = int(attrs["tileH"]), int(attrs["tileW"])
     y = gap + (position // cols) * (h * s + gap)
     x = gap + (position % cols) * (w * s + gap)
-    return pixels[y + s // 2 : y + h * s : s, x + s // 2 : x + w * s : s, 0]
+    tile = pixels[y + s // 2 : y + h * s : s, x + s // 2 : x + w * s : s]
+    return tile[..., :3] if like is not None and np.ndim(like) == 3 else tile[..., 0]
 
 
 def test_feature_maps_page(browser, demo, tmp_path):
@@ -122,7 +124,9 @@ def test_feature_maps_page(browser, demo, tmp_path):
     assert int(attrs["nTiles"]) == fm.n_tiles == 32
     pixels = canvas_pixels(page, grid)
     for t in range(fm.n_tiles):
-        np.testing.assert_array_equal(tile_at(pixels, attrs, t), fm.tile(t), err_msg=f"tile {t}")
+        np.testing.assert_array_equal(
+            tile_at(pixels, attrs, t, fm.tile(t)), fm.tile(t), err_msg=f"tile {t}"
+        )
     assert page.locator(".cnnviz-feature-maps .cnnviz-caption").inner_text() == fm.caption
 
     # interaction stays in the page: a click selects, the sort control reorders
@@ -151,7 +155,7 @@ def test_feature_maps_page(browser, demo, tmp_path):
     saved = render.decode_png(download.path().read_bytes())
     attrs = page.eval_on_selector(grid, "c => ({...c.dataset})")
     for p, t in enumerate(order):
-        np.testing.assert_array_equal(tile_at(saved, attrs, p), fm.tile(t))
+        np.testing.assert_array_equal(tile_at(saved, attrs, p, fm.tile(t)), fm.tile(t))
 
 
 def test_occlusion_page_shows_what_save_png_writes(browser, demo, tmp_path):
@@ -271,7 +275,9 @@ def test_explorer_page_renders_every_panel_offline(browser, demo, tmp_path):
     attrs = page.eval_on_selector(grid, "c => ({...c.dataset})")
     pixels = canvas_pixels(page, grid)
     for t in range(int(attrs["nTiles"])):
-        np.testing.assert_array_equal(tile_at(pixels, attrs, t), x.feature_maps.tile(t))
+        np.testing.assert_array_equal(
+            tile_at(pixels, attrs, t, x.feature_maps.tile(t)), x.feature_maps.tile(t)
+        )
     bars = page.locator(f"{root} .cnnviz-x-bar-name").all_inner_texts()
     assert bars == [t["name"] for t in x.occ__top_classes]  # the hostile names, as text
     assert page.locator(f"{root} img").count() == 0
@@ -353,7 +359,9 @@ def check_notebook_page(page, demo):
         shown = want_order or range(f.n_tiles)
         assert attrs["order"] == ",".join(map(str, shown))
         for p, t in enumerate(shown):
-            np.testing.assert_array_equal(tile_at(pixels, attrs, p), f.tile(t), err_msg=f"{k} {t}")
+            np.testing.assert_array_equal(
+                tile_at(pixels, attrs, p, f.tile(t)), f.tile(t), err_msg=f"{k} {t}"
+            )
     captions = page.locator(".cnnviz-feature-maps .cnnviz-caption").all_inner_texts()
     assert captions[0] == fm.caption
 

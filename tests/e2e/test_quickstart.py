@@ -21,9 +21,9 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
         ".every(c => Number(c.dataset.drawCount) > 0)",
         timeout=30_000,
     )
-    # conv1 of the demo: 16 single-channel 3x3 filters; conv2: 32 maps of 16x16
+    # conv1 of the demo: 16 single-channel 3x3 filters; the default layer relu3: 64 maps of 8x8
     assert filters.get_attribute("data-n-tiles") == "16"
-    assert maps.get_attribute("data-n-tiles") == "32"
+    assert maps.get_attribute("data-n-tiles") == "64"
     assert filters.evaluate(NON_BLANK) > 8, "the filter grid drew (almost) nothing"
     assert maps.evaluate(NON_BLANK) > 8, "the feature maps drew (almost) nothing"
 
@@ -34,7 +34,7 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     x, y = tile_center(maps, 5)
     maps.click(position={"x": x, "y": y})
     out = rerun_cell(page, 3)
-    out.filter(has_text=f"selected channel: {order[5]} of layer conv2").wait_for(timeout=20_000)
+    out.filter(has_text=f"selected channel: {order[5]} of layer relu3").wait_for(timeout=20_000)
 
     # hover shows the channel's label
     x, y = tile_center(maps, 2)
@@ -42,12 +42,12 @@ def test_quickstart_renders_and_clicks_reach_the_kernel(lab, page):
     tip = page.locator(".cnnviz-feature-maps .cnnviz-tooltip").first
     tip.filter(has_text=f"channel {order[2]}").wait_for(timeout=5_000)
 
-    # the layer dropdown drives the widget: conv3 has 64 channels of 8x8
+    # the layer dropdown drives the widget: conv2 has 32 channels of 16x16
     drawn = int(maps.get_attribute("data-draw-count"))
-    page.locator(".widget-dropdown select").first.select_option("conv3")
+    page.locator(".widget-dropdown select").first.select_option("conv2")
     page.wait_for_function(
         "n => { const c = document.querySelector('.cnnviz-feature-maps canvas.cnnviz-tiles');"
-        " return c.dataset.nTiles === '64' && Number(c.dataset.drawCount) > n; }",
+        " return c.dataset.nTiles === '32' && Number(c.dataset.drawCount) > n; }",
         arg=drawn,
         timeout=20_000,
     )

@@ -22,7 +22,7 @@ def _():
     model, digits, classes = load_demo(split="test")
     images = torch.utils.data.Subset(digits, range(int(os.environ.get("CNNVIZ_APP_IMAGES", 300))))
     explorer = mo.ui.anywidget(
-        CNNExplorer(model, images, classes=classes, method="pca", layer="conv2")
+        CNNExplorer(model, images, classes=classes, method="pca", layer="relu2")
     )
     explorer  # noqa: B018 - a cell shows its last expression
     return (explorer,)
