@@ -19,6 +19,7 @@ from ._lab import (
     quickstart_points,
     rerun_cell,
     tile_center,
+    wait_all_run,
 )
 from .conftest import ARTIFACTS
 
@@ -141,7 +142,9 @@ def check_views(
 def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
     page.wait_for_function(SCATTER_DRAWN, arg=quickstart_points(), timeout=180_000)
-    # the notebook's last cell selected image 0's nearest neighbour from Python
+    # the notebook's last cell selected image 0's nearest neighbour from Python (once the
+    # explorer's work is done: the cell waits for it)
+    wait_all_run(page)
     page.wait_for_function(SETTLED, arg=-1, timeout=60_000)
     check_views(page, int(page.locator(X).get_attribute("data-selected-index")))
     assert page.locator(SCATTER).evaluate(NON_BLANK) >= 10
