@@ -265,7 +265,7 @@ class TopActivations:
         index = int(self.indices[c, r])
         if self.dataset is None:
             raise ValueError("No dataset to read the image tensors from; rank with a dataset")
-        image = self.dataset[index][0]
+        image = read_item(self.dataset, index)[0]
         if not isinstance(image, torch.Tensor) or tuple(image.shape[-2:]) != self.field.input_size:
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(

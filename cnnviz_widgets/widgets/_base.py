@@ -44,25 +44,33 @@ class Widget(anywidget.AnyWidget):
             for name, value in traits.items():
                 setattr(self, name, value)
 
+    def _lanes(self) -> tuple:
+        """The widget's lanes on the model's thread (see `_owner.py`): `_lane`, if it has one."""
+        lane = getattr(self, "_lane", None)  # absent when __init__ raised before it
+        return () if lane is None else (lane,)
+
     def _wait_lane(self, timeout: float | None, what: str) -> None:
-        """Block until the widget's background work (its `_lane` on the model's thread, see
-        `_owner.py`) is done and its results are in the traits; re-raise its last job's error;
-        `TimeoutError` naming `what` after `timeout` seconds."""
+        """Block until the widget's background work (its `_lanes()` on the model's thread, see
+        `_owner.py`) is done and its results are in the traits; re-raise a lane's last job's
+        error; `TimeoutError` naming `what` after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        lanes = self._lanes()
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._lane.wait(left):
-                raise TimeoutError(f"{what} after {timeout} s")
-            if not _kernel.drain():  # a result shown can start more work (a new ranking)
+            for lane in lanes:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not lane.wait(left):
+                    raise TimeoutError(f"{what} after {timeout} s")
+            # a result shown can start more work (a new ranking, a ranking's page)
+            if not _kernel.drain() and not any(lane.busy for lane in lanes):
                 break
-        if self._lane.last_error is not None:
-            raise self._lane.last_error
+        for lane in lanes:
+            if lane.last_error is not None:
+                raise lane.last_error
 
     def close(self) -> None:
         """Close the widget and end its background work, if it has any."""
         self._closed = True
-        lane = getattr(self, "_lane", None)  # absent when __init__ raised before it
-        if lane is not None:
+        for lane in self._lanes():
             lane.close()
         super().close()
 

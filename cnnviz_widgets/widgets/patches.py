@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,7 +23,6 @@ from ..inspect.inputs import as_index, check_positive
 from ..inspect.layers import default_layer
 from ..inspect.receptive import receptive_fields
 from ..inspect.wrappers import unwrap
-from . import _kernel
 from ._layers import layer_choices
 from ._owner import fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
@@ -224,26 +222,12 @@ class TopPatches(TileGridWidget):
     def wait(self, timeout: float | None = None) -> TopPatches:
         """Block until the current ranking and its page's crops are shown (the widget, for
         chaining); re-raises the background error. `TimeoutError` after `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        lanes = (self._lane, self._crops)
-        while True:
-            for lane in lanes:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not lane.wait(left):
-                    raise TimeoutError(f"the top patches were not shown after {timeout} s")
-            if not _kernel.drain() and not any(lane.busy for lane in lanes):
-                break  # a result shown can start more work (a ranking shows a page)
-        for lane in lanes:
-            if lane.last_error is not None:
-                raise lane.last_error
+        self._wait_lane(timeout, "the top patches were not shown")
         return self
 
-    def close(self) -> None:
-        """Close the widget and end its background work."""
-        crops = getattr(self, "_crops", None)  # absent when __init__ raised before it
-        if crops is not None:
-            crops.close()
-        super().close()
+    def _lanes(self) -> tuple:
+        crops = getattr(self, "_crops", None)  # the page's effective fields
+        return (*super()._lanes(), *(() if crops is None else (crops,)))
 
     def _on_layer(self, change) -> None:
         self._rank(page=0)
