@@ -216,6 +216,7 @@ def test_a_click_updates_every_view_and_a_tile_click_the_patches(lab, page):
 
 def test_fast_clicks_end_on_the_last_point(lab, page):
     open_and_run_all(page, lab, "01_quickstart.ipynb")
+    wait_all_run(page)  # the last cell selects from Python once the explorer's work is done
     page.wait_for_function(SETTLED, arg=-1, timeout=180_000)
     heap = page.evaluate("() => performance.memory.usedJSHeapSize")
     points = list(np.random.default_rng(1).choice(quickstart_points(), 20, replace=False))
