@@ -125,3 +125,49 @@ def test_reductions_over_channels_keep_the_rectangle(with_max):
     else:
         assert not warned and {"cat", "gate", "mul"} <= rect
     np.testing.assert_allclose(inc.scores, full.scores, atol=1e-5)
+
+
+class FunctionalBnAct(nn.Module):
+    """timm's spelling: a conv through F.conv2d on its own weight (Conv2dSame), a BatchNorm
+    through F.batch_norm on running statistics (BatchNormAct2d), an Identity, then ReLU6."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3) * 0.3)
+        self.bn = nn.BatchNorm2d(cout)
+        self.drop = nn.Identity()
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward(self, x):
+        x = torch.nn.functional.conv2d(x, self.weight, None, 1, 1)
+        bn = self.bn
+        x = torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var, weight=bn.weight,
+                                           bias=bn.bias, training=False, eps=bn.eps)  # fmt: skip
+        return self.act(self.drop(x))
+
+
+def test_functional_conv_and_batch_norm_fold_exactly():
+    """The folded pair and the in-place activation behind an Identity: the same map as the
+    full recompute, and the user's model untouched."""
+    from cnnviz_widgets.inspect.incremental.engine import IncrementalEngine
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), FunctionalBnAct(8, 8),
+        FunctionalBnAct(8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 2.0)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(1, 3, 16, 16)
+    folds = IncrementalEngine(model, x)._executor.folds
+    assert len(folds.bn) == 3 and len(folds.inplace) == 3
+    inc = occlusion_map(model, x, patch_size=5, stride=1, target=1)
+    full = occlusion_map(model, x, patch_size=5, stride=1, target=1, method="full")
+    assert inc.method == "incremental"
+    assert np.abs(inc.scores - full.scores).max() <= 1e-5
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -92,7 +92,7 @@ class IncrementalEngine:
         self.base: dict[fx.Node, Any] = {}
         with torch.inference_mode():
             self._run_base(image)
-            folds = find_folds(self.nodes, self.modules) if fuse else Folds()
+            folds = find_folds(self.nodes, self.modules, self.base) if fuse else Folds()
         self._executor = Executor(self, folds)
 
     def _run_base(self, image: torch.Tensor) -> None:
