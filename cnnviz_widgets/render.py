@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import pathlib
+import secrets
 
 import numpy as np
 
@@ -116,6 +120,49 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> pathlib.Path:
+    """Write a uint8 (H, W) or (H, W, 3) array to `path` as a PNG file; the path written.
+
+    What every widget's `save_png` calls. `~` is expanded. A name not ending in ".png" is
+    refused (the bytes are PNG whatever the name says); so is a folder that does not exist.
+    The file appears whole or not at all: the image is encoded first, written to a
+    temporary file beside it and renamed over `path` (an existing file there is replaced).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")
+    target = pathlib.Path(path).expanduser()
+    if target.suffix.lower() != ".png":
+        fix = pathlib.Path(path).with_name(target.stem + ".png")
+        raise ValueError(
+            f"save_png writes PNG files; {str(path)!r} "
+            + (f"ends in {target.suffix!r}" if target.suffix else "has no suffix")
+            + f". Give a name ending in .png, e.g. {str(fix)!r} (to get another format, open "
+            "the PNG with PIL and save it again: Image.open(png).convert('RGB').save(...))"
+        )
+    if target.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give a file name ending in .png")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Cannot save {str(path)!r}: the folder {str(folder)!r} does not exist; create it "
+            f"first (os.makedirs({str(folder)!r}, exist_ok=True)) or save elsewhere"
+        )
+    data = png_bytes(image)
+    temporary = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    # O_EXCL: a new file of our own; mode 0o666 less the umask, as open() would make it
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temporary, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return target
 
 
 def decode_png(data: bytes) -> np.ndarray:

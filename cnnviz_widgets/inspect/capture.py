@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .inputs import model_batch
-from .view import inference_view
+from .view import forward, inference_view
 from .wrappers import unprefixed, unwrap
 
 LayerRef = str | nn.Module
@@ -134,7 +134,9 @@ class ActivationCapture:
         batch = model_batch(self.model, image, self._transform, first_index)
         self.outputs, self.logits = {}, None
         self.input = batch.to(self.device).requires_grad_(self._grad)
-        self.logits = _map_tensors(self._view(self.input), torch.Tensor.detach)
+        # an image too small for the model: an error naming its size, the size needed, the layer
+        out = forward(self._view, self.input, type(self.model).__name__, first_index is not None)
+        self.logits = _map_tensors(out, torch.Tensor.detach)
         missing = [name for name in self.layers if name not in self.outputs]
         if missing and self._strict:
             raise ValueError(f"Layer(s) {', '.join(missing)} did not run in the model's forward")

@@ -1,7 +1,7 @@
 """One forward pass over a dataset, shared by several consumers: per-channel top-k, features.
 
 >>> topk = TopKConsumer(model, ["layer3", "layer4"], k=9)
->>> feats = FeatureConsumer(model)              # the input of the last nn.Linear
+>>> feats = FeatureConsumer(model)              # the input of the classifier layer
 >>> top, features = dataset_pass(model, dataset, [topk, feats], batch_size=256)
 
 Each batch runs the model once; every consumer sees that batch's captured layer outputs (and
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
@@ -36,6 +36,7 @@ from .effective import SHARE, EffectiveBox, check_share
 from .fingerprint import data_fingerprint, weights_fingerprint
 from .inputs import model_device
 from .items import batch_error, batch_length, read_item
+from .predict import bound_model, bound_source, check_scores, pick_scores
 from .receptive import ReceptiveField, receptive_fields
 from .store import RowStore
 from .wrappers import unwrap
@@ -65,6 +66,7 @@ class Batch:
     inputs: dict[str, torch.Tensor]  # captured module inputs by layer name
     logits: Any
     images: torch.Tensor | None = None  # (B, C, H, W) the batch as read (before the device)
+    raw_labels: Any = None  # the labels as collated (strings: a list, see `batch_labels`)
 
 
 class Consumer(Protocol):
@@ -341,7 +343,9 @@ class TopKConsumer:
         *,
         distinct: bool = True,
         display: Callable[[int], np.ndarray] | None = None,
+        names: Sequence[str] | None = None,
     ):
+        """`names`: the class names string labels are mapped to (see `batch_labels`)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
         if isinstance(layers, (str, nn.Module)):
@@ -353,6 +357,7 @@ class TopKConsumer:
         self.k = k
         self.distinct = distinct
         self.display = display
+        self.names = names
         self.fields: dict[str, ReceptiveField] = {}
         self.dataset: Any = None
         self._state = {name: RunningTopK(k, distinct) for name in self.outputs}
@@ -366,7 +371,7 @@ class TopKConsumer:
         )
 
     def update(self, batch: Batch) -> None:
-        labels = batch.labels if batch.labels is not None else torch.full_like(batch.indices, -1)
+        labels = batch_labels(batch, self.names)
         for name, state in self._state.items():
             state.update(batch.outputs[name], batch.indices, labels)
 
@@ -406,6 +411,10 @@ class TopKConsumer:
 class Features:
     """Per image: the features of `layer` and, when the model gives logits, its prediction.
 
+    `labels` are the dataset's labels as class indices (see `read_labels`: whole-number floats
+    as integers, one-hot or probability rows by their argmax, strings by their class name),
+    -1 where an item has none.
+
     The arrays are allocated once per pass and filled batch by batch; above
     `store.MEMMAP_BYTES` they are views of a memory-mapped temporary file, which goes when
     they are garbage-collected (see `inspect/store.py`).
@@ -416,17 +425,42 @@ class Features:
     labels: np.ndarray  # (N,) int64, -1 when not integers
     predictions: np.ndarray | None  # (N,) int64 argmax of the logits
     confidences: np.ndarray | None  # (N,) float32 softmax probability of the prediction
+    from_input: bool = False  # the features are `layer`'s input (the default), not its output
+    pooled: bool = False  # a spatial map (C, H, W), global-average-pooled to (C,)
+
+    @property
+    def source(self) -> str:
+        """Where the features come from, in words: `input of fc`, `conv3, average-pooled`."""
+        return feature_source(self.layer, self.from_input, self.pooled)
 
 
-def last_linear(model: nn.Module) -> str:
-    """The name of the model's last nn.Linear (in registration order)."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.Linear, so there are no penultimate features; "
-            "name the layer to take features from"
-        )
-    return names[-1]
+def classifier_layer(model: nn.Module) -> str:
+    """The layer whose input the default features are: the model's last nn.Linear, else,
+    where it has none (a 1x1-conv classifier before global pooling: SqueezeNet, some
+    MobileNets), its last nn.Conv2d (in registration order)."""
+    for kind in (nn.Linear, nn.Conv2d):
+        names = [name for name, m in model.named_modules() if isinstance(m, kind)]
+        if names:
+            return names[-1]
+    raise ValueError(
+        f"{type(model).__name__} has no nn.Linear or nn.Conv2d, so there are no penultimate "
+        "features; name the layer to take features from (layer=, or CNNExplorer's "
+        "feature_layer=)"
+    )
+
+
+def features_from(model: nn.Module, layer: LayerRef | None = None) -> tuple[str, bool]:
+    """(the layer the features are taken from, whether from its input): `layer`'s output, or,
+    with `layer=None`, the input of the model's classifier layer (`classifier_layer`)."""
+    model = unwrap(model)  # its names, not a wrapper's (wrappers.py)
+    if layer is None:
+        return classifier_layer(model), True
+    return resolve_layer(model, layer)[0], False
+
+
+def feature_source(layer: str, from_input: bool, pooled: bool = True) -> str:
+    """`input of fc` or `conv3`, with `, average-pooled` where a spatial map is pooled."""
+    return f"{'input of ' if from_input else ''}{layer}{', average-pooled' if pooled else ''}"
 
 
 class PixelConsumer:
@@ -455,9 +489,12 @@ class PixelConsumer:
 
 
 class FeatureConsumer:
-    """Per-image features: the input of the last nn.Linear (`layer=None`) or a layer's output.
+    """Per-image features: the input of the model's classifier layer (`layer=None`: its last
+    nn.Linear, else its last nn.Conv2d, see `classifier_layer`) or a layer's output.
 
     Feature maps (N, C, H, W) are global-average-pooled to (N, C); other shapes are flattened.
+    Predictions are the argmax of the class scores `pick_scores(output, class_scores)` finds in what
+    the model returns; with `class_scores=None`, none where it finds none (a tuple, a dict).
     """
 
     def __init__(
@@ -467,32 +504,36 @@ class FeatureConsumer:
         *,
         dtype=np.float32,
         preview: Callable[[Callable[[], Features]], None] | None = None,
+        class_scores: Any = None,
+        names: Sequence[str] | None = None,
     ):
         """`preview(rows)`, if given, is called after each batch; `rows()` returns the
         `Features` of the images seen so far (copies), for a view that fills in as the pass
-        goes (it decides how often to look)."""
-        model = unwrap(model)  # its names, not a wrapper's (wrappers.py)
+        goes (it decides how often to look). `names`: the class names string labels are
+        mapped to (see `batch_labels`)."""
         self._preview = preview
-        if layer is None:
-            self.layer, self.inputs, self.outputs = (name := last_linear(model)), (name,), ()
-        else:
-            name, _ = resolve_layer(model, layer)
-            self.layer, self.inputs, self.outputs = name, (), (name,)
+        self.layer, from_input = features_from(model, layer)
+        self.inputs = (self.layer,) if from_input else ()
+        self.outputs = () if from_input else (self.layer,)
+        self.scores = class_scores
+        self.names = names
         self.dtype = np.dtype(dtype)
         self._rows: RowStore | None = None
         self._length: int | None = None
         self._all_logits = True
+        self._pooled = False
 
     def begin(self, info: PassInfo) -> None:
         self._rows, self._length, self._all_logits = None, info.length, True
 
     def update(self, batch: Batch) -> None:
         x = batch.inputs[self.layer] if self.inputs else batch.outputs[self.layer]
+        self._pooled = x.ndim == 4
         x = x.float().mean(dim=(2, 3)) if x.ndim == 4 else x.float().flatten(1)
-        labels = batch.labels if batch.labels is not None else torch.full_like(batch.indices, -1)
+        labels = batch_labels(batch, self.names)
         row = {"features": x.cpu().numpy(), "labels": labels.cpu().numpy()}
-        logits = batch.logits
-        if isinstance(logits, torch.Tensor) and logits.ndim == 2:
+        logits = self._scores(batch)
+        if logits is not None:
             conf, pred = logits.float().softmax(dim=1).max(dim=1)
             row["predictions"], row["confidences"] = pred.cpu().numpy(), conf.cpu().numpy()
         else:
@@ -512,6 +553,18 @@ class FeatureConsumer:
         if self._preview is not None:
             self._preview(self._so_far)
 
+    def _scores(self, batch: Batch) -> torch.Tensor | None:
+        """The batch's (B, num_classes) class scores; None where `class_scores=None` finds none."""
+        if self.scores is None:
+            try:
+                logits = pick_scores(batch.logits)
+            except ValueError:
+                return None
+            return logits if logits.ndim == 2 else None
+        logits = pick_scores(batch.logits, self.scores)
+        check_scores(logits, self.scores, len(batch.indices))
+        return logits
+
     def _so_far(self) -> Features:
         """The Features of the rows written so far (copies: the pass goes on writing)."""
         arrays = self._rows.head()
@@ -522,6 +575,8 @@ class FeatureConsumer:
             labels=arrays["labels"].copy(),
             predictions=arrays["predictions"].copy() if full else None,
             confidences=arrays["confidences"].copy() if full else None,
+            from_input=bool(self.inputs),
+            pooled=self._pooled,
         )
 
     def result(self) -> Features:
@@ -535,6 +590,8 @@ class FeatureConsumer:
             labels=arrays["labels"],
             predictions=arrays["predictions"] if full else None,
             confidences=arrays["confidences"] if full else None,
+            from_input=bool(self.inputs),
+            pooled=self._pooled,
         )
 
 
@@ -622,19 +679,134 @@ def check_labels(labels: Any, n_classes: int, indices: Any = None) -> None:
     )
 
 
-def known_labels(dataset: Any) -> np.ndarray | None:
-    """`dataset.targets` (torchvision's datasets, ImageFolder) as integers, when it has them
-    for every item: labels known without reading the images."""
+def known_labels(dataset: Any, names: Sequence[str] | None = None) -> np.ndarray | None:
+    """`dataset.targets` (torchvision's datasets, ImageFolder) as class indices (`read_labels`,
+    strings by `names`), when it has them for every item: labels known without reading the
+    images."""
     targets = getattr(dataset, "targets", None)
-    if targets is None:
+    if targets is None or isinstance(targets, (str, bytes)):
         return None
     try:
-        array = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
-    except (TypeError, ValueError):
+        n = len(dataset)
+        labels = read_labels(targets, n, names)
+    except (TypeError, ValueError, RuntimeError):
         return None
-    if array.ndim != 1 or array.dtype.kind not in "iu" or len(array) != len(dataset):
+    return None if labels is None or len(labels) != n else labels.cpu().numpy()
+
+
+def _strings(raw: Any) -> bool:
+    return isinstance(raw, (list, tuple)) and bool(raw) and all(isinstance(v, str) for v in raw)
+
+
+def read_labels(
+    raw: Any, n: int, names: Sequence[str] | None = None, start: int = 0
+) -> torch.Tensor | None:
+    """(n,) int64 class indices of `n` items' collated labels, None where they are not labels:
+    integers as they are; floats that are whole numbers as integers (others are no labels);
+    (n, K) rows, one-hot or probabilities, by their argmax; strings by their index in `names`
+    (None without names; a ValueError naming an unknown one and its dataset index, counted
+    from `start`)."""
+    if _strings(raw) and len(raw) == n:
+        return None if names is None else _named(raw, names, start)
+    if isinstance(raw, (list, tuple, np.ndarray)):
+        try:
+            raw = torch.as_tensor(np.asarray(raw))
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    if not isinstance(raw, torch.Tensor) or raw.ndim not in (1, 2) or len(raw) != n:
         return None
-    return array
+    if raw.is_complex() or raw.numel() == 0:
+        return None
+    if raw.ndim == 2:  # one-hot or probability rows (a single column: the label itself)
+        raw = raw[:, 0] if raw.shape[1] == 1 else raw.float().argmax(dim=1)
+    if raw.is_floating_point() and not bool((raw == raw.round()).all()):
+        return None  # not class indices (a regression target)
+    return raw.long()
+
+
+def _named(raw: Sequence[str], names: Sequence[str], start: int) -> torch.Tensor:
+    index: dict[str, int] = {}
+    for i, name in enumerate(map(str, names)):
+        index.setdefault(name, i)  # a name given twice: its first index
+    for i, label in enumerate(raw):
+        if label not in index:
+            known = ", ".join(map(repr, list(index)[:10])) + (", ..." if len(index) > 10 else "")
+            raise ValueError(
+                f"dataset[{start + i}] has the label {label!r}, which is not a class name "
+                f"({known}); pass classes= with a name for every label"
+            )
+    return torch.tensor([index[label] for label in raw], dtype=torch.int64)
+
+
+def item_label(raw: Any, names: Sequence[str] | None = None, index: int = 0) -> int:
+    """One item's label as a class index (`read_labels`), -1 when it has none."""
+    if isinstance(raw, (torch.Tensor, np.ndarray)) and raw.ndim in (0, 1):
+        raw = raw.reshape(1, -1) if raw.ndim == 1 else raw.reshape(1)  # a one-hot row: (1, K)
+    else:
+        raw = [raw]
+    found = read_labels(raw, 1, names, index)
+    return -1 if found is None else int(found[0])
+
+
+def batch_labels(batch: Batch, names: Sequence[str] | None = None) -> torch.Tensor:
+    """(B,) int64 labels of a pass's batch (see `read_labels`), -1 where it has none; string
+    labels by their index in `names` (none without)."""
+    found = batch.labels
+    if found is None and names and _strings(batch.raw_labels):
+        found = _named(batch.raw_labels, names, batch.start).to(batch.indices.device)
+    return found if found is not None else torch.full_like(batch.indices, -1)
+
+
+def string_labels(dataset: Any) -> bool:
+    """Whether `dataset[0]`'s label is a string (False where it cannot be read)."""
+    try:
+        item = read_item(dataset, 0)
+    except Exception:
+        return False
+    return isinstance(item, (tuple, list)) and len(item) > 1 and isinstance(item[1], str)
+
+
+def class_names(classes: Any, what: str = "classes") -> list[str] | None:
+    """`classes` as a list of names: a sequence of names, or a dict {index: name} (a
+    Hugging Face `id2label`; index keys may be digit strings, as JSON has them) whose gaps
+    are named `class i`. None stays None; a string is a TypeError."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, bytes)):
+        raise TypeError(
+            f"{what} must be a list of class names or a dict {{index: name}}; got the string "
+            f"{classes[:40]!r}, which would be read as one name per character"
+        )
+    if not isinstance(classes, Mapping):
+        return [str(c) for c in classes]
+    found = {}
+    for key, name in classes.items():
+        ok = isinstance(key, (int, np.integer)) and not isinstance(key, bool) and key >= 0
+        if not ok and not (isinstance(key, str) and key.isdigit()):
+            raise TypeError(
+                f"{what} as a dict must map class index -> name; got the key {key!r} (for a "
+                "{name: index} dict such as class_to_idx, pass {i: n for n, i in d.items()})"
+            )
+        found[int(key)] = str(name)
+    return [found.get(i, f"class {i}") for i in range(max(found, default=-1) + 1)]
+
+
+def dataset_classes(classes: Any, dataset: Any) -> list[str]:
+    """The names of a dataset's labels: `classes`, else `dataset.classes`, else none."""
+    if classes is not None:
+        return class_names(classes)
+    return class_names(getattr(dataset, "classes", None), "dataset.classes") or []
+
+
+def check_string_labels(dataset: Any, names: Sequence[str], who: str) -> None:
+    """Raise before any work where `dataset`'s labels are strings and there are no `names`
+    to map them to (a name unknown to `names` is named by the pass)."""
+    if not names and string_labels(dataset):
+        label = read_item(dataset, 0)[1]
+        raise ValueError(
+            f"dataset[0] has the label {label!r}, a string; pass classes= (the class names, in "
+            f"the model's output order) so that {who} can map string labels to classes"
+        )
 
 
 def check_sequential(loader: DataLoader) -> None:
@@ -669,7 +841,7 @@ def _loader(data, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
 
 
 def _split(batch: Any, start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(images, integer labels or None) of one collated batch."""
+    """(images, labels as class indices or None: `read_labels`) of one collated batch."""
     if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
         raise ValueError(
             f"Batches must be {ITEMS}, collated; batch at item {start} is {_describe(batch)}"
@@ -680,9 +852,7 @@ def _split(batch: Any, start: int) -> tuple[torch.Tensor, torch.Tensor | None]:
             f"Batches must hold float images (N, C, H, W); batch at item {start} holds "
             f"{_describe(images)}"
         )
-    ok = isinstance(labels, torch.Tensor) and labels.shape == images.shape[:1]
-    ok = ok and not labels.is_floating_point() and not labels.is_complex()
-    return images, labels.long() if ok else None
+    return images, read_labels(labels, images.shape[0], start=start)
 
 
 def _batches(loader: DataLoader, probe: bool = False) -> Iterable[Any]:
@@ -770,6 +940,7 @@ def dataset_pass(
                 inputs=dict(inputs),
                 logits=cap.logits,
                 images=images,
+                raw_labels=raw[1],
             )
             for consumer in consumers:
                 consumer.update(batch)
@@ -887,10 +1058,21 @@ def cache_slot(
     data_part: tuple | None,
 ) -> dict:
     """`cache`, `key` and `owners` of a cached job: (id(model), *key, the data's key) (`data_key`,
-    computed unless given as `data_part`)."""
+    computed unless given as `data_part`). A `predict.bound_model` is keyed as the user's
+    model and what it binds (its fixed inputs by content), so that two binds of the same
+    inputs share their results."""
     data_part = data_part or data_key(data)
+    model, bound = bound_source(model)
     owners = (model, data) if data_part[0] == "object" else (model,)
-    return {"cache": cache, "key": (id(model), *key, data_part), "owners": owners}
+    return {"cache": cache, "key": (id(model), *key, *bound, data_part), "owners": owners}
+
+
+def names_key(data: Dataset | DataLoader, names: Sequence[str] | None) -> tuple | None:
+    """`names` as part of a cache key where they name the labels (string labels), else None."""
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    if not names or not (isinstance(dataset, IterableDataset) or string_labels(dataset)):
+        return None
+    return tuple(map(str, names))
 
 
 def cached_pass(
@@ -924,12 +1106,14 @@ def top_job(
     cache: bool = True,
     fingerprint: str | None = None,
     data: tuple | None = None,
+    classes: Sequence[str] | None = None,
 ) -> CachedJob:
     """The top-k pass of `top_activations` as a job of `cached_pass` (checked, keyed).
 
     `fingerprint` (of the weights) and `data` (`data_key(dataset)`) when already computed.
     """
-    consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display)
+    names = class_names(classes)
+    consumer = TopKConsumer(model, layers, k, distinct=distinct, display=display, names=names)
     n = dataset_length(dataset)
     if n == 0:
         raise ValueError("The dataset is empty: there are no activations to rank")
@@ -947,7 +1131,7 @@ def top_job(
     if not cache:
         return CachedJob(consumer, adopt=adopt)
     fingerprint = fingerprint or weights_fingerprint(model)
-    key = (fingerprint, consumer.outputs, k, distinct)
+    key = (fingerprint, consumer.outputs, k, distinct, names_key(dataset, names))
     return CachedJob(consumer, adopt=adopt, **cache_slot(_CACHE, model, dataset, key, data))
 
 
@@ -964,15 +1148,21 @@ def top_activations(
     num_workers: int = 0,
     display: Callable[[int], np.ndarray] | None = None,
     cache: bool = True,
+    classes: Sequence[str] | None = None,
+    forward_args: Sequence[Any] = (),
 ) -> dict[str, TopActivations]:
     """Per channel of each layer, the k dataset units with the largest activation: one pass.
 
     Results are cached by (model weights, layers, k, distinct, the dataset's length and a hash
     of a sample of its items: see `fingerprint.data_fingerprint`); `display(i)` gives the uint8
-    image `patch()` crops (default: see `display_image`).
+    image `patch()` crops (default: see `display_image`). `classes` name string labels (see
+    `read_labels`); `forward_args` are the model's further inputs after the image, held fixed
+    (`predict.bound_model`).
     """
-    model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
-    job = top_job(model, dataset, layers, k, distinct=distinct, display=display, cache=cache)
+    model = bound_model(unwrap(model), forward_args)  # unwrap: the module inside (wrappers.py)
+    job = top_job(
+        model, dataset, layers, k, distinct=distinct, display=display, cache=cache, classes=classes
+    )
     (result,) = cached_pass(
         model,
         dataset,

@@ -336,15 +336,18 @@ def embed(
     `backend` "auto" uses openTSNE when installed, else scikit-learn ("opentsne" and
     "sklearn" force one; `early_iter`/`n_iter` apply to openTSNE only). `n_jobs` defaults
     to the idle cores (`default_jobs`). `perplexity` is lowered, with a warning, for fewer
-    than 3 * perplexity + 1 points. `callback(map_so_far, iteration, iterations)` is called
+    than 3 * perplexity + 1 points; t-SNE needs `MIN_TSNE_POINTS`, PCA maps a single image
+    to the origin. `callback(map_so_far, iteration, iterations)` is called
     every `CALLBACK_EVERY` openTSNE iterations (a widget animates the map; an exception it
     raises, such as a cancellation, ends the optimisation); scikit-learn's t-SNE has no such
     hook and PCA is one step.
     """
     _check_choice(method, METHODS, "method")
     _check_choice(backend, BACKENDS, "backend")
-    x = check_features(features, min_rows=2)
+    x = check_features(features)
     if method == "pca":
+        if len(x) == 1:  # one image: one point, at the centre of the map
+            return np.zeros((1, 2), np.float32)
         if x.shape[1] == 1:
             return np.concatenate([x - x.mean(), np.zeros_like(x)], axis=1)
         return pca(x, 2)
@@ -403,7 +406,8 @@ def neighbours(
     `query`: None (every row, each excluding itself), a row index or a sequence of them
     (excluding themselves), or a (M, D) array of new feature vectors (nothing excluded).
     `metric` "euclidean" or "cosine" (1 - cosine similarity; an all-zero row is at distance 1
-    from everything). Distances are computed in float64; ties go to the lower index.
+    from everything). Distances are computed in float64; ties go to the lower index. `k` may
+    be 0 (empty (M, 0) results: a single image has no neighbours).
     """
     _check_choice(metric, METRICS, "metric")
     x = check_features(features)
@@ -418,8 +422,14 @@ def neighbours(
             raise ValueError(f"query has {q.shape[1]} columns but features have {d}")
         exclude = None
     limit = n - 1 if exclude is not None else n
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
-        raise ValueError(f"k must be an integer in 1..{limit} for {n} feature rows; got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= limit:
+        if not limit:
+            raise ValueError(f"k must be 0 for {n} feature row: it has no neighbour; got {k!r}")
+        raise ValueError(
+            f"k must be an integer in 1..{limit} (or 0, for none) for {n} feature rows; got {k!r}"
+        )
+    if k == 0:  # none asked for (or none there: a single row has no other)
+        return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
     data = torch.from_numpy(x.astype(np.float64))
     queries = torch.from_numpy(q.astype(np.float64))
     if metric == "cosine":

@@ -76,6 +76,7 @@ class OpKind(str, Enum):
     ADAPTIVE_POOL = "adaptive_pool"  # a window when sizes divide; to 1x1 it is global
     PERMUTE = "permute"  # permute / transpose / movedim: the layout changes
     RESHAPE = "reshape"  # view / reshape / flatten: the grid survives only if H, W do
+    BROADCAST = "broadcast"  # expand / expand_as / broadcast_to: dims of one unit repeated
     UPSAMPLE = "upsample"  # nearest / bilinear interpolation
     TRANSPOSED = "transposed"  # transposed convolution: see `transposed_of`
     SHAPE = "shape"  # size / dim / numel: not a tensor
@@ -159,6 +160,7 @@ METHOD_KINDS: dict[str, OpKind] = {
     **dict.fromkeys(_SHAPE, K.SHAPE),
     "softmax": K.ALONG_DIM, "log_softmax": K.ALONG_DIM,
     "__getitem__": K.GETITEM,
+    "expand": K.BROADCAST, "expand_as": K.BROADCAST, "broadcast_to": K.BROADCAST,
 }  # fmt: skip
 
 
@@ -209,6 +211,7 @@ FUNCTION_KINDS: dict[Any, OpKind] = {
     F.linear: K.LAST_DIM, F.layer_norm: K.LAST_DIM, torch.layer_norm: K.LAST_DIM,
     F.interpolate: K.UPSAMPLE, F.upsample: K.UPSAMPLE,
     operator.getitem: K.GETITEM,
+    torch.broadcast_to: K.BROADCAST,
     getattr: K.SHAPE,
     **_torchvision_functions(),
 }  # fmt: skip
@@ -511,6 +514,7 @@ _METHOD_PARAMS: dict[str, tuple[str, ...]] = {
     "size": ("input", "dim"), "dim": ("input",), "numel": ("input",),
     "contiguous": ("input", "memory_format"), "to": ("input", "*args"),
     "type_as": ("input", "other"), "view_as": ("input", "other"),
+    "expand_as": ("input", "other"),
     "float": ("input",), "double": ("input",), "half": ("input",), "bfloat16": ("input",),
     "unflatten": ("input", "dim", "sizes"),
 }  # fmt: skip

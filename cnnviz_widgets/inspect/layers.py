@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .capture import ActivationCapture, LayerRef, resolve_layer
-from .inputs import input_channels
+from .inputs import input_channels, param_dtype
 from .kinds import last_step, layer_kind
 from .wrappers import unwrap
 
@@ -39,10 +39,11 @@ class LayerInfo:
 def example_input(
     model: nn.Module, input_size: int | tuple[int, int] = (224, 224), channels: int | None = None
 ) -> torch.Tensor:
-    """A zero image of the size the model takes (3 channels unless its first conv says else)."""
+    """A zero image of the size the model takes (3 channels unless its first conv says else), in
+    the model's parameter dtype (a `.half()` model runs a float16 image)."""
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     c = channels or input_channels(model) or 3
-    return torch.zeros(1, c, h, w)
+    return torch.zeros(1, c, h, w, dtype=param_dtype(model))
 
 
 def layer_catalogue(
@@ -65,35 +66,54 @@ def layer_catalogue(
     modules = dict(model.named_modules())
     names = [name for name in modules if name]
     order: list[str] = []
-    capture = ActivationCapture(model, names, device=device, transform=transform, strict=False)
-    with capture as cap:
+    # Each output read as it is made, then let go: keeping them all to read them after the
+    # forward held every layer's map at once (5.2 GB for a 4000² photo whose forward needs 2.8)
+    facts: dict[str, _Output] = {}
+    with ActivationCapture(model, [], device=device, transform=transform) as cap:
         for name in names:  # on the view's modules: the model's own stay as they are
-            cap.modules[name].register_forward_pre_hook(lambda m, a, name=name: order.append(name))
-        outputs = cap(image)
+            module = cap.modules[name]
+            module.register_forward_pre_hook(lambda m, a, name=name: order.append(name))
+            module.register_forward_hook(lambda m, a, out, name=name: _read(facts, name, out))
+        cap(image)
+        cap.logits = None
     seen: dict[str, None] = dict.fromkeys(order)
     return [
         LayerInfo(
             name=name,
             type=type(modules[name]).__name__,
-            output_shape=_shape(outputs.get(name)),
+            output_shape=facts[name].shape if name in facts else None,
             params=sum(p.numel() for p in modules[name].parameters(recurse=True)),
-            kind=_kind(modules, name, order, outputs.get(name)),
+            kind=_kind(modules, name, order, facts.get(name)),
         )
         for name in seen
     ]
 
 
-def _shape(output) -> tuple[int, ...] | None:
-    if isinstance(output, torch.Tensor):
-        return tuple(output.shape[1:])
-    return None
+@dataclass(frozen=True)
+class _Output:
+    """What the catalogue keeps of a layer's output: its shape less the batch dimension, and
+    its range when floating point (for `inspect.kinds`)."""
+
+    shape: tuple[int, ...]
+    low: float | None
+    high: float | None
 
 
-def _kind(modules: dict[str, nn.Module], name: str, order: list[str], output) -> str | None:
-    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+def _read(facts: dict[str, _Output], name: str, output) -> None:
+    """Note `output`'s shape and range under `name` (a layer called again: its last output)."""
+    if not isinstance(output, torch.Tensor):
+        facts.pop(name, None)
+        return
+    low = high = None
+    if output.is_floating_point():
+        low, high = (float(v) for v in output.detach().float().aminmax())
+    facts[name] = _Output(tuple(output.shape[1:]), low, high)
+
+
+def _kind(modules: dict[str, nn.Module], name: str, order: list[str], facts) -> str | None:
+    if facts is None or facts.low is None:
         return None
-    low, high = (float(v) for v in output.detach().float().aminmax())
-    return layer_kind(modules[name], last_step(modules, name, order), low, high)
+    return layer_kind(modules[name], last_step(modules, name, order), facts.low, facts.high)
 
 
 def spatial_layers(catalogue: list[LayerInfo]) -> list[str]:

@@ -5,8 +5,10 @@ and likewise columns; the offset is negative where the field starts in the zero 
 
 This is the geometric field of the convolutional path. The model is traced module by module
 with ``torch.fx`` (every submodule a leaf, then traced in turn, with its None/bool/number
-arguments as constants; a module whose code branches on or computes with shapes is traced
-again with its call's shapes concrete, as `tracing.py` does), and one zero image of
+arguments as constants, and a tuple or list of tensors and constants, a cell's ``(x, None)``,
+as a structure of placeholders and constants; a module whose code branches on or computes with
+shapes is traced again with its call's shapes concrete, as `tracing.py` does; a module made
+inside a forward is traced through), and one zero image of
 ``input_size`` runs through the graph so that every node has its real shape. What each op
 does to the grid comes from `geometry.py`. Per axis, a window op (kernel k, stride s, padding
 p before, dilation d; TF-"same" and ceil mode included) maps the field ``(size S, stride J,
@@ -18,11 +20,13 @@ in between (as in ConvNeXt), is pointwise; channel reshapes (ShuffleNet's shuffl
 slices, chunks and reductions over channels (and over the batch) keep the grid.
 
 A channel gate computed from a global pool (squeeze-excite: the map times a (N, C, 1, 1)
-tensor derived from a mean over the map) scales channels and does not widen the crop: the
-field is that of the map, marked ``gated`` ("+ global gate"); a per-channel value computed
-from the whole map and added or subtracted (``x - x.mean((0, 2, 3))``) likewise, marked
-``shifted``. Normalisations that pool statistics over the map (GroupNorm, InstanceNorm) are
-treated as pointwise: the rest of the image reaches a unit only through a few statistics.
+tensor derived from a mean over the map, however spelt: an adaptive pooling, a mean, a pooling
+whose one window holds the map as ``F.avg_pool2d(x, x.size(2))``, through Linear layers and
+``expand_as``) scales channels and does not widen the crop: the field is that of the map,
+marked ``gated`` ("+ global gate"); a per-channel value computed from the whole map and added
+or subtracted (``x - x.mean((0, 2, 3))``) likewise, marked ``shifted``. Normalisations that
+pool statistics over the map (GroupNorm, InstanceNorm) are treated as pointwise: the rest of
+the image reaches a unit only through a few statistics.
 Reflect/replicate/circular padding is treated as if it were zeros.
 
 Upsampling (`_upsampled`: nearest, bilinear, ... found by running the op on one-hot maps) and
@@ -34,6 +38,13 @@ and a grid finer than the input's pixels has no field. An op that mixes whole ro
 or the whole map (flatten, attention, a linear over a spatial dim) gives the maps computed
 from it the whole image as their field (``kind="image"``); pooled to one position, a value
 has no spatial field. Every value without a field says why.
+
+A block no tracer can follow (TorchScript; control flow on values) is measured instead, at
+its call's shapes (`_Probe`): which input rows and columns reach each output unit, found by
+running it on copies of its input with one row or column set to NaN. A window at one stride
+that gives those reads makes an exact field, other reads a bound, every unit reading every
+pixel the whole image; the layers its forward calls are measured in the same runs. The model
+itself failing to trace is an error.
 """
 
 from __future__ import annotations
@@ -53,14 +64,13 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from . import geometry as G
-from ._locks import ThreadTracer
 from .capture import LayerRef, resolve_layer
 from .geometry import OpKind as K
 from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
+from .tracing import InliningTracer, mutated_input, opaque
 from .tracing import _Tracer as ShapeTracer
-from .tracing import mutated_input
 from .view import inference_view
 from .wrappers import unwrap
 
@@ -172,10 +182,13 @@ class _Geo:
 
 @dataclass(frozen=True)
 class _NoField:
-    """Why a value has no spatial receptive field; `global_` when it mixes the whole map."""
+    """Why a value has no spatial receptive field; `global_` when it mixes the whole map;
+    `flat` when it is the same at every position of the grid (a global value expanded to the
+    map's size, as a squeeze-excite gate written with `expand_as`)."""
 
     reason: str
     global_: bool = False
+    flat: bool = False
 
 
 _INPUT = _Geo(size=(1, 1), stride=(1, 1), offset=(0, 0))
@@ -270,8 +283,9 @@ def _materialize(value: Any, lookup) -> Any:
     return value
 
 
-class _LayerTracer(ThreadTracer):
-    """Every submodule stays a leaf: each is then traced (or ruled) on its own."""
+class _LayerTracer(InliningTracer):
+    """Every submodule stays a leaf: each is then traced (or ruled) on its own; a module made
+    inside forward is traced through (`tracing.InliningTracer`)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
@@ -292,12 +306,32 @@ class _ShapeLayerTracer(ShapeTracer):
 _CONSTANT = (type(None), bool, int, float, str)
 
 
-def _tensor_list(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and bool(value)
-        and all(isinstance(v, torch.Tensor) for v in value)
+def _tensor_struct(value: Any) -> bool:
+    """A (nested) tuple, list or dict of tensors and constants holding at least one tensor:
+    HRNet's list of branches, a cell's `(x, None)`."""
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    leaves = pytree.tree_leaves(value)
+    return any(isinstance(v, torch.Tensor) for v in leaves) and all(
+        isinstance(v, (torch.Tensor, *_CONSTANT)) for v in leaves
     )
+
+
+def _placeholders(value: Any) -> Any:
+    """`value` with each tensor a placeholder and each constant kept (fx's concrete_args)."""
+    return pytree.tree_map(lambda v: fx.PH if isinstance(v, torch.Tensor) else v, value)
+
+
+def _leaf_geos(value: Any, geo: Any) -> list:
+    """The field of each pytree leaf of `value`, from `geo` (a field, or a structure of fields
+    like `value`'s; a constant leaf has None)."""
+    sequences = isinstance(value, (tuple, list)) and isinstance(geo, (tuple, list))
+    if sequences and len(geo) == len(value):
+        return [g for v, sub in zip(value, geo, strict=True) for g in _leaf_geos(v, sub)]
+    if isinstance(value, dict) and isinstance(geo, dict):
+        return [g for k, v in value.items() for g in _leaf_geos(v, geo.get(k))]
+    one = geo if isinstance(geo, (_Geo, _NoField)) else None
+    return [one if isinstance(v, torch.Tensor) else None for v in pytree.tree_leaves(value)]
 
 
 def _forward_arguments(module: nn.Module, args: tuple, kwargs: dict):
@@ -343,33 +377,56 @@ class _FieldRun:
             geo_in = geos[0] if geos else next(iter(gkw.values()), None)
             what = f"{name!r} ({type(module).__name__})"
             return value, _module_field(kind, what, module, x, geo_in, value)
+        if opaque(module) and name:  # TorchScript: no Python to trace
+            why = "it is TorchScript, whose code torch.fx cannot trace"
+            return self._measured(module, name, args, kwargs, geos, gkw, why)
         return self._traced(module, name, args, kwargs, geos, gkw)
+
+    def _measured(self, module, name, args, kwargs, geos, gkw, why: str):
+        """An opaque block (`_Probe`): its value, and the fields of its output and of every
+        layer inside it that its forward calls, measured at this call's shapes."""
+        inner = {f"{name}.{k}": m for k, m in module.named_modules() if k}
+        probe = _Probe(module, inner, args, kwargs, geos, gkw)
+        for n, out in probe.inner.items():  # in the order they returned, as traced layers are
+            geo = probe.field(n, out, f"{n!r} ({type(inner[n]).__name__})", why)
+            self.fields[n] = geo if _is_map(out, geo) else _no_map(n, inner[n], out, geo)
+            self.shapes[n] = _shape(out)
+            self.types[n] = type(inner[n]).__name__
+        what = f"{name!r} ({type(module).__name__})"
+        leaves, spec = pytree.tree_flatten(probe.value)
+        geos_out = [probe.field(i, v, what, why) for i, v in enumerate(leaves)]
+        return probe.value, pytree.tree_unflatten(geos_out, spec)
 
     def _traced(self, module, name, args, kwargs, geos, gkw):
         arguments = _forward_arguments(module, args, kwargs)
         concrete, values, fields = None, None, None
         if arguments is not None:
             concrete = {k: v for k, v in arguments.items() if isinstance(v, _CONSTANT)}
-            # a list of maps (HRNet's branches) stays a real list of placeholders, one per map,
-            # so that the forward may index and assign into it
-            lists = {k: v for k, v in arguments.items() if _tensor_list(v)}
-            concrete.update({k: [fx.PH] * len(v) for k, v in lists.items()})
-            # placeholders follow forward's parameters in order, one per element of a list
+            # a list of maps (HRNet's branches), a tuple with a None (a cell's `(x, None)`)
+            # stays a real structure: a placeholder per tensor, its constants concrete, so that
+            # the forward may index, unpack, assign into it and branch on its constants
+            structs = {k: v for k, v in arguments.items() if _tensor_struct(v)}
+            concrete.update({k: _placeholders(v) for k, v in structs.items()})
+            # placeholders follow forward's parameters in order, one per leaf of a structure
+            # (fx makes one for each constant leaf too, and checks it has its value)
             gbound = inspect.signature(module.forward).bind_partial(*geos, **gkw).arguments
             values, fields = [], []
             for k, v in arguments.items():
                 g = gbound.get(k)
-                if _tensor_list(v):
-                    g = g if isinstance(g, (list, tuple)) else [None] * len(v)
-                    values += list(v)
-                    fields += list(g)
+                if k in structs:
+                    values += pytree.tree_leaves(v)
+                    fields += _leaf_geos(v, g)
                 else:
                     values.append(v)
                     fields.append(g)
         graph = self._graph(module, concrete, values)
         if isinstance(graph, Exception):
-            value = module(*args, **kwargs)
             self.untraceable[name] = f"{type(graph).__name__}: {graph}"
+            if name:  # a block: its geometry is measured instead
+                error = str(graph).splitlines()[0] if str(graph) else ""
+                why = f"torch.fx could not trace it ({type(graph).__name__}: {error[:200]})"
+                return self._measured(module, name, args, kwargs, geos, gkw, why)
+            value = module(*args, **kwargs)
             why = f"torch.fx could not trace {name or 'the model'!r} ({type(module).__name__})"
             return value, _NoField(why)
         if values is not None:
@@ -514,6 +571,8 @@ def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> An
         return None
     if op == "call_function" and target is operator.getitem:
         return _getitem_field(args, gargs, value)
+    if op == "call_function" and target is getattr and args[1:2] == ("data",):
+        return gargs[0]  # `x.data`: the same values
     lists = all(isinstance(g, (list, tuple)) for g in gargs[:2])
     if lists and isinstance(value, (list, tuple)) and target in (operator.add, operator.iadd):
         return [*gargs[0], *gargs[1]]  # DLA: [x2, x1] + children, a list of maps
@@ -529,6 +588,8 @@ def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> An
     kind = G.classify(op, target, bound=bound)
     if bound is None or kind is K.UNKNOWN:
         return _unsupported(what, geos, value, args)
+    if kind is K.BROADCAST:
+        return _broadcast(what, *_main_operand(bound, gbound), value)
     if kind is K.BINARY:
         return _binary(op, target, what, bound, gbound, value)
     if kind is K.CAT:
@@ -609,8 +670,12 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
     minus one a shift (a subtracted mean); any other value computed from the whole map makes
     each unit depend on the whole map."""
     operands = [(v, _flat_geos(gbound.get(n.split("[")[0]))) for n, v in G.tensor_operands(bound)]
-    maps = [g for _, gs in operands for g in gs if isinstance(g, _Geo)]
-    others = [(v, g) for v, gs in operands for g in gs if isinstance(g, _NoField)]
+    pairs = [(v, g) for v, gs in operands for g in gs]
+    pairs = _spread_operands(op, target, what, pairs, value)
+    if isinstance(pairs, _NoField):
+        return pairs
+    maps = [g for _, g in pairs if isinstance(g, _Geo)]
+    others = [(v, g) for v, g in pairs if isinstance(g, _NoField)]
     if not others:
         field = _combine(what, maps, value)
         pooled = any(0 in g.stride for g in maps) and not all(0 in g.stride for g in maps)
@@ -628,7 +693,7 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
     if not isinstance(union, _Geo) or not _is_map(value, union):
         return union if isinstance(union, _NoField) else _no_field(what, maps, value)
     h, w = _spatial_dims(union.dims)
-    flat = all(v.ndim < -h or (v.shape[h] == 1 and v.shape[w] == 1) for v, _ in others)
+    flat = all(g.flat or v.ndim < -h or (v.shape[h] == 1 and v.shape[w] == 1) for v, g in others)
     if G.is_gate(op, target) and flat:
         return replace(union, gated=True)
     if G.is_shift(op, target) and flat:
@@ -643,6 +708,76 @@ def _binary(op: str, target: Any, what: str, bound: dict, gbound: dict, value: A
         f"{what} combines the map with a value computed from the whole map ({reason}){per_channel}",
         global_=True,
     )
+
+
+def _one_position(v: Any, g: _Geo, value: Any) -> bool:
+    """Whether map operand `v` (field `g`) has one position along the grid of the broadcast
+    result `value`, which has more: a (N, C, 1, 1) map, or one expanded (stride 0)."""
+    if not _is_map(value, g) or not isinstance(v, torch.Tensor):
+        return False
+    dims = _spatial_dims(g.dims)
+    if v.ndim < -dims[0] or all(value.shape[d] == 1 for d in dims):
+        return False
+    return all(v.shape[d] == 1 or g.stride[a] == 0 for a, d in enumerate(dims))
+
+
+def _spread_operands(op: str, target: Any, what: str, pairs: list, value: Any) -> Any:
+    """The (tensor, field) operands of an elementwise op, each map of one position broadcast
+    over maps with a grid made what it is to them. A factor whose one window holds every
+    window of theirs is a global gate (flat, as a gate pooled by an adaptive pooling is:
+    squeeze-excite's `F.avg_pool2d(x, x.size(2))`); any other is a window read at one
+    position (stride 0), which `_union` spreads into a bound, as for a 1-unit map upsampled."""
+    maps = [(v, g) for v, g in pairs if isinstance(g, _Geo)]
+    one = [g for v, g in maps if _one_position(v, g, value)]
+    grid = [g for v, g in maps if not _one_position(v, g, value)]
+    if not one or not grid:
+        return pairs
+    hull = _union(grid, repr(what), value)
+    if not isinstance(hull, _Geo):
+        return hull
+    dims = _spatial_dims(hull.dims)
+    n = [value.shape[d] for d in dims]
+    out = []
+    for v, g in pairs:
+        if not any(g is o for o in one):
+            out.append((v, g))
+            continue
+        holds = all(
+            g.offset[a] <= hull.offset[a]
+            and g.offset[a] + g.size[a]
+            >= hull.offset[a] + (n[a] - 1) * hull.stride[a] + hull.size[a]
+            for a in (0, 1)
+        )
+        if holds and G.is_gate(op, target):
+            why = f"{what} scales the map by a factor pooled from all of its field"
+            out.append((v, _NoField(why, global_=True, flat=True)))
+        else:
+            stride = tuple(0 if v.shape[d] == 1 else j for d, j in zip(dims, g.stride, strict=True))
+            out.append((v, replace(g, stride=stride)))
+    return out
+
+
+def _broadcast(what: str, x: Any, geo: Any, value: Any) -> Any:
+    """`expand` / `expand_as` / `broadcast_to`: dims of one unit repeated. A global value
+    expanded over the map's grid is the same at every position (flat: a gate); a map expanded
+    along its rows or columns reads one window there (stride 0)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return geo
+    lead = value.ndim - x.ndim
+    grown = [d for d in range(x.ndim) if x.shape[d] == 1 and value.shape[lead + d] != 1]
+    if isinstance(geo, _NoField):
+        grid = x.ndim >= 2 and value.ndim >= 2 and value.shape[-2:] != (1, 1)
+        whole = grid and x.shape[-2:] == (1, 1)
+        return replace(geo, flat=True) if whole and geo.global_ else geo
+    if not isinstance(geo, _Geo):
+        return geo
+    labels = ("C",) * lead + geo.dims
+    stride = list(geo.stride)
+    for d in grown:
+        if geo.dims[d] in ("H", "W"):
+            stride[0 if geo.dims[d] == "H" else 1] = 0
+    new = replace(geo, stride=(stride[0], stride[1]), dims=labels)
+    return new if _is_map(value, new) else _NoField(f"the receptive field of {what} is not known")
 
 
 def _cat(what: str, bound: dict, gbound: dict, value: Any) -> Any:
@@ -933,6 +1068,276 @@ def _finer_axis(reads: list, size: int, stride: int, offset: int, step: Fraction
         for o, (lo, hi) in units
     )
     return extent, j, offset + start, exact
+
+
+#: probe images per forward when an opaque block is measured (memory: a batch of its maps)
+PROBE_BATCH = 32
+
+
+class _Probe:
+    """Which input pixels each unit of an opaque block depends on, measured at this call.
+
+    The block runs on copies of each input map with one row (then one column) set to NaN, a
+    batch of them at a time beside the map itself: NaN goes through every arithmetic op it
+    meets (a product with a zero weight, a max, a ReLU, zero padding adds none), so the units
+    it reaches are those computed from that row, whatever the weights or values. Per axis,
+    output unit o reads the input units from the first to the last row that reaches it; a
+    window at one stride reproducing those reads (clipped to the map) gives an exact field
+    (`_fit_window`), anything else the smallest at one stride that holds them (`_finer`,
+    a bound), every unit reading every pixel the whole map. The layers inside the block that
+    its forward calls (Python blocks; TorchScript calls none) are measured in the same runs.
+
+    Dependence through an op that drops NaN (`torch.where`, comparisons, `nan_to_num`) is not
+    seen; control flow on values sees NaN, not the image. A map in the batch reaching the
+    clean copy (statistics over the batch) makes the probes run one image at a time.
+    """
+
+    def __init__(self, module, inner: dict, args: tuple, kwargs: dict, geos, gkw) -> None:
+        self.module = module
+        self.leaves, self.spec = pytree.tree_flatten((tuple(args), dict(kwargs)))
+        self.geos = _leaf_geos(tuple(args), tuple(geos)) + _leaf_geos(dict(kwargs), dict(gkw))
+        self.inner: dict[str, Any] = {}
+        self._seen: dict[Any, Any] = {}  # target -> what the hooks saw in one run
+        hooks = [
+            m.register_forward_hook(lambda m, a, out, n=n: self._hook(n, out))
+            for n, m in inner.items()
+            if not isinstance(m, torch.jit.ScriptModule)
+        ]
+        self._record = False
+        self.failed = ""  # why measuring failed (a block that refuses NaN, say)
+        self.hits: dict[int, dict] = {}
+        try:
+            with torch.no_grad():
+                self.value = module(*args, **kwargs)
+                self._record = True
+                for i, (leaf, geo) in enumerate(zip(self.leaves, self.geos, strict=True)):
+                    if isinstance(leaf, torch.Tensor) and isinstance(geo, (_Geo, _NoField)):
+                        try:
+                            self.hits[i] = self._probe(i)
+                        except Exception as err:
+                            self.failed = f"{type(err).__name__}: {err}"
+                            break
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def _hook(self, name: str, out: Any) -> None:
+        if not self._record:
+            self.inner.pop(name, None)
+            self.inner[name] = out  # the last call, ordered by when it returned
+            return
+        self._seen[name] = _nan_summary(out)
+
+    def _probe(self, i: int) -> dict:
+        """{target: (rows, cols, any)} for NaN in input leaf `i`: rows[r] the output rows that
+        NaN in input row r reaches (likewise columns); any[k] whether probe k reaches it."""
+        t, geo = self.leaves[i], self.geos[i]
+        grid = isinstance(geo, _Geo) and geo.dims == NCHW and t.ndim == 4
+        if not t.is_floating_point():
+            return {}
+        if grid:
+            h, w = t.shape[-2:]
+            n = h + w
+        else:
+            h = w = 0
+            n = 1
+
+        def probe(k: int) -> torch.Tensor:
+            x = t[:1].clone()
+            if not grid:
+                x.fill_(float("nan"))
+            elif k < h:
+                x[..., k, :] = float("nan")
+            else:
+                x[..., k - h] = float("nan")
+            return x
+
+        runs = self._runs(i, probe, n)
+        out: dict = {}
+        for target, summaries in runs.items():
+            rows = cols = None
+            if len(summaries) != n:  # not computed in every run (a branch): not measured
+                out[target] = (None, None, [True])
+                continue
+            if grid and all(s[1] is not None for s in summaries):
+                rows = torch.stack([s[1] for s in summaries[:h]])
+                cols = torch.stack([s[2] for s in summaries[h:]])
+            out[target] = (rows, cols, [s[0] for s in summaries])
+        return out
+
+    def _runs(self, i: int, probe, n: int) -> dict:
+        """Each target's NaN summary for probes `probe(0)` .. `probe(n - 1)`: batched beside the
+        clean map, or one probe at a time where a NaN reached the clean map's slot."""
+        for batch in (PROBE_BATCH, 1):
+            got: dict[Any, list] = {}
+            mixed = False
+            step = max(1, batch - 1)
+            for start in range(0, n, step):
+                chunk = [probe(k) for k in range(start, min(n, start + step))]
+                clean = batch > 1
+                x = torch.cat([self.leaves[i][:1], *chunk]) if clean else torch.cat(chunk)
+                seen = self._run(i, x)
+                for target, (anyk, rows, cols) in seen.items():
+                    if clean and bool(anyk[0]):
+                        mixed = True
+                    lo = 1 if clean else 0
+                    got.setdefault(target, []).extend(
+                        (
+                            bool(anyk[k]),
+                            None if rows is None else rows[k],
+                            None if cols is None else cols[k],
+                        )
+                        for k in range(lo, len(anyk))
+                    )
+                if mixed:
+                    break
+            if not mixed:
+                return got
+        return got
+
+    def _run(self, i: int, x: torch.Tensor) -> dict:
+        n = x.shape[0]
+        base = self.leaves[i].shape[0]
+        leaves = [
+            x
+            if j == i
+            else (
+                leaf[:1].repeat(n, *[1] * (leaf.ndim - 1))
+                if isinstance(leaf, torch.Tensor) and leaf.ndim and leaf.shape[0] == base
+                else leaf
+            )
+            for j, leaf in enumerate(self.leaves)
+        ]
+        args, kwargs = pytree.tree_unflatten(leaves, self.spec)
+        self._seen = {}
+        with _structural_kernels(x):
+            value = self.module(*args, **kwargs)
+        seen = dict(self._seen)
+        for k, v in enumerate(pytree.tree_leaves(value)):
+            seen[k] = _nan_summary(v)
+        return {t: v for t, v in seen.items() if v is not None}
+
+    def field(self, target: Any, value: Any, what: str, why: str) -> Any:
+        """The field of `target` (an output leaf's index, or an inner layer's name), whose
+        value (at the real call) is `value`: measured from each input map that reaches it."""
+        if not isinstance(value, torch.Tensor):
+            return None
+        if self.failed:
+            return _NoField(f"{what} is opaque ({why}) and measuring it failed ({self.failed})")
+        parts, problem = [], None
+        for i, runs in self.hits.items():
+            got = runs.get(target)
+            if got is None or not any(got[2]):
+                continue  # this input does not reach it
+            geo, (rows, cols, _) = self.geos[i], got
+            if isinstance(geo, _NoField):
+                problem = problem or geo
+            elif not _is_map(value):
+                problem = problem or _NoField(
+                    f"{what} gives shape {_shape(value)}, not a (C, H, W) feature map",
+                    global_=True,
+                )
+            elif rows is None:
+                problem = problem or _NoField(
+                    f"{what} is opaque ({why}) and its input's grid could not be measured"
+                )
+            else:
+                parts.append(_measured_field(geo, rows, cols, what, why))
+        if problem is not None:
+            return problem
+        if not parts:
+            return None
+        return _first_problem(parts) or (parts[0] if len(parts) == 1 else _union(parts, what))
+
+
+def _nan_summary(out: Any) -> tuple | None:
+    """(per image: any NaN; per image and output row: any NaN; likewise columns) of a
+    tensor, the rows and columns only for a (N, C, H, W) map; None for anything else."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.ndim == 0:
+        return None
+    nan = torch.isnan(out)
+    anyk = nan.flatten(1).any(1) if out.ndim > 1 else nan
+    if out.ndim != 4:
+        return anyk.cpu(), None, None
+    return anyk.cpu(), nan.any(3).any(1).cpu(), nan.any(2).any(1).cpu()
+
+
+@contextlib.contextmanager
+def _structural_kernels(x: torch.Tensor):
+    """cuDNN off while probing a CUDA map: its FFT and Winograd convolutions would carry a NaN
+    to units outside the window (the plain kernels keep each unit's sum to its window)."""
+    if x.is_cuda:
+        with torch.backends.cudnn.flags(enabled=False):
+            yield
+    else:
+        yield
+
+
+def _reads(hit: torch.Tensor) -> list:
+    """hit[i, o]: input unit i reaches output unit o -> per o the first and last i, or None."""
+    n = hit.shape[0]
+    found = hit.any(0)
+    lo = hit.int().argmax(0)
+    hi = n - 1 - hit.flip(0).int().argmax(0)
+    return [(int(lo[o]), int(hi[o])) if found[o] else None for o in range(hit.shape[1])]
+
+
+def _fit_window(reads: list, n: int) -> list | None:
+    """The unclipped (first, last) of each unit when the reads, clipped to units 0..n-1, are
+    one window at one stride (unit o reads o*s + a .. o*s + b); else None. Where the clipping
+    hides a window's end (every unit reads the first unit, say), the smallest window that
+    gives the same reads."""
+    m = len(reads)
+    if n <= 1 or m <= 1 or any(r is None for r in reads):
+        return None
+    lows = [(o, lo) for o, (lo, _) in enumerate(reads) if lo > 0]
+    highs = [(o, hi) for o, (_, hi) in enumerate(reads) if hi < n - 1]
+    steps = []
+    for points in (lows, highs):
+        if len(points) >= 2:
+            (o0, v0), (o1, v1) = points[0], points[-1]
+            steps += [(v1 - v0) // (o1 - o0)] if (v1 - v0) % (o1 - o0) == 0 else []
+    steps += [-(-n // m), n // m, 1]
+    for s in dict.fromkeys(v for v in steps if v >= 1):
+        a = {lo - o * s for o, lo in lows}
+        b = {hi - o * s for o, hi in highs}
+        if len(a) > 1 or len(b) > 1:
+            continue
+        first = a.pop() if a else -(m - 1) * s
+        last = b.pop() if b else n - 1
+        if first <= last and all(
+            max(o * s + first, 0) == lo and min(o * s + last, n - 1) == hi
+            for o, (lo, hi) in enumerate(reads)
+        ):
+            return [(o * s + first, o * s + last) for o in range(m)]
+    return None
+
+
+def _measured_field(
+    geo: _Geo, rows: torch.Tensor, cols: torch.Tensor, what: str, why: str
+) -> _Geo | _NoField:
+    """The field of an opaque block's output from `geo`, its input's, and the measured reads:
+    rows[r, o] whether NaN in input row r reaches output row o (cols alike)."""
+    hits = (rows, cols)
+    reads = [_reads(hits[a]) for a in (0, 1)]
+    n_in = (rows.shape[0], cols.shape[0])
+    n_out = (rows.shape[1], cols.shape[1])
+    whole = all(r == (0, n_in[a] - 1) for a in (0, 1) for r in reads[a])
+    if whole and n_in != (1, 1):
+        if n_out == (1, 1):
+            return _NoField(f"{what} pools the whole map into one position", global_=True)
+        return _NoField(
+            f"{what} is opaque ({why}); measured, each of its units depends on every pixel of "
+            "its input",
+            global_=True,
+        )
+    fitted = [_fit_window(reads[a], n_in[a]) or reads[a] for a in (0, 1)]
+    steps = _per_axis(lambda a: Fraction(geo.stride[a] * n_in[a], n_out[a]))
+    bound = (
+        f"{what} is opaque ({why}); measured, its units read windows that are not spaced by "
+        "one stride"
+    )
+    return _finer(geo, what, bound, fitted, steps)
 
 
 def _unsupported(name: str, geos: list, value: Any, args: tuple) -> Any:

@@ -9,6 +9,12 @@
 * **Untraceable blocks become leaves**: a submodule whose forward cannot be traced (control flow
   on values, unsupported Python) is kept as one opaque call, found by itself; ``leaf_modules``
   (names or types, as in ``torchvision.models.feature_extraction``) forces it.
+* **Modules made inside forward** (`nn.ReLU(inplace=True)(a + b)`, `nn.MaxPool2d(2)(x)`) are not
+  submodules, so no `call_module` node can name them: they are traced through, their ops
+  recorded as functions. ``x.data`` is ``x.detach()`` (its sizes concrete too).
+* **Opaque blocks**: TorchScript modules (and the view's stand-in for one, `view.ScriptBlock`)
+  are always leaves (`opaque`): their code is not Python to trace; the receptive fields measure
+  their geometry instead (`receptive.py`).
 * **In-place ops are made functional** with their real semantics: ``F.relu(x, inplace=True)``,
   ``x.relu_()``, ``a.add_(b)``, ``nn.ReLU(inplace=True)`` become out-of-place ops, and every later
   use of the mutated tensor reads the op's result. A mutation through a view (whose base is read
@@ -37,7 +43,7 @@ from torch import nn
 
 from ._locks import ThreadTracer
 
-__all__ = ["Traced", "trace"]
+__all__ = ["Traced", "opaque", "trace"]
 
 #: in-place functions -> their out-of-place twins
 _INPLACE_FUNCTIONS: dict[Any, Any] = {
@@ -78,7 +84,8 @@ class Traced:
 
     gm: fx.GraphModule
     input_shape: tuple[int, ...] | None
-    leaves: list[str] = field(default_factory=list)  #: modules kept opaque (auto or asked)
+    #: modules kept opaque: auto, TorchScript (`opaque`) or asked
+    leaves: list[str] = field(default_factory=list)
     unfaithful: list[str] = field(default_factory=list)  #: ops that defeat the functional graph
 
 
@@ -116,6 +123,12 @@ class _ShapeProxy(fx.Proxy):
     @property
     def ndim(self) -> Any:
         return self.dim()
+
+    @property
+    def data(self) -> Any:
+        """`x.data` as `x.detach()`: the same values, and a Proxy whose sizes are concrete
+        (ShuffleNet's `n, c, h, w = x.data.size()`)."""
+        return self.tracer.create_proxy("call_method", "detach", (self,), {})
 
     def __getattr__(self, k: str) -> Any:
         if k in ("dtype", "device", "is_cuda"):
@@ -160,7 +173,35 @@ class _NoExample(Exception):
 _MISSING = object()
 
 
-class _Tracer(ThreadTracer):
+def opaque(module: nn.Module) -> bool:
+    """Whether `module` is a block whose code cannot be traced by its nature: a TorchScript
+    module, or a stand-in for one (an object with ``opaque_block = True``, `view.ScriptBlock`)."""
+    stand_in = getattr(module, "opaque_block", False) is True
+    return isinstance(module, torch.jit.ScriptModule) or stand_in
+
+
+class InliningTracer(ThreadTracer):
+    """A tracer that traces through modules made inside forward (they are not submodules: no
+    node can name them) and keeps opaque blocks (`opaque`) as leaves."""
+
+    def installed(self, m: nn.Module) -> bool:
+        """Whether `m` is a submodule of the root (else it was made inside a forward)."""
+        try:
+            self.path_of_module(m)
+        except NameError:
+            return False
+        return True
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return opaque(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args: tuple, kwargs: dict) -> Any:
+        if not self._foreign() and not self.installed(m):
+            return forward(*args, **kwargs)  # its ops are recorded as functions
+        return super().call_module(m, forward, args, kwargs)
+
+
+class _Tracer(InliningTracer):
     """Concrete shapes from an example input, auto-leaves, user leaves."""
 
     def __init__(self, leaf_names: set[str], leaf_types: tuple[type, ...]) -> None:
@@ -183,8 +224,8 @@ class _Tracer(ThreadTracer):
         return super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward, args: tuple, kwargs: dict) -> Any:
-        if self._foreign() or self._running_example():
-            return forward(*args, **kwargs)
+        if self._foreign() or self._running_example() or not self.installed(m):
+            return forward(*args, **kwargs)  # (not installed: made inside forward, traced through)
         self._leaf_forward = forward
         try:
             return super().call_module(m, forward, args, kwargs)
@@ -267,8 +308,11 @@ def trace(
     else:  # pragma: no cover - max_leaves reached
         raise RuntimeError(f"could not trace {type(model).__name__} with {max_leaves} leaves")
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    leaves = sorted({n.target for n in gm.graph.nodes if n.op == "call_module"} & set(names))
-    traced = Traced(gm, tuple(example[0].shape) if example else None, auto + leaves)
+    called = {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}
+    leaves = sorted(called & set(names))
+    blocks = {n: gm.get_submodule(n) for n in sorted(called - set(names))}
+    scripts = [f"{n} ({type(b).__name__})" for n, b in blocks.items() if opaque(b)]
+    traced = Traced(gm, tuple(example[0].shape) if example else None, auto + scripts + leaves)
     _functionalize(traced)
     gm.graph.eliminate_dead_code()
     gm.recompile()

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from ..inspect.predict import bound_source
 from ..inspect.wrappers import unwrap
 from ._progress import Superseded
 
@@ -353,8 +354,8 @@ def _close_all() -> None:
 
 def owner_of(model) -> ModelOwner:
     """The one `ModelOwner` of `model` (created on first use; a compiled or DataParallel
-    model shares its module's)."""
-    model = unwrap(model)
+    model shares its module's, a `predict.bound_model` the user's model's)."""
+    model = bound_source(unwrap(model))[0]
     with _OWNERS_LOCK:
         found = _OWNERS.get(model)
         if found is None:
@@ -363,9 +364,10 @@ def owner_of(model) -> ModelOwner:
 
 
 def structure_key(model) -> tuple:
-    """The identity of every module, parameter and buffer of `model` (not their values)."""
+    """The identity of every module, parameter and buffer of `model` (not their values), and
+    what a `predict.bound_model` binds (its module ids may be a collected bind's)."""
     parts = itertools.chain(model.modules(), model.parameters(), model.buffers())
-    return tuple(map(id, parts))
+    return (*map(id, parts), *bound_source(model)[1])
 
 
 def catalogue_of(model, image, device=None) -> list:

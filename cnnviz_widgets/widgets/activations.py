@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import traitlets
@@ -17,6 +17,7 @@ from ..inspect import (
 from ..inspect.inputs import model_image
 from ..inspect.kinds import POST_ACTIVATION
 from ..inspect.layers import default_layer
+from ..inspect.predict import bound_model
 from ..inspect.wrappers import unwrap
 from ._layers import layer_choices
 from ._owner import catalogue_of, owner_of
@@ -35,7 +36,9 @@ class FeatureMaps(TileGridWidget):
     `colormap="auto"` in the diverging coolwarm, blue < 0 < red). `normalize` is "layer" (one
     scale for all tiles, so strong and weak channels compare) or "channel". `layer`, `image`,
     `colormap`, `scale` and `normalize` can be changed after creation; a click on a tile sets
-    `selected_channel`; `sort_by` orders the tiles by "index", "mean" or "max" activation.
+    `selected_channel` (-1: none; a channel the layer lacks is refused); `sort_by` orders the
+    tiles by "index", "mean" or "max" activation. `forward_args`: the model's further inputs
+    after the image, held fixed.
     """
 
     _esm = bundle("feature_maps.js")
@@ -61,9 +64,11 @@ class FeatureMaps(TileGridWidget):
         transform: Callable | None = None,
         device=None,
         tile_px: int = 64,
+        forward_args: Sequence = (),
         **kwargs,
     ):
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
+        model = bound_model(model, forward_args)  # the image alone in
         self._model = model
         self._transform = transform
         self._device = device
@@ -93,6 +98,10 @@ class FeatureMaps(TileGridWidget):
     def _valid_image(self, proposal):
         self._batch(proposal["value"])
         return proposal["value"]
+
+    @traitlets.validate("selected_channel")
+    def _valid_channel(self, proposal):
+        return check_channel(proposal["value"], self.activations, self.layer)
 
     def _refresh(self, change=None) -> None:
         batch = self._batch(self.image)
@@ -132,7 +141,18 @@ class FeatureMaps(TileGridWidget):
 
     def save_png(self, path) -> None:
         """Save the tiles as shown (`sort_by` order, about `tile_px` each) as a PNG file."""
-        export.write_png(export.tile_grid_image(self, export.feature_maps_order(self)), path)
+        render.save_png(export.tile_grid_image(self, export.feature_maps_order(self)), path)
+
+
+def check_channel(c: int, maps: np.ndarray | None, layer: str) -> int:
+    """`c` where it is -1 (none) or a channel of `maps` (C, ...) of `layer` (anything while
+    there are no maps yet), else a TraitError naming the valid range."""
+    if maps is None or -1 <= c < len(maps):
+        return c
+    raise traitlets.TraitError(
+        f"selected_channel {c} is out of range: layer {layer!r} has channels 0..{len(maps) - 1}"
+        " (-1: none)"
+    )
 
 
 def _kind_note(kind: str, maps: np.ndarray, scale: str, colormap: str) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 from torch import nn
 
 from .. import render
+from ..inspect.dataset import class_names
 from ..inspect.predict import class_probabilities, top_k
 
 
@@ -81,12 +82,22 @@ def class_probabilities_figure(
     k: int = 5,
     transform: Callable | None = None,
     device=None,
+    class_scores=None,
+    forward_args: Sequence = (),
 ):
-    """A bqplot bar chart of the model's k most probable classes for one image."""
+    """A bqplot bar chart of the model's k most probable classes for one image (`class_scores`,
+    `forward_args`: see `inspect.predict.class_probabilities`)."""
     import bqplot as bq
 
-    probs = class_probabilities(model, image, device=device, transform=transform)
-    names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
+    probs = class_probabilities(
+        model,
+        image,
+        device=device,
+        transform=transform,
+        forward_args=forward_args,
+        class_scores=class_scores,
+    )
+    names = class_names(classes) or [f"class {i}" for i in range(len(probs))]
     if len(names) != len(probs):
         raise ValueError(f"classes has {len(names)} names; the model scores {len(probs)}")
     top = top_k(probs, k)

@@ -16,14 +16,19 @@ from ..inspect.dataset import (
     PixelConsumer,
     check_dataset,
     check_labels,
+    check_string_labels,
+    class_names,
+    dataset_classes,
     dataset_length,
     display_image,
+    features_from,
     known_labels,
     shows_tensors,
 )
 from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
 from ..inspect.features import feature_pass
 from ..inspect.inputs import check_positive
+from ..inspect.predict import bound_model
 from ..inspect.regions import find_regions
 from ..inspect.wrappers import unwrap
 from ._base import Widget
@@ -61,13 +66,17 @@ def point_classes(
 class EmbeddingExplorer(Widget):
     """Every image of `dataset` as a point of the t-SNE (or PCA) map of the model's features.
 
-    One pass over the dataset gives the features (the penultimate layer by default, or any
-    `layer`, spatially averaged), labels, predictions and confidences; `embed` reduces them to
-    2-D. The view shows the pass's progress, a PCA map as soon as the features are in, and the
-    t-SNE map moving to its final layout as it is optimised. The widget returns at once and
-    all of that runs on the model's background thread (`wait()` blocks until the map is final;
-    `features` and `xy` are None until then); `background=False` computes it before
-    returning. `progress` is kept for compatibility: the view shows the progress.
+    One pass over the dataset gives the features, labels, predictions and confidences; `embed`
+    reduces them to 2-D. The features are the penultimate ones by default: the input of the
+    model's last nn.Linear, or, where it has none (a 1x1-conv classifier before global pooling,
+    as in SqueezeNet), of its last nn.Conv2d, global-average-pooled; or any `layer`'s output, a
+    spatial map global-average-pooled. `feature_layer` names the layer, the caption says which
+    (`input of fc`, `conv3, average-pooled`). The view shows the pass's progress, a PCA map
+    as soon as the features are in, and the t-SNE map moving to its final layout as it is
+    optimised. The widget returns at once and all of that runs on the model's background
+    thread (`wait()` blocks until the map is final; `features` and `xy` are None until then);
+    `background=False` computes it before returning. `progress` is kept for compatibility:
+    the view shows the progress.
     Points are coloured by their label, or by the model's predicted class where there is no
     label (`color_by`; `model_classes` names the model's outputs when they are not `classes`,
     see `_class_space`); click the legend to hide a class; hover shows the image;
@@ -76,6 +85,14 @@ class EmbeddingExplorer(Widget):
     `highlight_misclassified` change how the map is drawn. `show_regions` names the map's
     regions (`inspect/regions.py`: its density clusters, each named by its commonest predicted
     classes, found once the map is final) on the map: a click on a name selects its points.
+
+    Labels: integers, whole-number floats, one-hot or probability rows (by their argmax), or
+    strings, mapped to their index in `classes` (a list, or a dict {index: name}; see
+    `inspect.dataset.read_labels`). Predictions: the argmax of the class scores `class_scores=`
+    picks from what the model returns (an int index of a tuple, a str key or attribute, a
+    callable; by default a tensor as it is and an object's `.logits`, and none for a tuple or a
+    dict: see `inspect.predict.pick_scores`). `forward_args`: the model's further inputs after
+    the image, held fixed.
     """
 
     _esm = bundle("embedding_explorer.js")
@@ -138,9 +155,12 @@ class EmbeddingExplorer(Widget):
         features: Callable[..., Features] | None = None,
         start: bool = True,
         background: bool = True,
+        class_scores=None,
+        forward_args: Sequence = (),
         **kwargs,
     ):
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
+        model = bound_model(model, forward_args)  # the image alone in
         check_dataset(dataset, "EmbeddingExplorer")
         check_positive("k", k)
         check_positive("thumb_px", thumb_px)
@@ -165,22 +185,25 @@ class EmbeddingExplorer(Widget):
         self._owner = owner_of(model)
         self._lane = self._owner.lane("embedding")
         self._background = background
+        names = dataset_classes(classes, dataset)
+        check_string_labels(dataset, names, "EmbeddingExplorer")
+        #: the layer the features come from (the caption says whether its input or output)
+        self.feature_layer = features_from(model, layer)[0]  # checked before any work
         if features is None:
 
             def features(report, preview, extra):
                 return feature_pass(
                     model, dataset, layer, batch_size=batch_size, device=device,
-                    progress=report, preview=preview, extra=extra,
+                    progress=report, preview=preview, extra=extra, class_scores=class_scores,
+                    classes=names or None,
                 )  # fmt: skip
 
         self._features_fn = features
-        self._layer_given = layer is not None
-        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
-        targets = known_labels(dataset)
+        targets = known_labels(dataset, names)
         if names and targets is not None:
             check_labels(targets, len(names))  # before the pass, from dataset.targets
-        self._names_given = [str(c) for c in names]
-        self._model_names = [str(c) for c in model_classes] if model_classes is not None else []
+        self._names_given = names
+        self._model_names = class_names(model_classes, "model_classes") or []
         self._final_xy: np.ndarray | None = None  # the final map, once shown
         self._regions_xy: np.ndarray | None = None  # the map whose regions are in (or coming)
         names, _ = self._class_space(0)
@@ -342,9 +365,8 @@ class EmbeddingExplorer(Widget):
         """Show what the pass found: labels, predictions, class names, thumbnails (made in the
         pass, or else read now)."""
         traits = self._class_traits(feats)
-        what = feats.layer if self._layer_given else f"input of {feats.layer}"
         n, d = feats.features.shape
-        traits["caption"] = f"{n:,} images · {what} · {d} features"
+        traits["caption"] = f"{n:,} images · {feats.source} · {d} features"
         post(lambda: self._set(**traits, status="thumbnails…"))
         tiles = thumbs.get("tiles")
         if tiles is None:  # a display function, `dataset.image`, or the features were cached
@@ -530,4 +552,4 @@ class EmbeddingExplorer(Widget):
 
     def save_png(self, path) -> None:
         """Save the map (points coloured by class, `view_px` square) as a PNG file."""
-        export.write_png(export.embedding_image(self), path)
+        render.save_png(export.embedding_image(self), path)

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 import traitlets
 from torch import nn
 
 from .. import export, render
 from ..inspect import first_conv, resolve_layer
-from ..inspect.dataset import check_dataset
+from ..inspect.dataset import check_dataset, class_names, dataset_classes, item_label
 from ..inspect.features import shared_pass
 from ..inspect.layers import default_layer, kernel_of
-from ..inspect.predict import class_probabilities
+from ..inspect.predict import class_probabilities, scored_model
 from ..inspect.wrappers import unwrap
 from ._base import Widget
 from ._layers import layer_choices
@@ -77,7 +76,18 @@ class CNNExplorer(PanelHost, _Host):
 
     `classes` name the dataset's labels; `model_classes` the model's outputs when they differ
     (a pretrained ImageNet model on a folder of your own: pass the weights' 1000 category
-    names); by default the outputs take `classes` when the counts match, else "class i".
+    names); by default the outputs take `classes` when the counts match, else "class i". Both
+    may be a list or a dict {index: name}; string labels are mapped to their index in `classes`
+    (see `inspect.dataset.read_labels`).
+
+    `class_scores`: where the class scores are in what the model returns (an int index of a tuple, a
+    str key or attribute, a callable; by default a tensor as it is and an object's `.logits`:
+    see `inspect.predict.pick_scores`); `forward_args`: the model's further inputs after the
+    image, held fixed. The map's features are `feature_layer`'s output (a spatial map
+    global-average-pooled), by default the penultimate ones: the input of the model's last
+    nn.Linear, or, where it has none (a 1x1-conv classifier before global pooling), of its
+    last nn.Conv2d, pooled; `explorer.feature_layer` names the layer, the map's caption says
+    which.
 
     The explorer returns at once: the one pass over the dataset (the map's features and the
     top patches), the map and the occlusion map run on the model's background thread (shared
@@ -121,6 +131,9 @@ class CNNExplorer(PanelHost, _Host):
         random_state: int = 0,
         occlusion: dict | None = None,
         background: bool = True,
+        class_scores=None,
+        forward_args: Sequence = (),
+        feature_layer: str | nn.Module | None = None,
         **kwargs,
     ):
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
@@ -135,11 +148,16 @@ class CNNExplorer(PanelHost, _Host):
         if top_k is None:  # 9 patches per channel, fewer on a smaller dataset
             top_k = min(9, len(dataset))
         example = self._image(selected_index)
+        names = dataset_classes(classes, dataset)
+        model_classes = class_names(model_classes, "model_classes")
+        model, probs = scored_model(
+            model, example, device=device, forward_args=forward_args, class_scores=class_scores
+        )  # the image alone in, the class scores alone out: what every panel runs
+        self._model = model
         choices = layer_choices(model, example)
         name = (
             resolve_layer(model, layer)[0] if layer is not None else default_layer(model, choices)
         )
-        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
         batch_size = pass_batch_size(model, device, batch_size)
         shared = {"device": device, "batch_size": batch_size, "progress": progress}
 
@@ -159,17 +177,17 @@ class CNNExplorer(PanelHost, _Host):
                 lambda: shared_pass(
                     model, dataset, [name], top_k, display=display, device=device,
                     batch_size=batch_size, progress=both, preview=preview, extra=extra,
+                    feature_layer=feature_layer, classes=names or None,
                 ),
             )  # fmt: skip
             return features
 
-        n_out = len(class_probabilities(model, example, device=device))
-        if model_classes is None and len(names) == n_out:
+        if model_classes is None and len(names) == len(probs):
             model_classes = names
         emb = detached(EmbeddingExplorer)(
             model, dataset, names or None, model_classes=model_classes, method=method, k=k,
             display=display, random_state=random_state, view_px=400, features=one_pass,
-            start=False, background=background, **shared,
+            start=False, background=background, layer=feature_layer, **shared,
         )  # fmt: skip
         fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
         tp = detached(TopPatches)(
@@ -206,6 +224,11 @@ class CNNExplorer(PanelHost, _Host):
         self.observe(self._on_index, names=["selected_index"])
         self.observe(self._show_kernel, names=["selected_channel", "layer"])
         self._show_kernel()
+
+    @property
+    def feature_layer(self) -> str:
+        """The layer the map's features come from (its input by default: see the caption)."""
+        return self.embedding.feature_layer
 
     def _image(self, index: int):
         item = self._dataset[index]
@@ -245,8 +268,8 @@ class CNNExplorer(PanelHost, _Host):
             label = int(feats.labels[i])
         else:
             item = self._dataset[i]
-            raw = item[1] if isinstance(item, tuple | list) and len(item) > 1 else -1
-            label = int(raw) if isinstance(raw, int | np.integer) or torch.is_tensor(raw) else -1
+            raw = item[1] if isinstance(item, tuple | list) and len(item) > 1 else None
+            label = item_label(raw, names, i)
         if feats is not None and feats.predictions is not None:
             pred, conf = int(feats.predictions[i]), float(feats.confidences[i])
         else:
@@ -292,7 +315,8 @@ class CNNExplorer(PanelHost, _Host):
     def wait(self, timeout: float | None = 120):
         """Block until the background work is done (the dataset pass, the map, the top
         patches and the current occlusion map); returns the occlusion map. `timeout` applies
-        to each in turn."""
+        to each in turn. On a closed explorer it returns at once (closing ended the work): the
+        occlusion map done before, or None."""
         self.embedding.wait(timeout)
         self.top_patches.wait(timeout)
         return self.occlusion.wait(timeout)

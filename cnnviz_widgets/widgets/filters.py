@@ -105,4 +105,4 @@ class FilterGrid(TileGridWidget):
 
     def save_png(self, path) -> None:
         """Save the tiles as shown (about `tile_px` each, 1-px gaps) as a PNG file."""
-        export.write_png(export.tile_grid_image(self), path)
+        render.save_png(export.tile_grid_image(self), path)

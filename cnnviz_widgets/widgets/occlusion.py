@@ -13,10 +13,18 @@ import traitlets
 from torch import nn
 
 from .. import export, render
+from ..inspect.dataset import class_names
 from ..inspect.incremental import trace
 from ..inspect.inputs import as_index, check_positive, model_device, model_image
 from ..inspect.occlusion import OcclusionResult, map_shape, occlusion_maps
-from ..inspect.predict import class_probabilities, top_k
+from ..inspect.predict import (
+    bound_inputs,
+    model_output,
+    pick_scores,
+    probabilities_of,
+    scored_model,
+    top_k,
+)
 from ..inspect.view import eval_view
 from ..inspect.wrappers import unwrap
 from ._base import Widget
@@ -76,6 +84,12 @@ class OcclusionMap(Widget):
     Changing `target`, `patch_size`, `stride`, `baseline`, `output` or `image` starts a new run
     and cancels the old one between maps. `results` holds the maps of the current run;
     `wait()` blocks until it is finished. A new `image` resets `target` to its predicted class.
+
+    `class_scores`: where the class scores are in what the model returns, for a model that returns
+    more than a tensor (an int index of a tuple, a str key or attribute, a callable; by
+    default a tensor as it is and an object's `.logits`: see `inspect.predict.pick_scores`).
+    `forward_args`: the model's further inputs after the image, held fixed (a tensor whose
+    first dimension is 1 is expanded to each batch of occluded images).
     """
 
     _esm = bundle("occlusion_map.js")
@@ -124,6 +138,8 @@ class OcclusionMap(Widget):
         transform: Callable | None = None,
         device=None,
         method: str = "incremental",
+        class_scores=None,
+        forward_args: Sequence = (),
         **kwargs,
     ):
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
@@ -141,11 +157,15 @@ class OcclusionMap(Widget):
         stride = max(1, patch // 4) if stride is None else check_positive("stride", stride)
         if not math.isfinite(baseline):
             raise ValueError(f"baseline must be a finite number; got {baseline!r}")
+        names = class_names(classes)
+        self._model, probs = scored_model(
+            model, batch, device=device, forward_args=forward_args, class_scores=class_scores
+        )  # the image alone in, the class scores alone out
         self._owner = owner_of(model)
         self._lane = self._owner.lane("occlusion")
+        self._base: tuple = (None, None, None)  # (image, its version, the model's output on it)
         self.results: list[OcclusionResult] = []
-        probs = class_probabilities(model, batch, device=device)
-        names = list(classes) if classes is not None else [f"class {i}" for i in range(len(probs))]
+        names = names if names is not None else [f"class {i}" for i in range(len(probs))]
         if len(names) != len(probs):
             raise ValueError(f"classes has {len(names)} names; the model scores {len(probs)}")
         super().__init__(
@@ -211,7 +231,9 @@ class OcclusionMap(Widget):
 
     def _on_image(self, change) -> None:
         batch = self._batch(change["new"])
-        probs = class_probabilities(self._model, batch, device=self._device)
+        logits = pick_scores(model_output(self._model, batch, device=self._device))
+        probs = probabilities_of(logits)
+        self._base = (change["new"], _version(change["new"]), logits)  # the run's base pass
         self._show_image(batch, probs)
         target = int(np.argmax(probs))
         if target != self.target:
@@ -260,6 +282,9 @@ class OcclusionMap(Widget):
             "baseline": self.baseline,
             "output": self.output,
         }
+        image, version, logits = self._base
+        if image is self.image and version is not None and version == _version(image):
+            params["base_output"] = logits  # this image's forward, made for its predicted class
         results: list[
             OcclusionResult
         ] = []  # this run's own list: a stale run can't touch a newer one's
@@ -284,7 +309,10 @@ class OcclusionMap(Widget):
 
         def start():
             params["traced"] = self._graph(params["image"])
-            return occlusion_maps(self._model, **params, strides=strides, device=self._device)
+            inputs = bound_inputs(self._model)  # the tracer's placeholders: the engine's inputs
+            return occlusion_maps(
+                self._model, **params, strides=strides, device=self._device, forward_args=inputs
+            )
 
         self._step(start, results, run, ticket)
 
@@ -342,10 +370,11 @@ class OcclusionMap(Widget):
             "maps_done": count,
         }
 
-    def wait(self, timeout: float | None = 120) -> OcclusionResult:
-        """Block until the current run is finished; returns its finest map."""
+    def wait(self, timeout: float | None = 120) -> OcclusionResult | None:
+        """Block until the current run is finished; returns its finest map. On a closed widget
+        it returns at once (closing ended the run): the finest map done before, or None."""
         self._wait_lane(timeout, "the occlusion map was not finished")
-        return self.results[-1]
+        return self.result if self._closed else self.results[-1]
 
     @property
     def result(self) -> OcclusionResult | None:
@@ -358,4 +387,10 @@ class OcclusionMap(Widget):
 
     def save_png(self, path) -> None:
         """Save the image with the current map over it (as shown) as a PNG file."""
-        export.write_png(export.occlusion_image(self), path)
+        render.save_png(export.occlusion_image(self), path)
+
+
+def _version(image) -> int | None:
+    """A tensor's in-place version counter (the same object at the same version holds the same
+    values); None for anything else."""
+    return image._version if isinstance(image, torch.Tensor) else None

@@ -14,6 +14,8 @@ from ..inspect.dataset import (
     TopActivations,
     check_dataset,
     check_labels,
+    check_string_labels,
+    dataset_classes,
     known_labels,
     top_activations,
     top_job,
@@ -21,12 +23,14 @@ from ..inspect.dataset import (
 from ..inspect.effective import SHARE, EffectiveBox, NotDifferentiable, check_share
 from ..inspect.inputs import as_index, check_positive
 from ..inspect.layers import default_layer
+from ..inspect.predict import bound_model
 from ..inspect.receptive import receptive_fields
 from ..inspect.wrappers import unwrap
 from ._layers import layer_choices
 from ._owner import fields_of, owner_of
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import TileGridWidget, bundle
+from .activations import check_channel
 
 
 class TopPatches(TileGridWidget):
@@ -47,6 +51,10 @@ class TopPatches(TileGridWidget):
     and `selected_channel`; setting `selected_channel` from Python turns to its page. Link
     `layer` and `selected_channel` with a FeatureMaps to see the top patches of a clicked
     feature map.
+
+    `classes` name the labels (a list, or a dict {index: name}; string labels are mapped to
+    their index in it, see `inspect.dataset.read_labels`); `forward_args`: the model's further
+    inputs after the image, held fixed.
     """
 
     _esm = bundle("top_patches.js")
@@ -89,9 +97,11 @@ class TopPatches(TileGridWidget):
         tile_px: int = 48,
         start: bool = True,
         background: bool = True,
+        forward_args: Sequence = (),
         **kwargs,
     ):
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
+        model = bound_model(model, forward_args)  # the image alone in
         check_dataset(dataset, "TopPatches")
         check_positive("channels_per_page", channels_per_page)
         check_positive("max_patch_px", max_patch_px)
@@ -99,8 +109,9 @@ class TopPatches(TileGridWidget):
             raise ValueError(f"crop must be 'effective' or 'field'; got {crop!r}")
         #: the share of each unit's gradient mass its effective box holds
         self.share = check_share(share)
-        names = list(classes) if classes is not None else list(getattr(dataset, "classes", []))
-        targets = known_labels(dataset)
+        names = dataset_classes(classes, dataset)
+        check_string_labels(dataset, names, "TopPatches")
+        targets = known_labels(dataset, names)
         if names and targets is not None:
             check_labels(targets, len(names))  # before the pass, from dataset.targets
         self._model = model
@@ -110,6 +121,7 @@ class TopPatches(TileGridWidget):
             "device": device,
             "display": display,
             "progress": progress,
+            "classes": names or None,
         }
         self.max_patch_px = max_patch_px
         #: the ranking of the current layer (None until the first background pass is done)
@@ -149,6 +161,11 @@ class TopPatches(TileGridWidget):
     @traitlets.validate("layer")
     def _valid_layer(self, proposal):
         return resolve_layer(self._model, proposal["value"])[0]
+
+    @traitlets.validate("selected_channel")
+    def _valid_channel(self, proposal):
+        top = self.top if self.top is not None and self.top.layer == self.layer else None
+        return check_channel(proposal["value"], None if top is None else top.values, self.layer)
 
     @traitlets.validate("k", "channels_per_page")
     def _valid_count(self, proposal):
@@ -359,4 +376,4 @@ class TopPatches(TileGridWidget):
 
     def save_png(self, path) -> None:
         """Save this page of patches (a row per channel, about `tile_px` each) as a PNG."""
-        export.write_png(export.tile_grid_image(self), path)
+        render.save_png(export.tile_grid_image(self), path)
