@@ -5,12 +5,13 @@
 
 What runs is what a click in ``CNNExplorer`` runs: the explorer passes ``occlusion=None`` to
 ``OcclusionMap``, so its defaults (patch ``default_patch`` = 32 px at 224x224, stride
-patch // 4 = 8, the coarse-to-fine schedule ``coarse_to_fine`` = strides 32, 16, 8, centred
-patches, the predicted class, baseline 0, probability). For each model an ``OcclusionMap`` is
-built on the first photo and its settings are read from it (``schedule()``, ``patch_size``,
-... and its traced graph, ``_graph``, shared by the model's widgets); each click is then what
-``OcclusionMap._on_image`` and ``_run`` do: the predicted class (``class_probabilities``),
-then the pure iterator ``occlusion_maps(model, image, strides=..., traced=...)``, timed to its
+patch // 4 = 8, the coarse-to-fine schedule ``coarse_to_fine`` = strides 64, 32, 16, 8 at
+224², centred patches, the predicted class, baseline 0, probability). For each model an
+``OcclusionMap`` is built on the first photo and its settings are read from it
+(``schedule()``, ``patch_size``, ... and its traced graph, ``_graph``, shared by the model's
+widgets); each click is then what ``OcclusionMap._on_image`` and ``_run`` do: the predicted
+class (one forward, whose output the run's base pass reuses: ``base_output``), then the pure
+iterator ``occlusion_maps(model, image, strides=..., traced=...)``, timed to its
 first (coarsest) and its last (finest) map, after one untimed click. The finest map of the
 first photo is checked against the widget's own.
 
@@ -60,7 +61,12 @@ from occlusion import captum_run, timed  # benchmarks/occlusion.py
 
 from cnnviz_widgets.inspect.incremental import trace
 from cnnviz_widgets.inspect.occlusion import occlusion_map, occlusion_maps
-from cnnviz_widgets.inspect.predict import class_probabilities
+from cnnviz_widgets.inspect.predict import (
+    class_probabilities,
+    model_output,
+    pick_scores,
+    probabilities_of,
+)
 from cnnviz_widgets.inspect.view import eval_view
 from cnnviz_widgets.widgets.occlusion import OcclusionMap
 
@@ -113,11 +119,13 @@ def widget_settings(model, image) -> tuple[dict, np.ndarray]:
 
 
 def click(model, image, settings: dict) -> dict:
-    """One click: the predicted class, then the coarse-to-fine maps; times from the click."""
+    """One click: the predicted class, then the coarse-to-fine maps, whose base pass reuses
+    that forward (as ``OcclusionMap._on_image`` and ``_start`` do); times from the click."""
     t0 = time.perf_counter()
-    target = int(np.argmax(class_probabilities(model, image)))
+    logits = pick_scores(model_output(model, image))
+    target = int(np.argmax(probabilities_of(logits)))
     predict = time.perf_counter() - t0
-    maps = occlusion_maps(model, image, target=target, **settings)
+    maps = occlusion_maps(model, image, target=target, base_output=logits, **settings)
     results = [next(maps)]
     first = time.perf_counter() - t0
     results += list(maps)

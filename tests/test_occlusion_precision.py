@@ -134,6 +134,8 @@ def test_batch_size_noise_is_not_coupling():
         warnings.simplefilter("always")
         got = occlusion_map(model, x, patch_size=4, stride=1, target=2)
     assert not [w for w in caught if COUPLING in str(w.message)]
+    noise = [str(w.message) for w in caught if "between a batch of 1" in str(w.message)]
+    assert len(noise) == 1 and "do not depend on the other images" in noise[0]  # said, once
     assert np.abs(got.scores - one_at_a_time(model, x, 4, 2)).max() <= 1e-3
 
 

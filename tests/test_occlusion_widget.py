@@ -66,9 +66,21 @@ def test_new_image_follows_its_prediction(demo):
     view = OcclusionMap(model, dataset[0][0], classes=classes)
     view.wait()
     other = next(i for i in range(len(dataset)) if dataset.targets[i] != dataset.targets[0])
-    view.image = dataset[other][0]
+    image = dataset[other][0].clone()
+    view.image = image
     final = view.wait()
     assert final.target == view.target == dataset.targets[other]
+    # the run reuses the forward made for the predicted class: the same map as from scratch
+    ref = occlusion_map(model, image, target=final.target, patch_size=8, stride=2, method="full")
+    np.testing.assert_allclose(final.scores, ref.scores, atol=1e-4, rtol=0)
+    assert final.base_score == pytest.approx(ref.base_score, abs=1e-6)
+    # ... but not once the image was changed in place: its base is computed again
+    image[:, 10:20, 10:20] = 0
+    view.baseline = 0.5
+    final = view.wait()
+    ref = occlusion_map(model, image, target=final.target, patch_size=8, stride=2, baseline=0.5)
+    assert final.base_score == pytest.approx(ref.base_score, abs=1e-6)
+    np.testing.assert_allclose(final.scores, ref.scores, atol=1e-4, rtol=0)
 
 
 def test_bad_controls_name_the_valid_range(demo):

@@ -60,7 +60,7 @@ from .incremental import (
     plan_macs,
 )
 from .inputs import model_device, model_image
-from .view import eval_view
+from .view import eval_view, forward_error
 from .wrappers import unwrap
 
 __all__ = [
@@ -344,6 +344,7 @@ class _Runner:
         #: the model's output for one image depends on the rest of its batch
         self.per_image = False
         self.notes: list[str] = []
+        self.given_base: torch.Tensor | None = None  #: the caller's forward of the image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model itself on a batch (fixed inputs expanded to it, as Captum does)."""
@@ -367,7 +368,8 @@ class _Runner:
         self._done: dict[tuple[int, int], float] = {}  # position -> score, over this run's maps
         self._method_used = "full"
         with torch.inference_mode():
-            base = self.forward(self.image.clone())  # a clone: the model may write to it
+            given = self.given_base
+            base = self._base_forward() if given is None else given.to(self.device)
             if not isinstance(base, torch.Tensor) or base.dim() != 2 or base.shape[0] != 1:
                 shape = tuple(base.shape) if isinstance(base, torch.Tensor) else type(base).__name__
                 raise ValueError(
@@ -410,6 +412,19 @@ class _Runner:
         self.num_classes = k
         self.base_score = float(_score(base, target, self.output).item())
 
+    def _base_forward(self) -> Any:
+        """The model on the image (a clone: the model may write to it); an image too small
+        for the model is an error naming its size, the size needed and the layer that failed."""
+        try:
+            return self.forward(self.image.clone())
+        except Exception as err:
+            if self.forward_args:
+                raise
+            found = forward_error(self.model, self.image, err, type(self.model).__name__)
+            if found is err:
+                raise
+            raise found from err
+
     def _probe(self) -> _Placement:
         """Two occluded positions (corner, centre) to check the model and the engine on."""
         _, _, h, w = self.image.shape
@@ -427,13 +442,23 @@ class _Runner:
         x = torch.cat([self.image, probe.images(0, probe.n)])
         out = self.forward(x)
         self._probe_out = out[1:]
-        if not _close(out[:1], base) and self._coupled(x, out):
+        if _close(out[:1], base):
+            return
+        if self._coupled(x, out):
             self.per_image = True
             self._warn(
                 "the model's output for one image depends on the other images of its batch "
                 "(e.g. BatchNorm without running statistics, or per-batch normalisation); "
                 "computing one occluded image per forward (exact, slower)"
             )
+            return
+        diff = float((out[:1].double() - base.double()).abs().max())
+        self._warn(
+            f"the model's logits for an image differ by up to {diff:.3g} between a batch of 1 "
+            f"and a batch of {len(x)} (its float32 kernels differ with the batch size; they do "
+            "not depend on the other images): the map, computed in batches, carries "
+            "differences of that size"
+        )
 
     def _coupled(self, x: torch.Tensor, out: torch.Tensor) -> bool:
         """Whether the image's output in the batch ``x`` differs from batch 1 because of the
@@ -636,6 +661,7 @@ def occlusion_maps(
     placement: str = "centered",
     forward_args: Sequence[Any] = (),
     leaf_modules: Sequence[Any] = (),
+    base_output: torch.Tensor | None = None,
 ) -> Iterator[OcclusionResult]:
     """Yield one finished :class:`OcclusionResult` per stride, coarse first.
 
@@ -645,6 +671,9 @@ def occlusion_maps(
     Arguments as :func:`occlusion_map`; strides are validated before anything runs.
     ``traced``: the model's graph from :func:`~cnnviz_widgets.inspect.incremental.trace` at this
     image's shape, made before and reused, so that repeated maps of one model skip the trace.
+    ``base_output``: the model's (1, num_classes) output on ``image``, already computed by the
+    caller on the model's eval-mode view (a widget's predicted class): the base pass reuses it
+    instead of running the image again.
     """
     model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
     strides = list(strides)
@@ -669,6 +698,7 @@ def occlusion_maps(
         forward_args=forward_args,
         leaf_modules=leaf_modules,
     )
+    runner.given_base = base_output
     return _iterate(runner, strides)
 
 
