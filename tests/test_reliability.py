@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision import transforms
 
-from cnnviz_widgets import CNNExplorer, FeatureMaps, TopPatches, render
+from cnnviz_widgets import CNNExplorer, FeatureMaps, OcclusionMap, TopPatches, render
 from cnnviz_widgets.inspect import capture, extract_features, layer_catalogue, receptive_fields
 from cnnviz_widgets.inspect.embedding import embed, neighbours
 from cnnviz_widgets.inspect.items import RandomItemWarning, read_item
@@ -221,3 +221,42 @@ def test_the_catalogue_keeps_shapes_not_every_layers_output():
     assert [i.kind for i in catalogue[:2]] == ["linear", "post-activation"]
     for info in catalogue:
         assert not any(isinstance(v, torch.Tensor) for v in vars(info).values())
+
+
+# --- non-finite numbers: a NaN weight, a NaN baseline, a patch that overflows ---------------
+
+
+class Overflow(nn.Module):
+    """Finite on the image; inf wherever the occluding patch covers the top-left pixel."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        corner = (x[:, :, :1, :1] == 0).all(dim=(1, 2, 3))[:, None]
+        out = self.model(x)
+        return torch.where(corner, torch.full_like(out, float("inf")), out)
+
+
+def test_non_finite_numbers_are_named_not_drawn(demo):
+    model, dataset, classes = demo
+    image = dataset[3][0]
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        next(broken.parameters())[0, 0, 0, 0] = float("nan")  # one NaN weight
+    with pytest.raises(ValueError, match=r"not finite \(10 of 10 class scores.*check its weights"):
+        occlusion_map(broken, image, patch_size=4)
+    view = OcclusionMap(broken, image, classes=classes)  # the widget says so, not a NaN map
+    with pytest.raises(ValueError, match="not finite"):
+        view.wait()
+    assert view.status.startswith("error: ValueError: the model's output on the unoccluded")
+    view.close()
+    with pytest.raises(ValueError, match="baseline must be finite"):
+        occlusion_map(model, image, patch_size=4, baseline=float("nan"))
+    with pytest.raises(ValueError, match="baseline must be finite"):
+        occlusion_map(model, image, patch_size=4, baseline=torch.full((1, 1, 1), float("inf")))
+    with pytest.warns(UserWarning, match=r"NaN or inf at \d+ of 256 occluded positions"):
+        res = occlusion_map(Overflow(model).eval(), image, patch_size=4, stride=2)
+    covered = ~np.isfinite(res.scores)  # the 32×32 digit, patches centred on every 2nd pixel:
+    assert covered[:2, :2].all() and covered.sum() == 4  # those at 0 and 2 cover pixel (0, 0)

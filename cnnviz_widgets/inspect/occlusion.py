@@ -328,6 +328,12 @@ class _Runner:
                 f"baseline must be a float or a tensor broadcastable to (C, ph, pw) = "
                 f"{(c, ph, pw)}, got {getattr(baseline, 'shape', baseline)!r}"
             ) from e
+        if not torch.isfinite(self.patch_value).all():
+            got = baseline if isinstance(baseline, float) else "NaN/inf values"
+            raise ValueError(
+                f"baseline must be finite (a gray patch: 0.0 is the dataset's mean after "
+                f"normalisation); got {got}"
+            )
         self.output = output
         self.method = method
         self.placement = placement
@@ -345,6 +351,7 @@ class _Runner:
         self.per_image = False
         self.notes: list[str] = []
         self.given_base: torch.Tensor | None = None  #: the caller's forward of the image
+        self._said_nonfinite = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model itself on a batch (fixed inputs expanded to it, as Captum does)."""
@@ -375,6 +382,14 @@ class _Runner:
                 raise ValueError(
                     f"the model must return class scores of shape (1, num_classes) for one "
                     f"image, got {shape}"
+                )
+            if not torch.isfinite(base).all():
+                bad = int((~torch.isfinite(base)).sum())
+                raise ValueError(
+                    f"the model's output on the unoccluded image is not finite ({bad} of "
+                    f"{base.numel()} class scores are NaN or inf), so no occlusion map can mean "
+                    "anything; check its weights (any(p.isnan().any() for p in "
+                    "model.parameters())) and the image"
                 )
             self._check_batch(base)
             if self.method == "incremental" and not self.per_image:
@@ -583,6 +598,13 @@ class _Runner:
                 err = self._precision_error(computed, todo)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        bad = int((~torch.isfinite(scores)).sum())
+        if bad and not self._said_nonfinite:
+            self._said_nonfinite = True
+            self._warn(
+                f"the model's output is NaN or inf at {bad} of {scores.numel()} occluded "
+                "positions (they show as gaps): the patch drives it out of range there"
+            )
         extra: dict[str, Any] = {
             "full_nodes": plan.full_nodes if plan is not None else [],
             "rect_nodes": list(plan.rect_fracs) if plan is not None else [],
