@@ -213,11 +213,12 @@ def test_the_catalogue_keeps_shapes_not_every_layers_output():
     counts: list[int] = []
     layers = [m for _ in range(6) for m in (nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())]
     model = nn.Sequential(*layers, Probe(counts))
-    catalogue = layer_catalogue(model, torch.rand(1, 3, 64, 64))
+    # a size no other test's tensors have (the probe counts every live tensor of it)
+    catalogue = layer_catalogue(model, torch.rand(1, 3, 59, 71))
     # alive at the end of the forward: the image, the batch made of it and the map in hand;
     # keeping every output to read its shape after held 12 more (one per conv and ReLU)
     assert counts == [3]
-    assert [i.output_shape for i in catalogue] == [(3, 64, 64)] * 13
+    assert [i.output_shape for i in catalogue] == [(3, 59, 71)] * 13
     assert [i.kind for i in catalogue[:2]] == ["linear", "post-activation"]
     for info in catalogue:
         assert not any(isinstance(v, torch.Tensor) for v in vars(info).values())
