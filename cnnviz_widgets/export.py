@@ -70,29 +70,69 @@ def _read_text(value, what: str) -> str:
     return text
 
 
-def page_data(widget) -> dict:
-    """What the page embeds: the ES module, the CSS, the state and its binary buffers."""
-    full = widget.get_state()
-    state = {k: v for k, v in full.items() if k not in _BASE_TRAITS}
+REF = "IPY_MODEL_"  # how ipywidgets' widget_serialization sends a child widget
+
+
+def _model_state(state: dict) -> dict:
+    """A model's state as the page keeps it: `{state, buffers}`, its binary values split out."""
     buffers: list[dict] = []
-    state = _split_buffers(state, [], buffers)
+    state = {k: v for k, v in state.items() if k not in _BASE_TRAITS}
+    return {"state": _split_buffers(state, [], buffers), "buffers": buffers}
+
+
+def _references(state: dict) -> list[str]:
+    """The model ids of the child widgets a state references (a trait, or a list of them)."""
+    values = [
+        v for value in state.values() for v in (value if isinstance(value, list) else [value])
+    ]
+    return [v.removeprefix(REF) for v in values if isinstance(v, str) and v.startswith(REF)]
+
+
+def _children(state: dict, models: dict[str, dict], lookup) -> dict[str, dict]:
+    """`models` with every child widget `state` references, and theirs: `lookup(id)` gives a
+    child's full state (or None: not there)."""
+    for model_id in _references(state):
+        child = lookup(model_id) if model_id not in models else None
+        if child is not None:
+            models[model_id] = _model_state(child)
+            _children(child, models, lookup)
+    return models
+
+
+def _descendants(widget, found: dict) -> dict:
+    """`found` with every widget held in a synced trait of `widget` (or a list of them), and
+    theirs, by model id."""
+    for name in widget.keys:
+        value = getattr(widget, name, None)
+        for child in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(child, ipywidgets.Widget) and child.model_id not in found:
+                found[child.model_id] = child
+                _descendants(child, found)
+    return found
+
+
+def page_data(widget) -> dict:
+    """What the page embeds: the ES module, the CSS, the state and its binary buffers, and
+    `models`: the state of each child widget (by model id), which the view loads with
+    `widget_manager.get_model`."""
+    full = widget.get_state()
+    widgets = _descendants(widget, {})
+
+    def lookup(model_id):
+        child = widgets.get(model_id)
+        return None if child is None else child.get_state()
+
     return {
         "name": type(widget).__name__,
         "esm": _read_text(full.get("_esm", getattr(widget, "_esm", None)), "_esm"),
         "css": _read_text(full.get("_css", getattr(widget, "_css", None)), "_css"),
-        "state": state,
-        "buffers": buffers,
+        **_model_state(full),
+        "models": _children(full, {}, lookup),
     }
 
 
-def saved_widget_data(entry: dict) -> dict | None:
-    """`page_data` for one model of a notebook's saved widget state (`{model_name, model_module,
-    state, buffers?}`, buffers as `{path, encoding, data}`), or None when the model is not an
-    anywidget (no `_esm` text: a plain ipywidgets widget needs the widget manager's JavaScript).
-    Raises ValueError when the bundle is a URL."""
-    full = entry.get("state") or {}
-    if not isinstance(full.get("_esm"), str) or not full["_esm"].strip():
-        return None
+def _saved_buffers(entry: dict) -> list[dict]:
+    """A saved model's buffers ({path, encoding, data}) as base64, base traits left out."""
     buffers = []
     for buf in entry.get("buffers") or []:
         path = list(buf.get("path") or [])
@@ -102,13 +142,35 @@ def saved_widget_data(entry: dict) -> dict | None:
         if buf.get("encoding") == "hex":
             data = base64.b64encode(bytes.fromhex(data)).decode("ascii")
         buffers.append({"path": path, "encoding": "base64", "data": data})
+    return buffers
+
+
+def saved_widget_data(entry: dict, saved: dict | None = None) -> dict | None:
+    """`page_data` for one model of a notebook's saved widget state (`{model_name, model_module,
+    state, buffers?}`, buffers as `{path, encoding, data}`; `saved`: every saved model by id,
+    where its children are), or None when the model is not an anywidget (no `_esm` text: a
+    plain ipywidgets widget needs the widget manager's JavaScript). Raises ValueError when the
+    bundle is a URL."""
+    full = entry.get("state") or {}
+    if not isinstance(full.get("_esm"), str) or not full["_esm"].strip():
+        return None
+    saved = saved or {}
+
+    def lookup(model_id):
+        child = saved.get(model_id)
+        return None if not isinstance(child, dict) else child.get("state") or {}
+
+    models = _children(full, {}, lookup)
+    for model_id in models:  # their binary values, as saved
+        models[model_id]["buffers"] = _saved_buffers(saved[model_id])
     anywidget_id = str(full.get("_anywidget_id") or "")
     return {
         "name": anywidget_id.rsplit(".", 1)[-1] or str(entry.get("model_name") or "widget"),
         "esm": _read_text(full["_esm"], "_esm"),
         "css": _read_text(full.get("_css"), "_css"),
         "state": _split_buffers({k: v for k, v in full.items() if k not in _BASE_TRAITS}, [], []),
-        "buffers": buffers,
+        "buffers": _saved_buffers(entry),
+        "models": models,
     }
 
 
@@ -177,12 +239,19 @@ function equal(a, b) {
   return false;
 }
 
-/** The model anywidget gives a view, without a kernel: state lives in the page. */
+/** The model anywidget gives a view, without a kernel: state lives in the page. Its
+ * `widget_manager.get_model(id)` gives the models of the child widgets its state references. */
 class PageModel {
-  constructor(state) {
+  constructor(state, models = new Map()) {
     this.state = state;
     this.handlers = new Map();
     this.changed = new Set();
+    this.widget_manager = {
+      async get_model(id) {
+        if (!models.has(id)) throw new Error(`no widget model ${id} in this page`);
+        return models.get(id);
+      },
+    };
   }
   get(name) {
     return this.state[name];
@@ -265,7 +334,11 @@ function fail(root, err) {
 async function show(root, entry) {
   const data = JSON.parse(root.querySelector(":scope > script.cnnviz-data").textContent);
   addStyle(data.style);
-  entry.model = new PageModel(putBuffers(data.state, data.buffers));
+  const models = new Map();
+  for (const [id, child] of Object.entries(data.models ?? {})) {
+    models.set(id, new PageModel(putBuffers(child.state, child.buffers), models));
+  }
+  entry.model = new PageModel(putBuffers(data.state, data.buffers), models);
   entry.name = data.name;
   const [mod, loadedFrom] = await loadModule(data.module);
   entry.loadedFrom = loadedFrom;
@@ -348,6 +421,7 @@ class _Bundles:
             "style": self._key(self.styles, data["css"]) if data["css"] else None,
             "state": data["state"],
             "buffers": data["buffers"],
+            "models": data.get("models", {}),
         }
         return (
             '<div class="cnnviz-export-root">'
@@ -437,7 +511,7 @@ def _view_html(model_id, saved: dict, bundles: _Bundles, depth: int = 0) -> str:
     if not isinstance(entry, dict):
         return _placeholder("[a widget whose state was not saved with the notebook]")
     try:
-        data = saved_widget_data(entry)
+        data = saved_widget_data(entry, saved)
     except ValueError as err:
         return _placeholder(f"[{err}]")
     if data is not None:

@@ -1,4 +1,4 @@
-"""CNNExplorer from Python: panels mirrored on one model, links between them, the kernel view."""
+"""CNNExplorer from Python: its child views, the links between them, the kernel view."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from cnnviz_widgets import CNNExplorer, render
 from cnnviz_widgets.demo import load_demo
 from cnnviz_widgets.inspect import capture, class_probabilities
 from cnnviz_widgets.inspect.layers import default_layer, kernel_of
+from cnnviz_widgets.widgets._base import Widget
 from cnnviz_widgets.widgets._layers import layer_choices
-from cnnviz_widgets.widgets._panels import SEP, panel_keys
-from cnnviz_widgets.widgets.explorer import PANELS
 
 
 @pytest.fixture(scope="module")
@@ -34,44 +33,32 @@ def explorer(demo):
     return x
 
 
-def mirrored(x: CNNExplorer) -> dict:
-    """Every panel trait whose host copy differs from the panel's value."""
-    panels = {"emb": x.embedding, "fm": x.feature_maps, "occ": x.occlusion}
-    panels |= {"tp": x.top_patches, "fg": x.filters}
-
-    def host(p: str, k: str) -> str:  # a shared selection: one host trait (SHARED)
-        return x.panel_links.get(p, {}).get(k, f"{p}{SEP}{k}")
-
-    return {
-        host(p, k): (getattr(x, host(p, k)), getattr(panel, k))
-        for p, panel in panels.items()
-        for k in panel._panel_keys
-        if getattr(x, host(p, k)) != getattr(panel, k)
-    }
+CHILDREN = ("embedding", "feature_maps", "occlusion", "top_patches", "filters")
 
 
-def test_one_model_carries_every_panel(demo):
+def test_the_explorer_is_composed_of_child_widgets(demo):
     model, dataset, classes = demo
     before = set(_instances)
     x = CNNExplorer(model, dataset, classes, progress=False)
     x.wait()
-    new = [_instances[k] for k in set(_instances) - before]
-    assert {type(w).__name__ for w in new} <= {"CNNExplorer", "Layout"}
-    assert sum(type(w).__name__ == "CNNExplorer" for w in new) == 1
-    assert all(p.comm is None for p in (x.embedding, x.feature_maps, x.occlusion))
-    for prefix, cls in PANELS.items():
-        for key in panel_keys(cls):
-            shared = x.panel_links.get(prefix, {}).get(key)
-            assert (shared or f"{prefix}{SEP}{key}") in x.keys
-            assert shared is None or f"{prefix}{SEP}{key}" not in x.keys
-    # each selection the panels share is synced once: layer, selected_channel and target (the
-    # filter grid's `layer` is its own: the first conv)
+    new = {k: _instances[k] for k in set(_instances) - before}
+    kids = [getattr(x, name) for name in CHILDREN]
+    # each view is its own widget model, with its own comm; the explorer references them
+    assert all(k.comm is not None and new.get(k.model_id) is k for k in kids)
     state = x.get_state()
-    for name in ("layer", "selected_channel", "target"):
-        copies = [k for k in state if k.split(SEP)[-1] == name and not k.startswith("fg")]
-        assert copies == [name]
-    assert mirrored(x) == {}
+    assert [state[name] for name in CHILDREN] == [f"IPY_MODEL_{k.model_id}" for k in kids]
+    # the explorer syncs its children and its own few traits, no copy of theirs
+    own = {"tab", "selected_info", "kernel_png", "kernel_grid", "kernel_caption", "title"}
+    base = set(Widget.class_traits(sync=True)) | {"_esm", "_css", "_anywidget_id"}
+    assert set(x.keys) - base == own | set(CHILDREN)
+    # each selection lives in one owner (the top patches follow the feature maps)
+    for name, owner in [
+        ("selected_index", x.embedding), ("layer", x.feature_maps),
+        ("selected_channel", x.feature_maps), ("target", x.occlusion),
+    ]:  # fmt: skip
+        assert name not in state and getattr(x, name) == getattr(owner, name)
     x.close()
+    assert all(k.comm is None for k in kids), "closing the explorer closes its views"
 
 
 def test_a_selection_updates_every_view(explorer, demo):
@@ -84,42 +71,41 @@ def test_a_selection_updates_every_view(explorer, demo):
     np.testing.assert_array_equal(explorer.feature_maps.activations, want)
     probs = class_probabilities(model, image)
     assert explorer.target == int(np.argmax(probs)) == explorer.occlusion.target
-    top = [t["index"] for t in explorer.occ__top_classes]
+    top = [t["index"] for t in explorer.occlusion.top_classes]
     assert top == list(np.argsort(-probs, kind="stable")[:5])
     info = explorer.selected_info
     assert info["index"] == 42 and info["label"] == dataset[42][1]
     assert info["predicted"] == int(np.argmax(probs))
     assert explorer.occlusion.result.scores.shape == (16, 16)  # 32 px, stride 2, centred
-    assert explorer.occ__scores == explorer.occlusion.result.scores.astype("<f4").tobytes()
-    assert mirrored(explorer) == {}
 
 
-def test_the_browser_drives_panels_through_the_host(explorer, demo):
-    # what the browser sends: host traits under <panel>__<trait>, bytes as memoryview
-    explorer.set_state({"emb__selected_index": 7})
+def test_the_browser_drives_each_view_through_its_own_model(explorer, demo):
+    # what the browser sends: each view's own model's traits, bytes as memoryview
+    explorer.embedding.set_state({"selected_index": 7})
     assert explorer.selected_index == 7
-    explorer.set_state({"selected_channel": 11})  # what the feature maps' proxy sends
+    image = demo[1][7][0]
+    np.testing.assert_array_equal(explorer.occlusion.image, image)
+    explorer.feature_maps.set_state({"selected_channel": 11})  # a click on a feature map
     assert explorer.selected_channel == 11 == explorer.top_patches.selected_channel
-    assert explorer.feature_maps.selected_channel == 11
-    assert 11 in np.frombuffer(explorer.tp__channels, "<i4")
-    explorer.set_state({"tp__selected_index": 99})
-    assert explorer.selected_index == 99
-    explorer.set_state({"target": 3})
+    assert 11 in np.frombuffer(explorer.top_patches.channels, "<i4")
+    explorer.top_patches.set_state({"selected_index": 99})  # a click on a patch
+    assert explorer.selected_index == 99 == explorer.embedding.selected_index
+    explorer.embedding.set_state({"selected_index": -1})  # the map's selection cleared
+    assert explorer.selected_index == 99 and explorer.selected_info["index"] == 99
+    explorer.occlusion.set_state({"target": 3})  # a click on a class's bar
     assert explorer.target == 3 == explorer.occlusion.target
+    explorer.feature_maps.set_state({"layer": "conv2"})  # the frame's layer picker
+    assert explorer.layer == "conv2" == explorer.top_patches.layer
     lasso = np.array([1, 2, 3], "<i4").tobytes()
-    explorer.set_state({"emb__selected_indices": memoryview(lasso)})
+    explorer.embedding.set_state({"selected_indices": memoryview(lasso)})
     assert list(explorer.embedding.selection) == [1, 2, 3]
-    # a value the panel rejects is put back
-    sent = []
-    explorer.send_state = lambda key=None: sent.append(key)
-    explorer.set_state({"target": 99})
-    del explorer.send_state
-    assert explorer.target == explorer.occlusion.target == 3 and sent == [["target"]]
     with pytest.raises(traitlets.TraitError, match="out of range"):
-        explorer.target = 99  # from Python: the panel's own error
-    assert explorer.target == 3
+        explorer.target = 99  # from Python: the view's own error
+    with pytest.raises(traitlets.TraitError, match=r"out of range 0\.\.") as err:
+        explorer.selected_index = len(demo[1])
+    assert explorer.target == 3 and explorer.selected_index == 99, err
+    explorer.layer = "relu3"
     explorer.wait()
-    assert mirrored(explorer) == {}
 
 
 def test_layer_and_channel_reach_feature_maps_patches_and_kernel(explorer, demo):
@@ -217,7 +203,7 @@ def test_model_classes_differ_from_the_dataset_classes(demo):
     x = CNNExplorer(model, subset, ["zero", "one"], progress=False)
     x.wait()
     assert x.occlusion.class_names == [f"class {i}" for i in range(10)]
-    assert x.emb__class_names == ["zero", "one"]
+    assert x.embedding.class_names == ["zero", "one"]
     names = [f"digit {c}" for c in classes]
     y = CNNExplorer(model, subset, ["zero", "one"], model_classes=names, progress=False)
     y.wait()

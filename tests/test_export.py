@@ -19,6 +19,7 @@ import traitlets
 from ipywidgets import embed
 
 from cnnviz_widgets import (
+    CNNExplorer,
     EmbeddingExplorer,
     FeatureMaps,
     FilterGrid,
@@ -119,6 +120,27 @@ def test_page_holds_the_bundle_and_the_state(feature_maps, tmp_path):
     # ipywidgets' and anywidget's own traits stay out of the page
     for name in ("layout", "_esm", "_model_name", "_view_module", "_dom_classes", "tooltip"):
         assert name not in state
+
+
+def test_a_page_holds_each_child_widget_s_state(demo):
+    """CNNExplorer's views are child widgets: the page holds each child's state, by the model
+    id the explorer's state references (its in-page `widget_manager.get_model` reads them)."""
+    model, dataset, classes = demo
+    x = CNNExplorer(model, dataset, classes, method="pca", progress=False, selected_index=3)
+    x.wait()
+    data, _ = page_parts(x.to_html())
+    state = with_buffers(data)
+    kids = {n: getattr(x, n) for n in ("embedding", "feature_maps", "occlusion", "top_patches")}
+    for name, kid in kids.items():
+        ref = state[name]
+        assert ref == f"IPY_MODEL_{kid.model_id}"
+        child = with_buffers(data["models"][kid.model_id])
+        assert "_esm" not in child and "layout" not in child
+        for trait in kid.keys:
+            if trait in child:
+                assert child[trait] == getattr(kid, trait), (name, trait)
+    assert with_buffers(data["models"][x.embedding.model_id])["selected_index"] == 3
+    x.close()
 
 
 def test_nested_bytes_round_trip(explorer):

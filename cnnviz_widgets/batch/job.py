@@ -163,24 +163,7 @@ def run_batch(
     fields = receptive_fields(model, size, spec.layers, channels=channels) if spec.layers else {}
     fingerprints = (weights_fingerprint(model), data_fingerprint(dataset))
     key = job_key(spec, *fingerprints, length)
-    names = spec.classes or getattr(dataset, "classes", None)
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "complete": False,
-        "key": key,
-        "model": {"fingerprint": fingerprints[0], "type": type(model).__name__},
-        "data": {
-            "fingerprint": fingerprints[1],
-            "type": type(dataset).__name__,
-            "length": length,
-            "image_size": list(size),
-            "channels": int(channels),
-            "classes": None if names is None else [str(n) for n in names],
-        },
-        "job": spec.as_dict(),
-        "blocks": {"size": spec.block_size, "count": len(block_ranges(length, spec.block_size))},
-    }
+    manifest = _manifest(spec, key, fingerprints, model, dataset, image)
     out = Path(out)
     found = prepare(out, manifest, overwrite)
     if found is not None and found.get("complete"):
@@ -209,6 +192,29 @@ def run_batch(
     finish_store(out, manifest, spec, key, fields)
     store = open_store(out)
     return BatchRun(store, chosen, len(todo), len(ranges) - len(todo), since(began))
+
+
+def _manifest(spec, key: str, fingerprints: tuple, model, dataset, image) -> dict:
+    """The store's manifest, not complete yet: the job, and the model and data it reads."""
+    names = spec.classes or getattr(dataset, "classes", None)
+    length = len(dataset)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "complete": False,
+        "key": key,
+        "model": {"fingerprint": fingerprints[0], "type": type(model).__name__},
+        "data": {
+            "fingerprint": fingerprints[1],
+            "type": type(dataset).__name__,
+            "length": length,
+            "image_size": list(image.shape[-2:]),
+            "channels": int(image.shape[0]),
+            "classes": None if names is None else [str(n) for n in names],
+        },
+        "job": spec.as_dict(),
+        "blocks": {"size": spec.block_size, "count": len(block_ranges(length, spec.block_size))},
+    }
 
 
 def since(began: float) -> float:

@@ -809,6 +809,17 @@ def check_string_labels(dataset: Any, names: Sequence[str], who: str) -> None:
         )
 
 
+def checked_classes(classes: Any, dataset: Any, who: str) -> list[str]:
+    """`dataset_classes(classes, dataset)`, checked before any work: string labels have names
+    to map to (`check_string_labels`), and the labels `dataset.targets` holds have a name each."""
+    names = dataset_classes(classes, dataset)
+    check_string_labels(dataset, names, who)
+    targets = known_labels(dataset, names)
+    if names and targets is not None:
+        check_labels(targets, len(names))
+    return names
+
+
 def check_sequential(loader: DataLoader) -> None:
     """Raise unless the loader gives a map-style dataset's items in index order."""
     sampler = loader.sampler

@@ -270,6 +270,25 @@ def _starts(n: int, patch: int, stride: int, placement: str) -> list[int]:
     return [i * stride for i in range(count)]
 
 
+def _check_options(output, method, precision, placement, batch_size, forward_args) -> None:
+    """Raise a ValueError naming the first option out of its range."""
+    if output not in _OUTPUTS:
+        raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(_PRECISIONS)}, got {precision!r}")
+    if placement not in _PLACEMENTS:
+        raise ValueError(f"placement must be one of {_PLACEMENTS}, got {placement!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if not isinstance(forward_args, (tuple, list)):
+        raise ValueError(
+            f"forward_args must be a tuple of the model's inputs after the image, got "
+            f"{type(forward_args).__name__}; wrap a single one: forward_args=(value,)"
+        )
+
+
 class _Runner:
     """Shared state between the maps of one (model, image, target, baseline) request."""
 
@@ -291,21 +310,7 @@ class _Runner:
         forward_args: Sequence[Any] = (),
         leaf_modules: Sequence[Any] = (),
     ) -> None:
-        if output not in _OUTPUTS:
-            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {tuple(_PRECISIONS)}, got {precision!r}")
-        if placement not in _PLACEMENTS:
-            raise ValueError(f"placement must be one of {_PLACEMENTS}, got {placement!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        if not isinstance(forward_args, (tuple, list)):
-            raise ValueError(
-                f"forward_args must be a tuple of the model's inputs after the image, got "
-                f"{type(forward_args).__name__}; wrap a single one: forward_args=(value,)"
-            )
+        _check_options(output, method, precision, placement, batch_size, forward_args)
         image = model_image(model, image)
         self.device = torch.device(device) if device is not None else model_device(model)
         #: what runs: an eval-mode view of the user's model on `device` (the model is untouched)

@@ -69,8 +69,7 @@ from .geometry import OpKind as K
 from .geometry import Pair, pair
 from .inputs import model_device
 from .layers import example_input
-from .tracing import InliningTracer, mutated_input, opaque
-from .tracing import _Tracer as ShapeTracer
+from .tracing import Tracer, mutated_input, opaque
 from .view import inference_view
 from .wrappers import unwrap
 
@@ -283,26 +282,6 @@ def _materialize(value: Any, lookup) -> Any:
     return value
 
 
-class _LayerTracer(InliningTracer):
-    """Every submodule stays a leaf: each is then traced (or ruled) on its own; a module made
-    inside forward is traced through (`tracing.InliningTracer`)."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return True
-
-
-class _ShapeLayerTracer(ShapeTracer):
-    """`_LayerTracer` with the sizes of one call's arguments concrete (`tracing.py`): the
-    batch size stays symbolic, every other size is an int while tracing."""
-
-    def __init__(self, example: tuple) -> None:
-        super().__init__(set(), ())
-        self.example = example
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return True
-
-
 _CONSTANT = (type(None), bool, int, float, str)
 
 
@@ -446,12 +425,13 @@ class _FieldRun:
         key = (id(module), tuple(sorted((k, repr(v)) for k, v in (concrete or {}).items())), shapes)
         if key not in self._graphs:
             try:
-                self._graphs[key] = _LayerTracer().trace(module, concrete_args=concrete or None)
+                tracer = Tracer(every_leaf=True)
+                self._graphs[key] = tracer.trace(module, concrete_args=concrete or None)
             except Exception as err:  # an untraceable module: its inner layers get no field
                 self._graphs[key] = err
                 if values is not None:
                     with contextlib.suppress(Exception):
-                        tracer = _ShapeLayerTracer(tuple(values))
+                        tracer = Tracer(example=tuple(values), every_leaf=True)
                         self._graphs[key] = tracer.trace(module, concrete_args=concrete or None)
         return self._graphs[key]
 
@@ -571,8 +551,6 @@ def _call_field(op: str, target: Any, args, kwargs, gargs, gkwargs, value) -> An
         return None
     if op == "call_function" and target is operator.getitem:
         return _getitem_field(args, gargs, value)
-    if op == "call_function" and target is getattr and args[1:2] == ("data",):
-        return gargs[0]  # `x.data`: the same values
     lists = all(isinstance(g, (list, tuple)) for g in gargs[:2])
     if lists and isinstance(value, (list, tuple)) and target in (operator.add, operator.iadd):
         return [*gargs[0], *gargs[1]]  # DLA: [x2, x1] + children, a list of maps
@@ -1431,43 +1409,9 @@ class FieldAnalysis:
         some = names if len(names) <= 8 else [*names[:4], "...", *names[-3:]]
         valid = f"{len(names)} layers have a receptive field: {', '.join(some)}"
         if isinstance(geo, _Geo):
-            layout = {NCHW: "CHW", ("N", "H", "W", "C"): "HWC"}.get(geo.dims)
-            if layout == "CHW" or (layout == "HWC" and channels_last):
-                return ReceptiveField(
-                    layer=name,
-                    size=geo.size,
-                    stride=geo.stride,
-                    offset=geo.offset,
-                    output_shape=shape,
-                    input_size=self.input_size,
-                    gated=geo.gated,
-                    layout=layout,
-                    shifted=geo.shifted,
-                    kind="exact" if geo.exact else "bound",
-                    note=geo.note,
-                )
-            dims = "x".join(geo.dims[1:])
-            raise ValueError(
-                f"Layer {name!r} ({kind}, output shape {shape}) is a {dims} map, not (C, H, W): "
-                f"its units have a {geo.size[0]}×{geo.size[1]} field at stride {geo.stride}, but "
-                f"patches and feature maps read channels at dim 1"
-                + (" (pass channels_last=True for its field)" if layout == "HWC" else "")
-                + f"; {valid}"
-            )
-        if geo is None and name in self._run.fields:
-            raise ValueError(
-                f"Layer {name!r} does not depend on the input image, so it has no receptive "
-                f"field; {valid}"
-            )
+            return self._map_field(name, geo, channels_last, valid)
         if geo is None:
-            inside = [m for m in self._run.untraceable if m == "" or name.startswith(m + ".")]
-            if inside:
-                why = self._run.untraceable[inside[0]]
-                raise ValueError(
-                    f"Cannot compute the receptive field of layer {name!r}: torch.fx could not "
-                    f"trace {inside[0] or 'the model'!r} ({why}); {valid}"
-                )
-            raise ValueError(f"Layer {name!r} is never called by the forward pass; {valid}")
+            raise ValueError(f"{self._unreached(name)}; {valid}")
         if self._whole(name):
             return ReceptiveField(
                 layer=name,
@@ -1488,6 +1432,48 @@ class FieldAnalysis:
             f"Layer {name!r} ({kind}, output shape {shape}) has no spatial output, so it has no "
             f"receptive field and no patches: {geo.reason}; {valid}"
         )
+
+    def _map_field(self, name: str, geo: _Geo, channels_last: bool, valid: str) -> ReceptiveField:
+        """The field of a map: (C, H, W), or (H, W, C) with `channels_last`; else why not."""
+        shape = self._run.shapes.get(name)
+        layout = {NCHW: "CHW", ("N", "H", "W", "C"): "HWC"}.get(geo.dims)
+        if layout == "CHW" or (layout == "HWC" and channels_last):
+            return ReceptiveField(
+                layer=name,
+                size=geo.size,
+                stride=geo.stride,
+                offset=geo.offset,
+                output_shape=shape,
+                input_size=self.input_size,
+                gated=geo.gated,
+                layout=layout,
+                shifted=geo.shifted,
+                kind="exact" if geo.exact else "bound",
+                note=geo.note,
+            )
+        dims = "x".join(geo.dims[1:])
+        raise ValueError(
+            f"Layer {name!r} ({self._run.types.get(name, '?')}, output shape {shape}) is a {dims} "
+            f"map, not (C, H, W): its units have a {geo.size[0]}×{geo.size[1]} field at stride "
+            f"{geo.stride}, but patches and feature maps read channels at dim 1"
+            + (" (pass channels_last=True for its field)" if layout == "HWC" else "")
+            + f"; {valid}"
+        )
+
+    def _unreached(self, name: str) -> str:
+        """Why layer `name`, which the run gave no field, has none."""
+        if name in self._run.fields:
+            return (
+                f"Layer {name!r} does not depend on the input image, so it has no receptive field"
+            )
+        inside = [m for m in self._run.untraceable if m == "" or name.startswith(m + ".")]
+        if inside:
+            why = self._run.untraceable[inside[0]]
+            return (
+                f"Cannot compute the receptive field of layer {name!r}: torch.fx could not "
+                f"trace {inside[0] or 'the model'!r} ({why})"
+            )
+        return f"Layer {name!r} is never called by the forward pass"
 
 
 def analyse_fields(

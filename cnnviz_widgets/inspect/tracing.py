@@ -1,6 +1,7 @@
 """The model as a torch.fx graph that computes exactly what the model computes.
 
-:func:`trace` makes the graph the occlusion engine runs:
+:class:`Tracer` is the one tracer here (the receptive fields trace with it too, every submodule
+a leaf); :func:`trace` makes with it the graph the occlusion engine runs:
 
 * **Shapes are concrete** (traced at one example input): ``x.size(1)``, ``x.shape[-2:]`` and
   ``x.dim()`` return ints, so shape-dependent code (timm's TF "same" padding, ``F.interpolate(x,
@@ -43,7 +44,7 @@ from torch import nn
 
 from ._locks import ThreadTracer
 
-__all__ = ["Traced", "opaque", "trace"]
+__all__ = ["Traced", "Tracer", "opaque", "trace"]
 
 #: in-place functions -> their out-of-place twins
 _INPLACE_FUNCTIONS: dict[Any, Any] = {
@@ -180,9 +181,27 @@ def opaque(module: nn.Module) -> bool:
     return isinstance(module, torch.jit.ScriptModule) or stand_in
 
 
-class InliningTracer(ThreadTracer):
-    """A tracer that traces through modules made inside forward (they are not submodules: no
-    node can name them) and keeps opaque blocks (`opaque`) as leaves."""
+class Tracer(ThreadTracer):
+    """The tracer of `inspect/`: sizes concrete from `example` (one value per placeholder;
+    without one, sizes stay symbolic), modules made inside forward traced through (they are not
+    submodules: no node can name them), opaque blocks (`opaque`) and the modules `leaf_names`
+    or `leaf_types` name kept as leaves; `every_leaf`: every submodule a leaf (the receptive
+    fields trace each module on its own). `failed`: the submodule whose tracing failed."""
+
+    def __init__(
+        self,
+        leaf_names: Iterable[str] = (),
+        leaf_types: tuple[type, ...] = (),
+        example: tuple[Any, ...] | None = None,
+        every_leaf: bool = False,
+    ) -> None:
+        super().__init__()
+        self.leaf_names = set(leaf_names)
+        self.leaf_types = leaf_types
+        self.example = example
+        self.every_leaf = every_leaf
+        self.failed: tuple[str, type] | None = None
+        self._concrete = threading.local()
 
     def installed(self, m: nn.Module) -> bool:
         """Whether `m` is a submodule of the root (else it was made inside a forward)."""
@@ -192,40 +211,19 @@ class InliningTracer(ThreadTracer):
             return False
         return True
 
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return opaque(m) or super().is_leaf_module(m, module_qualified_name)
-
-    def call_module(self, m: nn.Module, forward, args: tuple, kwargs: dict) -> Any:
-        if not self._foreign() and not self.installed(m):
-            return forward(*args, **kwargs)  # its ops are recorded as functions
-        return super().call_module(m, forward, args, kwargs)
-
-
-class _Tracer(InliningTracer):
-    """Concrete shapes from an example input, auto-leaves, user leaves."""
-
-    def __init__(self, leaf_names: set[str], leaf_types: tuple[type, ...]) -> None:
-        super().__init__()
-        self.leaf_names = leaf_names
-        self.leaf_types = leaf_types
-        self.example: tuple[Any, ...] | None = None
-        self.failed: tuple[str, type] | None = None
-        self._concrete = threading.local()
-
     def _running_example(self) -> bool:
         return getattr(self._concrete, "on", False)
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return _ShapeProxy(node, self)
 
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if module_qualified_name in self.leaf_names or isinstance(m, self.leaf_types):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
+    def is_leaf_module(self, m: nn.Module, name: str) -> bool:
+        asked = name in self.leaf_names or isinstance(m, self.leaf_types)
+        return self.every_leaf or asked or opaque(m) or super().is_leaf_module(m, name)
 
     def call_module(self, m: nn.Module, forward, args: tuple, kwargs: dict) -> Any:
         if self._foreign() or self._running_example() or not self.installed(m):
-            return forward(*args, **kwargs)  # (not installed: made inside forward, traced through)
+            return forward(*args, **kwargs)  # not installed: made inside forward, its ops recorded
         self._leaf_forward = forward
         try:
             return super().call_module(m, forward, args, kwargs)
@@ -294,8 +292,7 @@ def trace(
         example = (example,)
     auto: list[str] = []
     for _ in range(max_leaves + 1):
-        tracer = _Tracer(names, types)
-        tracer.example = example
+        tracer = Tracer(names, types, example)
         try:
             graph = tracer.trace(model)
             break

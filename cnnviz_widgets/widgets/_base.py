@@ -1,4 +1,5 @@
-"""The base of every widget here: anywidget, plus the state re-sent when the browser asks.
+"""The base of every widget here: anywidget, its keywords checked, its state re-sent when the
+browser asks, and its export (`to_html`, `save_png`).
 
 State changes sent right after a widget is created can reach the browser before its model
 exists there (the front-end builds a model asynchronously after the comm opens, and drops
@@ -12,12 +13,11 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import time
-from collections.abc import Callable
 
 import anywidget
+import numpy as np
 
-from . import _kernel
+from .. import export, render
 
 SYNC_REQUEST = "cnnviz-sync"
 
@@ -31,48 +31,23 @@ class Widget(anywidget.AnyWidget):
         super().__init__(*args, **kwargs)
         self.on_msg(_resend_state)
 
-    _closed = False
-
-    def _post(self, fn: Callable[[], None], is_current: Callable[[], bool]) -> None:
-        """Set traits from a background job: `fn` runs on the kernel's thread (see _kernel.py),
-        unless the job is superseded or the widget closed by then."""
-        _kernel.post(fn, lambda: is_current() and not self._closed)
-
     def _set(self, **traits) -> None:
         """Set `traits` together: the view gets them in one message."""
         with self.hold_sync():
             for name, value in traits.items():
                 setattr(self, name, value)
 
-    def _lanes(self) -> tuple:
-        """The widget's lanes on the model's thread (see `_owner.py`): `_lane`, if it has one."""
-        lane = getattr(self, "_lane", None)  # absent when __init__ raised before it
-        return () if lane is None else (lane,)
+    def to_html(self, path=None, *, title=None) -> str:
+        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
+        return export.to_html(self, path, title=title)
 
-    def _wait_lane(self, timeout: float | None, what: str) -> None:
-        """Block until the widget's background work (its `_lanes()` on the model's thread, see
-        `_owner.py`) is done and its results are in the traits; re-raise a lane's last job's
-        error; `TimeoutError` naming `what` after `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        lanes = self._lanes()
-        while True:
-            for lane in lanes:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not lane.wait(left):
-                    raise TimeoutError(f"{what} after {timeout} s")
-            # a result shown can start more work (a new ranking, a ranking's page)
-            if not _kernel.drain() and not any(lane.busy for lane in lanes):
-                break
-        for lane in lanes:
-            if lane.last_error is not None:
-                raise lane.last_error
+    def save_png(self, path) -> None:
+        """Save the view as the browser draws it (`_png_image`) as a PNG file."""
+        render.save_png(self._png_image(), path)
 
-    def close(self) -> None:
-        """Close the widget and end its background work, if it has any."""
-        self._closed = True
-        for lane in self._lanes():
-            lane.close()
-        super().close()
+    def _png_image(self) -> np.ndarray:
+        """The view as an RGB or gray uint8 image (what `save_png` writes)."""
+        raise NotImplementedError(f"{type(self).__name__} has no image of its own to save")
 
 
 def _resend_state(widget: Widget, content, buffers) -> None:

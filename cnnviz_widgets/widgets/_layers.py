@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._owner import catalogue_of, fields_of, owner_of
+from ._derived import catalogue_of, derived, fields_of
 
 
 def layer_choices(model: nn.Module, image) -> list[dict]:
     """Every layer with a receptive field, labelled with its output shape, stride and field
-    (once per model structure and input shape: see `_owner.py`)."""
+    (once per model structure and input shape: see `_derived.py`)."""
     key = ("layer_choices", tuple(image.shape[-3:]))
-    return owner_of(model).derived(model, key, lambda: _layer_choices(model, image))
+    return derived(model, key, lambda: _layer_choices(model, image))
 
 
 def _layer_choices(model: nn.Module, image) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Per model, one owner: what is derived from its structure, and the one thread that runs it.
+"""Per model, one owner: the one thread that runs the background work of its widgets.
 
 Every widget on the same model shares one `ModelOwner` (`owner_of(model)`, weakly keyed: it
 goes with the model).
@@ -23,11 +23,6 @@ dataset pass is answered after at most the batch the pass is in, at the speed of
 machine. Interactive work done on the kernel's own thread (the feature maps of a selection)
 runs inside `interactive()`, and background jobs wait at their next turn until it ends.
 
-**Derived state.** What depends only on the model's structure and the input's shape (the layer
-catalogue, the receptive fields, the layer picker's choices) is computed once and shared
-(`derived`). The key includes the identity of every module, parameter and buffer, so a replaced
-module is a new structure; in-place weight updates change none of these geometric facts.
-
 The model itself never runs on two of our threads at once unless the kernel's thread does
 interactive work beside a background job paused at its turn; both run eval-mode views that only
 read the shared weights (`inspect/view.py`). Tracing is process-wide in torch.fx; the tracer
@@ -39,19 +34,15 @@ from __future__ import annotations
 
 import atexit
 import collections
-import copy
-import itertools
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from ..inspect.predict import bound_source
 from ..inspect.wrappers import unwrap
-from ._progress import Superseded
 
 log = logging.getLogger(__name__)
 Job = Callable[["Ticket"], None]
@@ -60,10 +51,11 @@ Job = Callable[["Ticket"], None]
 IDLE_EXIT_S = 30.0
 #: how often a waiting background job checks whether it is still wanted (seconds)
 POLL_S = 0.1
-#: derived results kept per model (a few layers' worth of input shapes)
-MAX_DERIVED = 16
-T = TypeVar("T")
-_MISSING = object()
+
+
+class Superseded(Exception):
+    """Raised inside a background job whose result nobody wants any more (a newer job exists,
+    or the widget was closed): it ends the job quietly."""
 
 
 class Ticket:
@@ -157,7 +149,6 @@ class ModelOwner:
         self._queue: list[Lane] = []  # lanes with a job waiting, oldest first
         self._lanes: weakref.WeakSet[Lane] = weakref.WeakSet()  # open lanes
         self._thread: threading.Thread | None = None
-        self._derived: dict[tuple, object] = {}
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ the one worker
@@ -323,21 +314,6 @@ class ModelOwner:
         if is_current is not None and not is_current():  # superseded while it waited
             raise Superseded
 
-    # ------------------------------------------------------------------ derived state
-
-    def derived(self, model, key: tuple, compute: Callable[[], T]) -> T:
-        """`compute()` once per (`key`, the model's structure); the last few are kept."""
-        full = (*key, structure_key(model))
-        with self._cv:
-            found = self._derived.get(full, _MISSING)
-        if found is _MISSING:
-            found = compute()
-            with self._cv:
-                self._derived[full] = found
-                while len(self._derived) > MAX_DERIVED:
-                    del self._derived[next(iter(self._derived))]
-        return copy.copy(found)  # a list or dict of its own: a caller's change stays its own
-
 
 _LIVE: weakref.WeakSet[ModelOwner] = weakref.WeakSet()
 _OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -361,27 +337,3 @@ def owner_of(model) -> ModelOwner:
         if found is None:
             found = _OWNERS[model] = ModelOwner(type(model).__name__)
         return found
-
-
-def structure_key(model) -> tuple:
-    """The identity of every module, parameter and buffer of `model` (not their values), and
-    what a `predict.bound_model` binds (its module ids may be a collected bind's)."""
-    parts = itertools.chain(model.modules(), model.parameters(), model.buffers())
-    return (*map(id, parts), *bound_source(model)[1])
-
-
-def catalogue_of(model, image, device=None) -> list:
-    """`layer_catalogue(model, image)`, once per model structure and input shape."""
-    from ..inspect import layer_catalogue
-
-    key = ("catalogue", tuple(image.shape[-3:]))
-    return owner_of(model).derived(model, key, lambda: layer_catalogue(model, image, device=device))
-
-
-def fields_of(model, image) -> dict:
-    """Every layer's receptive field at `image`'s shape, once per model structure and shape."""
-    from ..inspect.receptive import receptive_fields
-
-    c, h, w = image.shape[-3:]
-    key = ("fields", (c, h, w))
-    return owner_of(model).derived(model, key, lambda: receptive_fields(model, (h, w), channels=c))

@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-
-class Superseded(Exception):
-    """Raised inside a background job whose result nobody wants any more (a newer job exists,
-    or the widget was closed): it ends the job quietly."""
+from ._owner import Superseded
 
 
 class PassProgress:

@@ -19,8 +19,9 @@ from ..inspect.kinds import POST_ACTIVATION
 from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.wrappers import unwrap
+from ._derived import catalogue_of
 from ._layers import layer_choices
-from ._owner import catalogue_of, owner_of
+from ._owner import owner_of
 from ._tiles import TileGridWidget, bundle
 
 
@@ -135,13 +136,9 @@ class FeatureMaps(TileGridWidget):
         auto = "coolwarm" if scale == "signed" else "gray"
         return scale, auto if self.colormap == "auto" else self.colormap
 
-    def to_html(self, path=None, *, title=None) -> str:
-        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
-        return export.to_html(self, path, title=title)
-
-    def save_png(self, path) -> None:
-        """Save the tiles as shown (`sort_by` order, about `tile_px` each) as a PNG file."""
-        render.save_png(export.tile_grid_image(self, export.feature_maps_order(self)), path)
+    def _png_image(self) -> np.ndarray:
+        """The tiles as shown: in `sort_by` order, about `tile_px` each."""
+        return export.tile_grid_image(self, export.feature_maps_order(self))
 
 
 def check_channel(c: int, maps: np.ndarray | None, layer: str) -> int:

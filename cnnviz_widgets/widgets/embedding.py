@@ -15,14 +15,11 @@ from ..inspect.dataset import (
     Features,
     PixelConsumer,
     check_dataset,
-    check_labels,
-    check_string_labels,
+    checked_classes,
     class_names,
-    dataset_classes,
     dataset_length,
     display_image,
     features_from,
-    known_labels,
     shows_tensors,
 )
 from ..inspect.embedding import METRICS, MIN_TSNE_POINTS, embed, grid_layout, neighbours
@@ -31,9 +28,9 @@ from ..inspect.inputs import check_positive
 from ..inspect.predict import bound_model
 from ..inspect.regions import find_regions
 from ..inspect.wrappers import unwrap
-from ._base import Widget
-from ._owner import Now, Ticket, owner_of
-from ._progress import PassProgress, Superseded, pass_batch_size
+from ._job import JobWidget
+from ._owner import Now, Superseded, Ticket
+from ._progress import pass_batch_size
 from ._tiles import bundle
 
 
@@ -63,7 +60,7 @@ def point_classes(
     return np.where(use, predictions, labels), predicted
 
 
-class EmbeddingExplorer(Widget):
+class EmbeddingExplorer(JobWidget):
     """Every image of `dataset` as a point of the t-SNE (or PCA) map of the model's features.
 
     One pass over the dataset gives the features, labels, predictions and confidences; `embed`
@@ -130,10 +127,8 @@ class EmbeddingExplorer(Widget):
     #: int32 (N): each point's region (index into `regions`), -1 none
     point_regions = traitlets.Bytes(b"").tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
-    status = traitlets.Unicode("").tag(sync=True)
-    progress = traitlets.Float(1.0).tag(sync=True)
-    running = traitlets.Bool(False).tag(sync=True)
     view_px = traitlets.Int(480).tag(sync=True)
+    _unfinished = "the map was not finished"
 
     def __init__(
         self,
@@ -182,11 +177,8 @@ class EmbeddingExplorer(Widget):
         self.features: Features | None = None
         #: the finished 2-D map (None until done)
         self.xy: np.ndarray | None = None
-        self._owner = owner_of(model)
-        self._lane = self._owner.lane("embedding")
-        self._background = background
-        names = dataset_classes(classes, dataset)
-        check_string_labels(dataset, names, "EmbeddingExplorer")
+        self._use_model(model, "embedding", background)
+        names = checked_classes(classes, dataset, "EmbeddingExplorer")
         #: the layer the features come from (the caption says whether its input or output)
         self.feature_layer = features_from(model, layer)[0]  # checked before any work
         if features is None:
@@ -199,9 +191,6 @@ class EmbeddingExplorer(Widget):
                 )  # fmt: skip
 
         self._features_fn = features
-        targets = known_labels(dataset, names)
-        if names and targets is not None:
-            check_labels(targets, len(names))  # before the pass, from dataset.targets
         self._names_given = names
         self._model_names = class_names(model_classes, "model_classes") or []
         self._final_xy: np.ndarray | None = None  # the final map, once shown
@@ -225,10 +214,7 @@ class EmbeddingExplorer(Widget):
             self._submit()
 
     def _submit(self) -> None:
-        if self._background:
-            self._lane.submit(self._job)
-        else:  # here and now: the view still shows the progress and the t-SNE as they go
-            self._job(Now())
+        self._submit_job(self._job)  # without `background` the view still shows its progress
 
     def __len__(self) -> int:
         return dataset_length(self._dataset)
@@ -244,32 +230,12 @@ class EmbeddingExplorer(Widget):
         def work(post) -> None:
             fresh = self.features is None
             if fresh:
-                report = PassProgress(
-                    lambda fraction, text: post(lambda: self._set(progress=fraction, status=text)),
-                    ticket,
-                    turn=self._owner.background_turn,
-                )
+                report = self._pass_progress(ticket, post)
                 thumbs, extra = self._thumbnail_job()
                 self._take(self._features_fn(report, self._previewer(post), extra), post, thumbs)
             self._embed(ticket, post, pca_first=fresh or not self.points)
 
         self._guarded(ticket, work)
-
-    def _guarded(self, ticket: Ticket | Now, work: Callable) -> None:
-        """`work(post)`: a superseded job ends quietly; an error ends the run with a status
-        that says what failed (and is re-raised for `wait()`)."""
-
-        def post(fn: Callable[[], None]) -> None:
-            self._post(fn, ticket)
-
-        try:
-            work(post)
-        except Superseded:
-            return
-        except Exception as err:
-            status = f"error: {type(err).__name__}: {err}"
-            post(lambda: self._set(running=False, status=status))
-            raise
 
     def _previewer(self, post) -> Callable[[Callable[[], Features]], None]:
         """The pass's `preview`: every few seconds (and at most a tenth of the time), the PCA
@@ -474,24 +440,18 @@ class EmbeddingExplorer(Widget):
             return
         self._regions_xy = xy
 
-        def job(ticket: Ticket | Now) -> None:
-            def work(post) -> None:
-                status = self.status
-                post(lambda: self._set(status=f"{status} · finding regions…"))
-                found = self._region_traits(xy)
+        def work(post) -> None:
+            status = self.status
+            post(lambda: self._set(status=f"{status} · finding regions…"))
+            found = self._region_traits(xy)
 
-                def show() -> None:
-                    if self._final_xy is xy:
-                        self._set(**found, status=status)
+            def show() -> None:
+                if self._final_xy is xy:
+                    self._set(**found, status=status)
 
-                post(show)
+            post(show)
 
-            self._guarded(ticket, work)
-
-        if self._background:
-            self._lane.submit(job)
-        else:
-            job(Now())
+        self._submit_job(lambda ticket: self._guarded(ticket, work))
 
     def region_indices(self, region: int) -> np.ndarray:
         """The dataset indices of region `region` (see `regions`), ascending."""
@@ -505,17 +465,9 @@ class EmbeddingExplorer(Widget):
         return point_classes(labels, np.frombuffer(self.predictions, "<i4"), self.color_by)
 
     def _on_method(self, change=None) -> None:
-        with self.hold_sync():
-            self.running, self.progress = True, 0.0
-            self.regions, self.point_regions = [], b""
+        self._begin(regions=[], point_regions=b"")
         self._final_xy = self._regions_xy = None
         self._submit()
-
-    def wait(self, timeout: float | None = None) -> EmbeddingExplorer:
-        """Block until the pass and the map are done (the widget, for chaining); re-raises the
-        background job's error. `TimeoutError` after `timeout` seconds."""
-        self._wait_lane(timeout, "the map was not finished")
-        return self
 
     @traitlets.validate("selected_index")
     def _valid_index(self, proposal):
@@ -546,10 +498,6 @@ class EmbeddingExplorer(Widget):
         """The selected image's nearest neighbours in feature space, nearest first."""
         return np.frombuffer(self.neighbours, "<i4").copy()
 
-    def to_html(self, path=None, *, title=None) -> str:
-        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
-        return export.to_html(self, path, title=title)
-
-    def save_png(self, path) -> None:
-        """Save the map (points coloured by class, `view_px` square) as a PNG file."""
-        render.save_png(export.embedding_image(self), path)
+    def _png_image(self) -> np.ndarray:
+        """The map: points coloured by class, `view_px` square."""
+        return export.embedding_image(self)

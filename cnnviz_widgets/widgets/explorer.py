@@ -1,4 +1,4 @@
-"""CNNExplorer: the linked dashboard of one model and one dataset."""
+"""CNNExplorer: the linked dashboard of one model and one dataset, composed of child widgets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import traitlets
+from ipywidgets import widget_serialization
 from torch import nn
 
 from .. import export, render
@@ -18,7 +19,6 @@ from ..inspect.wrappers import unwrap
 from ._base import Widget
 from ._layers import layer_choices
 from ._owner import owner_of
-from ._panels import PanelHost, detached, host_traits
 from ._progress import PassProgress, Superseded, pass_batch_size
 from ._tiles import bundle
 from .activations import FeatureMaps
@@ -27,22 +27,10 @@ from .filters import FilterGrid
 from .occlusion import OcclusionMap
 from .patches import TopPatches
 
-PANELS = {
-    "emb": EmbeddingExplorer,
-    "fm": FeatureMaps,
-    "occ": OcclusionMap,
-    "tp": TopPatches,
-    "fg": FilterGrid,
-}
 
-#: the selections panels share: one host trait each (panel prefix -> panel trait -> host trait)
-SHARED = {
-    "fm": {"layer": "layer", "selected_channel": "selected_channel"},
-    "tp": {"layer": "layer", "selected_channel": "selected_channel"},
-    "occ": {"target": "target"},
-}
-
-_Host = type("_ExplorerPanels", (Widget,), host_traits(PANELS, SHARED))
+def _child(cls: type) -> traitlets.Instance:
+    """A child widget: synced as a reference its view loads with `widget_manager.get_model`."""
+    return traitlets.Instance(cls).tag(sync=True, **widget_serialization)
 
 
 def _ranking(tp: TopPatches, release, is_current, closed, run):
@@ -64,7 +52,29 @@ def _ranking(tp: TopPatches, release, is_current, closed, run):
     return result
 
 
-class CNNExplorer(PanelHost, _Host):
+def _one_pass(tp: TopPatches, closed: Callable[[], bool], **pass_kw):
+    """The map's features function: its features and `tp`'s top patches in ONE pass over the
+    dataset (`shared_pass(**pass_kw)`; both cached, so `tp` then finds its own). `tp` waits for
+    the pass (its lane is held until then) and shows its progress; `closed()`: whether the map
+    is closed (then `tp` stops waiting)."""
+    ranked = tp._lane.hold()
+
+    def one_pass(report: PassProgress, preview, extra):
+        def both(done, total):
+            report(done, total)  # raises when superseded
+            if total:
+                text = f"{done:,} / {total:,}"
+                tp._post(lambda: tp._show_progress(done / total, text), report.is_current)
+
+        def run():
+            return shared_pass(progress=both, preview=preview, extra=extra, **pass_kw)
+
+        return _ranking(tp, ranked, report.is_current, closed, run)[0]
+
+    return one_pass
+
+
+class CNNExplorer(Widget):
     """One model and one dataset, every view linked.
 
     The t-SNE (or PCA) map of the dataset; selecting a point (click, arrow keys to walk its
@@ -95,16 +105,21 @@ class CNNExplorer(PanelHost, _Host):
     be selected meanwhile. `wait()` blocks until all of it is done;
     `background=False` runs the dataset pass before returning.
 
-    The panels are the ordinary widgets (`explorer.embedding`, `.feature_maps`, `.occlusion`,
-    `.top_patches`, `.filters`): their methods and results are there to read.
+    The views are child widgets, the ordinary ones (`explorer.embedding`, `.feature_maps`,
+    `.occlusion`, `.top_patches`, `.filters`): their methods and results are there to read.
+    Each selection has one owner: the image (`selected_index`) is the map's, the layer and the
+    channel (`layer`, `selected_channel`) the feature maps' (the top patches follow them), the
+    class (`target`) the occlusion map's; the explorer's properties of those names read and set
+    them there.
     """
 
     _esm = bundle("cnn_explorer.js")
 
-    selected_index = traitlets.Int(0).tag(sync=True)
-    layer = traitlets.Unicode("").tag(sync=True)
-    selected_channel = traitlets.Int(-1).tag(sync=True)
-    target = traitlets.Int(0).tag(sync=True)
+    embedding = _child(EmbeddingExplorer)
+    feature_maps = _child(FeatureMaps)
+    occlusion = _child(OcclusionMap)
+    top_patches = _child(TopPatches)
+    filters = _child(FilterGrid)
     tab = traitlets.Enum(["explore", "filters"], "explore").tag(sync=True)
     selected_info = traitlets.Dict().tag(sync=True)
     kernel_png = traitlets.Bytes(b"").tag(sync=True)
@@ -136,132 +151,138 @@ class CNNExplorer(PanelHost, _Host):
         feature_layer: str | nn.Module | None = None,
         **kwargs,
     ):
-        model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
-        self._model = model
-        self._dataset = dataset
-        self._device = device
         check_dataset(dataset, "CNNExplorer")
-        if not 0 <= selected_index < len(dataset):
-            raise ValueError(
-                f"selected_index {selected_index} is out of range 0..{len(dataset) - 1}"
-            )
-        if top_k is None:  # 9 patches per channel, fewer on a smaller dataset
-            top_k = min(9, len(dataset))
+        self._dataset, self._device = dataset, device
+        self._check_index(selected_index, ValueError)
         example = self._image(selected_index)
         names = dataset_classes(classes, dataset)
-        model_classes = class_names(model_classes, "model_classes")
         model, probs = scored_model(
-            model, example, device=device, forward_args=forward_args, class_scores=class_scores
-        )  # the image alone in, the class scores alone out: what every panel runs
+            unwrap(model), example, device=device, forward_args=forward_args,
+            class_scores=class_scores,
+        )  # fmt: skip  # the image alone in, the class scores alone out: what every view runs
         self._model = model
-        choices = layer_choices(model, example)
-        name = (
-            resolve_layer(model, layer)[0] if layer is not None else default_layer(model, choices)
-        )
-        batch_size = pass_batch_size(model, device, batch_size)
-        shared = {"device": device, "batch_size": batch_size, "progress": progress}
-
-        def one_pass(report: PassProgress, preview, extra):
-            """The map's features and the top patches in ONE pass over the dataset (run by
-            the map's background job; both cached, so the top patches then find theirs)."""
-            emb_current = report.is_current
-
-            def both(done, total):
-                report(done, total)  # raises when superseded
-                if total:
-                    text = f"{done:,} / {total:,}"
-                    tp._post(lambda: tp._show_progress(done / total, text), emb_current)
-
-            features, _ = _ranking(
-                tp, ranked, emb_current, lambda: emb._lane.closed,
-                lambda: shared_pass(
-                    model, dataset, [name], top_k, display=display, device=device,
-                    batch_size=batch_size, progress=both, preview=preview, extra=extra,
-                    feature_layer=feature_layer, classes=names or None,
-                ),
-            )  # fmt: skip
-            return features
-
+        model_classes = class_names(model_classes, "model_classes")
         if model_classes is None and len(names) == len(probs):
             model_classes = names
-        emb = detached(EmbeddingExplorer)(
+        name = (
+            resolve_layer(model, layer)[0]
+            if layer is not None
+            else default_layer(model, layer_choices(model, example))
+        )
+        top_k = min(9, len(dataset)) if top_k is None else top_k  # fewer on a small dataset
+        shared = {
+            "device": device, "progress": progress, "display": display,
+            "batch_size": pass_batch_size(model, device, batch_size),
+        }  # fmt: skip
+        tp = TopPatches(model, dataset, name, top_k, classes=names, start=False,
+                        background=background, **shared)  # fmt: skip
+        features = _one_pass(
+            tp, lambda: emb._lane.closed, model=model, dataset=dataset, top_layers=[name],
+            k=top_k, feature_layer=feature_layer, classes=names or None, display=display,
+            device=device, batch_size=shared["batch_size"],
+        )  # fmt: skip
+        emb = EmbeddingExplorer(
             model, dataset, names or None, model_classes=model_classes, method=method, k=k,
-            display=display, random_state=random_state, view_px=400, features=one_pass,
-            start=False, background=background, layer=feature_layer, **shared,
+            random_state=random_state, view_px=400, features=features, start=False,
+            background=background, layer=feature_layer, **shared,
         )  # fmt: skip
-        fm = detached(FeatureMaps)(model, example, name, device=device, tile_px=40)
-        tp = detached(TopPatches)(
-            model, dataset, name, top_k, classes=names, display=display, start=False,
-            background=background,
-            **shared,
-        )  # fmt: skip
-        ranked = tp._lane.hold()  # the top patches wait for the one pass (`one_pass`)
         if not background:  # the pass first, then the occlusion map: not both on the cores
             emb._submit()
-        occ = detached(OcclusionMap)(
-            model, example, classes=model_classes, device=device, view_px=224, **(occlusion or {})
-        )
-        fg = detached(FilterGrid)(model, first_conv(model))
-        self.embedding, self.feature_maps, self.occlusion = emb, fm, occ
-        self.top_patches, self.filters = tp, fg
+        occ = OcclusionMap(model, example, classes=model_classes, device=device, view_px=224,
+                           **(occlusion or {}))  # fmt: skip
+        fm = FeatureMaps(model, example, name, device=device, tile_px=40)
         super().__init__(
-            selected_index=selected_index,
-            layer=fm.layer,
-            target=occ.target,
-            title=f"{type(model).__name__} · {len(dataset)} images",
-            **kwargs,
-        )
-        for prefix, panel in zip(PANELS, (emb, fm, occ, tp, fg), strict=True):
-            self._attach(prefix, panel)
-        emb.selected_index = selected_index
-        self._show_selection()
-        if background:  # the one dataset pass, on the model's thread: every panel exists by now
+            embedding=emb, feature_maps=fm, occlusion=occ, top_patches=tp,
+            filters=FilterGrid(model, first_conv(model)),
+            title=f"{type(model).__name__} · {len(dataset)} images", **kwargs,
+        )  # fmt: skip
+        self._link(selected_index)
+        if background:  # the one dataset pass, on the model's thread: every view exists by now
             emb._submit()
 
-        # layer, selected_channel and target: one host trait each, the panels follow (SHARED)
-        emb.observe(self._index_from_panel, names=["selected_index"])
-        tp.observe(self._index_from_panel, names=["selected_index"])
-        self.observe(self._on_index, names=["selected_index"])
-        self.observe(self._show_kernel, names=["selected_channel", "layer"])
+    def _link(self, index: int) -> None:
+        """The links between the views: each selection has one owner, the others follow."""
+        fm, tp = self.feature_maps, self.top_patches
+        for name in ("layer", "selected_channel"):
+            traitlets.link((fm, name), (tp, name))
+        self._index = index
+        self.embedding.selected_index = index
+        self.embedding.observe(self._on_index, names=["selected_index"])
+        tp.observe(self._from_patch, names=["selected_index"])
+        fm.observe(self._show_kernel, names=["selected_channel", "layer"])
+        self._show_selection()
         self._show_kernel()
+
+    # ------------------------------------------------------------- the selections, by owner
+
+    @property
+    def selected_index(self) -> int:
+        """The image shown (the map's selection; it keeps the last one when the map's is
+        cleared)."""
+        return self._index
+
+    @selected_index.setter
+    def selected_index(self, index: int) -> None:
+        self._check_index(index)
+        self.embedding.selected_index = index
+
+    @property
+    def layer(self) -> str:
+        """The layer of the feature maps and the top patches."""
+        return self.feature_maps.layer
+
+    @layer.setter
+    def layer(self, name: str) -> None:
+        self.feature_maps.layer = name
+
+    @property
+    def selected_channel(self) -> int:
+        """The channel whose top patches and kernel are shown (-1: none)."""
+        return self.feature_maps.selected_channel
+
+    @selected_channel.setter
+    def selected_channel(self, channel: int) -> None:
+        self.feature_maps.selected_channel = channel
+
+    @property
+    def target(self) -> int:
+        """The class of the occlusion map."""
+        return self.occlusion.target
+
+    @target.setter
+    def target(self, target: int) -> None:
+        self.occlusion.target = target
 
     @property
     def feature_layer(self) -> str:
         """The layer the map's features come from (its input by default: see the caption)."""
         return self.embedding.feature_layer
 
+    def _check_index(self, i: int, error: type[Exception] = traitlets.TraitError) -> None:
+        if not 0 <= i < len(self._dataset):
+            raise error(f"selected_index {i} is out of range 0..{len(self._dataset) - 1}")
+
     def _image(self, index: int):
         item = self._dataset[index]
         return item[0] if isinstance(item, tuple | list) else item
 
-    @traitlets.validate("layer", "selected_channel", "target")
-    def _valid_shared(self, proposal):
-        return self._check_shared(proposal["trait"].name, proposal["value"])
-
-    @traitlets.validate("selected_index")
-    def _valid_index(self, proposal):
-        i = proposal["value"]
-        if not 0 <= i < len(self._dataset):
-            raise traitlets.TraitError(
-                f"selected_index {i} is out of range 0..{len(self._dataset) - 1}"
-            )
-        return i
-
-    def _index_from_panel(self, change) -> None:
+    def _from_patch(self, change) -> None:
         if change["new"] >= 0:
-            self.selected_index = change["new"]
+            self.embedding.selected_index = change["new"]
 
     def _on_index(self, change) -> None:
         i = change["new"]
+        if i < 0:  # the map's selection cleared: the views keep the last image
+            return
+        self._index = i
         image = self._image(i)
-        with owner_of(self._model).interactive(), self.batch():
-            self.embedding.selected_index = i
+        with owner_of(self._model).interactive():
             self.feature_maps.image = image
             self.occlusion.image = image  # resets target to the predicted class, starts the run
             self._show_selection()
 
     def _show_selection(self) -> None:
-        i = self.selected_index
+        i = self._index
         feats = self.embedding.features  # None while the dataset pass runs
         names, outputs = self.embedding.class_names, self.occlusion.class_names
         if feats is not None:
@@ -285,30 +306,28 @@ class CNNExplorer(PanelHost, _Host):
         }
 
     def _show_kernel(self, change=None) -> None:
-        c = self.selected_channel
-        maps = self.feature_maps.activations  # (C, H, W) of `layer`, kept current by the link
-        found = kernel_of(self._model, self.layer, maps.shape[0])
+        c, layer = self.selected_channel, self.layer
+        maps = self.feature_maps.activations  # (C, H, W) of `layer`
+        found = kernel_of(self._model, layer, maps.shape[0])
         if c < 0 or found is None:
-            with self.hold_sync():
-                self.kernel_png, self.kernel_grid = b"", [0, 0]
-                self.kernel_caption = (
-                    "click a feature map to see its kernel" if found else "no conv kernel here"
-                )
+            caption = "click a feature map to see its kernel" if found else "no conv kernel here"
+            self._set(kernel_png=b"", kernel_grid=[0, 0], kernel_caption=caption)
             return
         conv_name, conv = found
         weight = conv.weight.detach().float().cpu().numpy()[c : c + 1]
         atlas, grid, n = render.kernel_sheet(weight, max_channels=64)
         _, i, kh, kw = conv.weight.shape
-        via = "" if conv_name == self.layer else f" (made by {conv_name})"
+        via = "" if conv_name == layer else f" (made by {conv_name})"
         shown = "" if n >= i or i == 3 else f", first {n} input channels"
-        with self.hold_sync():
-            self.kernel_png = render.png_bytes(atlas)
-            self.kernel_grid = list(grid)
-            self.kernel_caption = f"kernel of channel {c}{via} · {i}×{kh}×{kw}{shown}"
+        self._set(
+            kernel_png=render.png_bytes(atlas),
+            kernel_grid=list(grid),
+            kernel_caption=f"kernel of channel {c}{via} · {i}×{kh}×{kw}{shown}",
+        )
 
     def to_html(self, path=None, *, title=None) -> str:
         """The explorer as it is now, as one self-contained HTML page that renders without a
-        kernel or network (see `cnnviz_widgets.export.to_html`); panels save PNGs with their
+        kernel or network (see `cnnviz_widgets.export.to_html`); the views save PNGs with their
         own `save_png` (`explorer.feature_maps.save_png(path)`, ...)."""
         return export.to_html(self, path, title=title or self.title)
 
@@ -322,9 +341,9 @@ class CNNExplorer(PanelHost, _Host):
         return self.occlusion.wait(timeout)
 
     def close(self) -> None:
-        """Close the explorer and end its panels' background work."""
-        for name in ("embedding", "top_patches", "occlusion"):
-            panel = getattr(self, name, None)  # absent when __init__ raised before it
-            if panel is not None:
-                panel.close()
+        """Close the explorer and its views (ending their background work)."""
+        for name in ("embedding", "top_patches", "occlusion", "feature_maps", "filters"):
+            child = self._trait_values.get(name)  # absent when __init__ raised before it
+            if child is not None:
+                child.close()
         super().close()

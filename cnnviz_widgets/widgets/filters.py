@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import traitlets
 from torch import nn
 
@@ -99,10 +100,6 @@ class FilterGrid(TileGridWidget):
             )
             self._show_tiles(tiles, cols=None if one_per_filter else shown_c)
 
-    def to_html(self, path=None, *, title=None) -> str:
-        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
-        return export.to_html(self, path, title=title)
-
-    def save_png(self, path) -> None:
-        """Save the tiles as shown (about `tile_px` each, 1-px gaps) as a PNG file."""
-        render.save_png(export.tile_grid_image(self), path)
+    def _png_image(self) -> np.ndarray:
+        """The tiles as shown: about `tile_px` each, 1-px gaps."""
+        return export.tile_grid_image(self)

@@ -27,9 +27,9 @@ from ..inspect.predict import (
 )
 from ..inspect.view import eval_view
 from ..inspect.wrappers import unwrap
-from ._base import Widget
-from ._owner import Ticket, owner_of
-from ._progress import Superseded
+from ._derived import derived
+from ._job import JobWidget
+from ._owner import Ticket
 from ._tiles import bundle
 
 #: the first map of a run has at most this many positions (4×4): it comes at once
@@ -76,7 +76,7 @@ def check_strides(strides) -> list[int] | None:
     return [check_positive(f"strides[{i}] =", s) for i, s in enumerate(strides)]
 
 
-class OcclusionMap(Widget):
+class OcclusionMap(JobWidget):
     """The image with the map of the target's score as a patch of `baseline` slides over it.
 
     Maps are computed on the model's background thread coarse-to-fine (`strides`, default
@@ -118,10 +118,8 @@ class OcclusionMap(Widget):
     stride = traitlets.Int(2).tag(sync=True)
     baseline = traitlets.Float(0.0).tag(sync=True)
     output = traitlets.Enum(["prob", "logit"], "prob").tag(sync=True)
-    progress = traitlets.Float(0.0).tag(sync=True)
-    running = traitlets.Bool(False).tag(sync=True)
-    status = traitlets.Unicode("").tag(sync=True)
     maps_done = traitlets.Int(0).tag(sync=True)
+    _unfinished = "the occlusion map was not finished"
 
     def __init__(
         self,
@@ -161,8 +159,7 @@ class OcclusionMap(Widget):
         self._model, probs = scored_model(
             model, batch, device=device, forward_args=forward_args, class_scores=class_scores
         )  # the image alone in, the class scores alone out
-        self._owner = owner_of(model)
-        self._lane = self._owner.lane("occlusion")
+        self._use_model(model, "occlusion")
         self._base: tuple = (None, None, None)  # (image, its version, the model's output on it)
         self.results: list[OcclusionResult] = []
         names = names if names is not None else [f"class {i}" for i in range(len(probs))]
@@ -254,7 +251,7 @@ class OcclusionMap(Widget):
 
     def _graph(self, batch):
         """The model's fx graph at this image's shape (the engine retraces at any other), once
-        per model structure and image shape, shared by the model's widgets (`_owner.py`);
+        per model structure and image shape, shared by the model's widgets (`_derived.py`);
         traced in the job, on the model's thread. None where the engine traces for itself
         (the full method, another device) or where the model cannot be traced (the run then
         says so and goes full)."""
@@ -269,7 +266,7 @@ class OcclusionMap(Widget):
                 return (trace(eval_view(m), batch.to(here)),)  # the model stays as it is
             return (None,)
 
-        return self._owner.derived(m, ("graph", tuple(batch.shape)), make)[0]
+        return derived(m, ("graph", tuple(batch.shape)), make)[0]
 
     def _start(self, change=None) -> None:
         batch = self._batch(self.image)
@@ -285,13 +282,9 @@ class OcclusionMap(Widget):
         image, version, logits = self._base
         if image is self.image and version is not None and version == _version(image):
             params["base_output"] = logits  # this image's forward, made for its predicted class
-        results: list[
-            OcclusionResult
-        ] = []  # this run's own list: a stale run can't touch a newer one's
+        results: list[OcclusionResult] = []  # this run's own: a stale run can't touch a newer one's
         self.results = results
-        with self.hold_sync():
-            self.running, self.progress, self.maps_done = True, 0.0, 0
-            self.status = "starting…"
+        self._begin(maps_done=0, status="starting…")
         self._lane.submit(  # the coarse map goes first; the finer ones queue (see `_step`)
             lambda ticket: self._run(params, results, ticket), interactive=True
         )
@@ -322,11 +315,10 @@ class OcclusionMap(Widget):
         before queues (`ticket.then`), behind the model's background work already waiting (a
         dataset pass), and with interactive work (a new click) between maps."""
 
-        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
-            self._post(fn, ticket)
+        handed = False
 
-        handed, status = False, None
-        try:
+        def work(post) -> None:
+            nonlocal maps, handed
             if callable(maps):
                 maps = maps()
             res = next(maps, None)
@@ -340,17 +332,14 @@ class OcclusionMap(Widget):
             if len(results) < run["strides"]:
                 ticket.then(lambda t: self._step(maps, results, run, t))
                 handed = True
-        except Superseded:  # a newer job waits: this one ends quietly
-            return
-        except Exception as err:
-            status = f"error: {type(err).__name__}: {err}"
-            raise
+
+        try:
+            self._guarded(ticket, work)  # an error ends the run, its `status` says what failed
         finally:
             if not handed:  # the run ends here
                 if maps is not None and not callable(maps):
                     maps.close()
-                end = {"running": False} if status is None else {"running": False, "status": status}
-                post(lambda: self._set(**end))
+                self._post(lambda: self._set(running=False), ticket)
 
     def _map_traits(self, res: OcclusionResult, count: int, progress: float, seconds: float):
         scores = res.scores.astype("<f4")
@@ -373,7 +362,7 @@ class OcclusionMap(Widget):
     def wait(self, timeout: float | None = 120) -> OcclusionResult | None:
         """Block until the current run is finished; returns its finest map. On a closed widget
         it returns at once (closing ended the run): the finest map done before, or None."""
-        self._wait_lane(timeout, "the occlusion map was not finished")
+        super().wait(timeout)
         return self.result if self._closed else self.results[-1]
 
     @property
@@ -381,13 +370,9 @@ class OcclusionMap(Widget):
         """The finest map finished so far in the current run."""
         return self.results[-1] if self.results else None
 
-    def to_html(self, path=None, *, title=None) -> str:
-        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
-        return export.to_html(self, path, title=title)
-
-    def save_png(self, path) -> None:
-        """Save the image with the current map over it (as shown) as a PNG file."""
-        render.save_png(export.occlusion_image(self), path)
+    def _png_image(self) -> np.ndarray:
+        """The image with the current map over it, as shown."""
+        return export.occlusion_image(self)
 
 
 def _version(image) -> int | None:

@@ -14,9 +14,7 @@ from ..inspect.dataset import (
     TopActivations,
     check_dataset,
     check_labels,
-    check_string_labels,
-    dataset_classes,
-    known_labels,
+    checked_classes,
     top_activations,
     top_job,
 )
@@ -26,14 +24,15 @@ from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.receptive import receptive_fields
 from ..inspect.wrappers import unwrap
+from ._derived import fields_of
+from ._job import JobWidget
 from ._layers import layer_choices
-from ._owner import fields_of, owner_of
-from ._progress import PassProgress, Superseded, pass_batch_size
+from ._progress import pass_batch_size
 from ._tiles import TileGridWidget, bundle
 from .activations import check_channel
 
 
-class TopPatches(TileGridWidget):
+class TopPatches(TileGridWidget, JobWidget):
     """Per channel of `layer`, the `k` dataset patches it responds to most.
 
     `crop="effective"` (default) shows each patch as the part of the unit's geometric field its
@@ -73,10 +72,8 @@ class TopPatches(TileGridWidget):
     sort_by = traitlets.Enum(["index", "max", "mean"], "index").tag(sync=True)
     selected_channel = traitlets.Int(-1).tag(sync=True)
     selected_index = traitlets.Int(-1).tag(sync=True)
-    progress = traitlets.Float(0.0).tag(sync=True)
-    running = traitlets.Bool(False).tag(sync=True)
-    status = traitlets.Unicode("").tag(sync=True)
     crop = traitlets.Enum(["effective", "field"], "effective").tag(sync=True)
+    _unfinished = "the top patches were not shown"
 
     def __init__(
         self,
@@ -109,11 +106,7 @@ class TopPatches(TileGridWidget):
             raise ValueError(f"crop must be 'effective' or 'field'; got {crop!r}")
         #: the share of each unit's gradient mass its effective box holds
         self.share = check_share(share)
-        names = dataset_classes(classes, dataset)
-        check_string_labels(dataset, names, "TopPatches")
-        targets = known_labels(dataset, names)
-        if names and targets is not None:
-            check_labels(targets, len(names))  # before the pass, from dataset.targets
+        names = checked_classes(classes, dataset, "TopPatches")
         self._model = model
         self._dataset = dataset
         self._options = {
@@ -126,11 +119,9 @@ class TopPatches(TileGridWidget):
         self.max_patch_px = max_patch_px
         #: the ranking of the current layer (None until the first background pass is done)
         self.top: TopActivations | None = None
-        self._owner = owner_of(model)
-        self._lane = self._owner.lane("top patches")
+        self._use_model(model, "top patches", background)
         self._crops = self._owner.lane("top patches: effective fields")
         self._cannot: tuple[TopActivations, str] | None = None  # (ranking, why no gradient)
-        self._background = background
         self._ranked = False
         example = dataset[0][0]
         if layer is None:  # the deepest post-activation map whose field fits the image
@@ -153,7 +144,7 @@ class TopPatches(TileGridWidget):
         if start:  # else whoever fills the cache calls `_rank()` (CNNExplorer's one pass)
             self._rank()
         else:
-            self.running, self.status = True, f"ranking {self.layer}…"
+            self._begin(status=f"ranking {self.layer}…")
         self.observe(self._on_layer, names=["layer", "k"])
         self.observe(self._show_page, names=["page", "sort_by", "channels_per_page", "crop"])
         self.observe(self._turn_to_channel, names=["selected_channel"])
@@ -183,38 +174,20 @@ class TopPatches(TileGridWidget):
         (default: the same one). The widget shows the pass's progress; `wait()` blocks.
         `interactive`: before the model's background work (a ranking read from the cache)."""
         self._ranked = True
-        with self.hold_sync():
-            self.running, self.progress, self.status = True, 0.0, f"ranking {self.layer}…"
+        self._begin(status=f"ranking {self.layer}…")
         layer, k = self.layer, self.k
-        if self._background:
-            self._lane.submit(
-                lambda is_current: self._rank_job(layer, k, page, is_current),
-                interactive=interactive,
-            )
-        else:  # here and now, the view showing the pass's progress
-            self._rank_job(layer, k, page, lambda: True)
 
-    def _rank_job(self, layer: str, k: int, page: int | None, is_current) -> None:
-        def post(fn: Callable[[], None]) -> None:  # traits change on the kernel's thread
-            self._post(fn, is_current)
-
-        try:
-            report = PassProgress(
-                lambda f, text: post(lambda: self._show_progress(f, text)),
-                is_current,
-                turn=self._owner.background_turn,
-            )
-            options = {**self._options, "progress": report}
+        def work(ticket, post) -> None:
+            options = {**self._options, "progress": self._pass_progress(ticket, post)}
             top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
             if self.class_names:  # the labels shown, read in the pass: no second one
                 check_labels(top.labels, len(self.class_names), top.indices)
-        except Superseded:
-            return
-        except Exception as err:
-            status = f"error: {type(err).__name__}: {err}"
-            post(lambda: self._set(running=False, status=status))
-            raise
-        post(lambda: self._show_ranking(top, k, page))
+            post(lambda: self._show_ranking(top, k, page))
+
+        self._submit_job(
+            lambda ticket: self._guarded(ticket, lambda post: work(ticket, post)),
+            interactive=interactive,
+        )
 
     def _show_ranking(self, top: TopActivations, k: int, page: int | None) -> None:
         self.top = top
@@ -231,20 +204,10 @@ class TopPatches(TileGridWidget):
                 self._show_page()
 
     def _show_progress(self, fraction: float, text: str) -> None:
-        self._set(progress=fraction, status=f"ranking {self.layer}: {text}")
+        super()._show_progress(fraction, f"ranking {self.layer}: {text}")
 
     def _ranked_status(self, top: TopActivations) -> str:
         return f"{top.channels} channels · top {top.k} of {len(self._dataset)}"
-
-    def wait(self, timeout: float | None = None) -> TopPatches:
-        """Block until the current ranking and its page's crops are shown (the widget, for
-        chaining); re-raises the background error. `TimeoutError` after `timeout` seconds."""
-        self._wait_lane(timeout, "the top patches were not shown")
-        return self
-
-    def _lanes(self) -> tuple:
-        crops = getattr(self, "_crops", None)  # the page's effective fields
-        return (*super()._lanes(), *(() if crops is None else (crops,)))
 
     def _on_layer(self, change) -> None:
         self._rank(page=0)
@@ -307,20 +270,17 @@ class TopPatches(TileGridWidget):
         self.status = f"{self._ranked_status(top)} · effective fields of page {self.page + 1}…"
         model, share, device = self._model, self.share, self._options["device"]
 
-        def job(is_current) -> None:
+        def work(post) -> None:
             try:
                 top.effective_boxes(model, entries, share=share, device=device)
             except NotDifferentiable as err:  # the geometric crops stay, `status` says why
                 why = str(err)
-                self._post(lambda: self._no_gradient(top, why), is_current)
+                post(lambda: self._no_gradient(top, why))
                 return
-            except Exception as err:
-                status = f"error: {type(err).__name__}: {err}"
-                self._post(lambda: self._set(status=status), is_current)
-                raise
-            self._post(lambda: self._show_page() if self.top is top else None, is_current)
+            post(lambda: self._show_page() if self.top is top else None)
 
-        self._crops.submit(job, interactive=True)
+        # an error says so in `status`; `running` is the ranking's
+        self._crops.submit(lambda t: self._guarded(t, work, ends_run=False), interactive=True)
 
     def _no_gradient(self, top: TopActivations, why: str) -> None:
         self._cannot = (top, why)
@@ -370,10 +330,6 @@ class TopPatches(TileGridWidget):
         """Why `top`'s layer has no effective fields (no input gradient), or None."""
         return self._cannot[1] if self._cannot is not None and self._cannot[0] is top else None
 
-    def to_html(self, path=None, *, title=None) -> str:
-        """This view as one self-contained HTML page (see `cnnviz_widgets.export.to_html`)."""
-        return export.to_html(self, path, title=title)
-
-    def save_png(self, path) -> None:
-        """Save this page of patches (a row per channel, about `tile_px` each) as a PNG."""
-        render.save_png(export.tile_grid_image(self), path)
+    def _png_image(self) -> np.ndarray:
+        """This page of patches: a row per channel, about `tile_px` each."""
+        return export.tile_grid_image(self)

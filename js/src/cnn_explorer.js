@@ -1,18 +1,17 @@
 // @ts-check
-// CNNExplorer: one model, one dataset, every view linked. The panels are the ordinary widget
-// views (scatter, feature maps, occlusion, top patches, filters), each rendering through a proxy
-// of this one model (lib/panel.js); the links between them run in the kernel. This file adds the
-// frame: header with the layer picker and tabs, the selected image with its top-5 classes, the
-// kernel of the selected channel, and arrow keys that walk the selected image's neighbours.
+// CNNExplorer: one model, one dataset, every view linked. The views are the ordinary widgets'
+// views (scatter, feature maps, occlusion, top patches, filters), each rendering its own child
+// widget model, which the explorer's model references; the links between them run in the kernel.
+// This file adds the frame: header with the layer picker and tabs, the selected image with its
+// top-5 classes, the kernel of the selected channel, and arrow keys that walk the neighbours.
 
 import embedding from "./embedding_explorer.js";
 import featureMaps from "./feature_maps.js";
 import filterGrid from "./filter_grid.js";
-import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { childModel, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, toInt32 } from "./lib/codecs.js";
 import { make } from "./lib/dom.js";
 import { drawScaledImage } from "./lib/image.js";
-import { panelModel } from "./lib/panel.js";
 import { saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
 import { initialize } from "./lib/sync.js";
@@ -49,22 +48,6 @@ const CSS = `
 .cnnviz-explorer .cnnviz-x-panel { min-width: 0; max-width: 100%; }
 `;
 
-/** Host traits the frame itself draws from. */
-const FRAME_TRAITS = /** @type {const} */ ([
-  "selected_index",
-  "selected_info",
-  "target",
-  "layer",
-  "title",
-  "kernel_png",
-  "kernel_grid",
-  "kernel_caption",
-  "occ__top_classes",
-  "occ__image_png",
-  "tp__layer_options",
-  "tab",
-]);
-
 /** On-screen size (CSS px) of the selected image's longer side, and of the kernel grid. */
 const IMAGE_PX = 128;
 const KERNEL_PX = 320;
@@ -99,26 +82,48 @@ export function step(walk, position, key) {
   return Math.max(0, Math.min(walk.length - 1, position + delta));
 }
 
+/** The explorer's children (`CNNExplorer`'s widget traits), by the prefix their element takes. */
+const CHILDREN = /** @type {const} */ ({
+  emb: ["embedding", embedding],
+  fm: ["feature_maps", featureMaps],
+  occ: ["occlusion", occlusion],
+  tp: ["top_patches", topPatches],
+  fg: ["filters", filterGrid],
+});
+
 /**
- * Mount one panel's view in a fresh element; returns its element and its cleanup.
- * @param {AnyModel} host
+ * The child widget models the explorer references ("IPY_MODEL_<id>"), loaded by the widget
+ * manager (lib/anywidget.js: `childModel`).
+ * @param {AnyModel} model
+ * @returns {Promise<Record<keyof typeof CHILDREN, AnyModel>>}
+ */
+async function childModels(model) {
+  const entries = Object.entries(CHILDREN).map(async ([prefix, [trait]]) => [
+    prefix,
+    await childModel(model, trait),
+  ]);
+  return Object.fromEntries(await Promise.all(entries));
+}
+
+/**
+ * Mount one child's view in a fresh element; returns its element and its cleanup.
+ * @param {AnyModel} model the child's model
  * @param {string} prefix
  * @param {{render: (props: RenderProps) => unknown}} widget
  */
-function mount(host, prefix, widget) {
+async function mount(model, prefix, widget) {
   const el = make("div", `cnnviz-x-panel cnnviz-x-${prefix}`);
   el.dataset.panel = prefix;
-  const cleanup = widget.render({ model: panelModel(host, prefix), el });
+  const cleanup = await widget.render({ model, el });
   return { el, cleanup: typeof cleanup === "function" ? cleanup : () => {} };
 }
 
-/** @param {RenderProps} props */
-function render({ model, el }) {
-  const root = make("div", "cnnviz-explorer");
-  root.tabIndex = 0;
-
-  // header: title · layer · tabs
-  const header = make("div", "cnnviz-x-header");
+/**
+ * The header: title, tabs, the layer picker (the feature maps' layer, the top patches' options).
+ * @param {AnyModel} model @param {Record<string, AnyModel>} kids
+ */
+function createHeader(model, kids) {
+  const el = make("div", "cnnviz-x-header");
   const title = make("span", "cnnviz-x-title");
   const layer = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-x-layer"));
   layer.title = "Layer shown in the feature maps and top patches";
@@ -127,7 +132,7 @@ function render({ model, el }) {
   const tabs = make("div", "cnnviz-x-tabs");
   tabs.setAttribute("role", "tablist");
   /** @type {Record<string, HTMLButtonElement>} */
-  const tabButtons = {};
+  const buttons = {};
   for (const [name, text] of [
     ["explore", "Explore"],
     ["filters", "Filters"],
@@ -137,168 +142,200 @@ function render({ model, el }) {
     b.textContent = text;
     b.setAttribute("role", "tab");
     b.dataset.tab = name;
-    b.addEventListener("click", () => {
-      model.set("tab", name);
-      model.save_changes();
-    });
-    tabButtons[name] = b;
+    b.addEventListener("click", () => setTrait(model, "tab", name));
+    buttons[name] = b;
     tabs.append(b);
   }
   const hint = make("span", "cnnviz-x-hint");
   hint.textContent = "click a point · ← → walk its neighbours · click a feature map";
-  header.append(title, tabs, layerLabel, hint);
-
-  // the selected image, its classes and the kernel of the selected channel
-  const image = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-x-image"));
-  const info = make("div", "cnnviz-x-info");
-  const infoText = make("div", "cnnviz-x-selected");
-  const bars = make("div", "cnnviz-x-bars");
-  info.append(infoText, bars);
-  const card = make("div", "cnnviz-x-card");
-  card.append(image, info);
-  const kernel = make("div", "cnnviz-x-kernel");
-  const kernelCaption = make("div", "cnnviz-x-hint");
-  const kernelCanvas = /** @type {HTMLCanvasElement} */ (make("canvas", ""));
-  const kernelSave = saveButton(
-    () => kernelCanvas,
-    () => `kernel-${getStr(model, "layer")}-${getInt(model, "selected_channel", -1)}`,
-  );
-  kernel.append(kernelCaption, kernelCanvas, kernelSave);
-
-  const panels = {
-    emb: mount(model, "emb", embedding),
-    fm: mount(model, "fm", featureMaps),
-    occ: mount(model, "occ", occlusion),
-    tp: mount(model, "tp", topPatches),
-    fg: mount(model, "fg", filterGrid),
-  };
-  const explore = make("div", "cnnviz-x-explore cnnviz-x-col");
-  const row1 = make("div", "cnnviz-x-row");
-  const right1 = make("div", "cnnviz-x-col");
-  right1.append(card, panels.occ.el);
-  row1.append(panels.emb.el, right1);
-  const row2 = make("div", "cnnviz-x-row");
-  const right2 = make("div", "cnnviz-x-col");
-  right2.append(panels.tp.el, kernel);
-  row2.append(panels.fm.el, right2);
-  explore.append(row1, row2);
-  const filters = make("div", "cnnviz-x-filters");
-  filters.append(panels.fg.el);
-  root.append(header, explore, filters);
-  el.append(root);
-  injectStyle(root, "cnnviz-style-explorer", CSS);
-
-  const imageSlot = createBitmapSlot();
-  const kernelSlot = createBitmapSlot();
-  let disposed = false;
+  el.append(title, tabs, layerLabel, hint);
+  layer.addEventListener("change", () => setTrait(kids.fm, "layer", layer.value));
   /** @type {unknown} */
   let optionsRaw;
-
-  /** @param {string} name @param {unknown} value */
-  function setTrait(name, value) {
-    model.set(name, value);
-    model.save_changes();
-  }
-
-  layer.addEventListener("change", () => setTrait("layer", layer.value));
-
-  function drawLayerOptions() {
-    const raw = model.get("tp__layer_options");
-    if (raw !== optionsRaw) {
-      optionsRaw = raw;
-      layer.replaceChildren();
-      for (const o of Array.isArray(raw) ? raw : []) {
-        layer.add(new Option(String(o.label ?? o.name), String(o.name)));
+  return {
+    el,
+    draw() {
+      title.textContent = getStr(model, "title");
+      const tab = getStr(model, "tab") || "explore";
+      for (const [name, b] of Object.entries(buttons)) {
+        b.setAttribute("aria-selected", String(name === tab));
       }
-    }
-    const current = getStr(model, "layer");
-    if (![...layer.options].some((o) => o.value === current))
-      layer.add(new Option(current, current));
-    layer.value = current;
-  }
+      const raw = kids.tp.get("layer_options");
+      if (raw !== optionsRaw) {
+        optionsRaw = raw;
+        layer.replaceChildren();
+        for (const o of Array.isArray(raw) ? raw : []) {
+          layer.add(new Option(String(o.label ?? o.name), String(o.name)));
+        }
+      }
+      const current = getStr(kids.fm, "layer");
+      if (![...layer.options].some((o) => o.value === current))
+        layer.add(new Option(current, current));
+      layer.value = current;
+    },
+  };
+}
 
-  function drawSelected() {
-    const sel = model.get("selected_info") ?? {};
-    const conf = Number(sel.confidence);
-    const parts = [`image ${getInt(model, "selected_index", -1)}`];
-    if (sel.label_name) parts.push(`label ${sel.label_name}`);
-    if (sel.predicted_name) {
-      parts.push(
-        `predicted ${sel.predicted_name}${Number.isFinite(conf) ? ` (${formatSig(conf * 100, 3)}%)` : ""}`,
-      );
-    }
-    infoText.textContent = parts.join(" · ");
-    root.dataset.selectedIndex = String(getInt(model, "selected_index", -1));
+/**
+ * The selected image, what it is, and its top-5 classes (a click on one shows its occlusion map).
+ * @param {AnyModel} model @param {Record<string, AnyModel>} kids
+ */
+function createCard(model, kids) {
+  const el = make("div", "cnnviz-x-card");
+  const image = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-x-image"));
+  const info = make("div", "cnnviz-x-info");
+  const text = make("div", "cnnviz-x-selected");
+  const bars = make("div", "cnnviz-x-bars");
+  info.append(text, bars);
+  el.append(image, info);
+  const slot = createBitmapSlot();
+  return {
+    el,
+    /** @param {() => boolean} disposed */
+    draw(disposed) {
+      const sel = model.get("selected_info") ?? {};
+      const conf = Number(sel.confidence);
+      const index = Number.isFinite(Number(sel.index)) ? Number(sel.index) : -1;
+      const parts = [`image ${index}`];
+      if (sel.label_name) parts.push(`label ${sel.label_name}`);
+      if (sel.predicted_name) {
+        const pct = Number.isFinite(conf) ? ` (${formatSig(conf * 100, 3)}%)` : "";
+        parts.push(`predicted ${sel.predicted_name}${pct}`);
+      }
+      text.textContent = parts.join(" · ");
+      const target = getInt(kids.occ, "target", -1);
+      bars.replaceChildren();
+      for (const t of readTop(kids.occ.get("top_classes"))) {
+        const name = make("span", "cnnviz-x-bar-name");
+        name.textContent = t.name; // text, never markup
+        name.title = `show the occlusion map of ${t.name}`;
+        name.dataset.target = String(t.index === target);
+        const bar = make("div", "cnnviz-x-bar");
+        const fill = make("div", "");
+        fill.style.width = `${Math.max(0, Math.min(1, t.score)) * 100}%`;
+        bar.append(fill);
+        const value = make("span", "cnnviz-x-hint");
+        value.textContent = `${formatSig(t.score * 100, 3)}%`;
+        for (const e of [name, bar])
+          e.addEventListener("click", () => setTrait(kids.occ, "target", t.index));
+        bars.append(name, bar, value);
+      }
+      slot.load(kids.occ.get("image_png")).then((r) => {
+        if (!r || disposed()) return;
+        drawScaledImage(image, r.bitmap, IMAGE_PX);
+        slot.show(r.bitmap);
+      });
+      return index;
+    },
+    dispose: () => slot.dispose(),
+  };
+}
 
-    const target = getInt(model, "target", -1);
-    bars.replaceChildren();
-    for (const t of readTop(model.get("occ__top_classes"))) {
-      const name = make("span", "cnnviz-x-bar-name");
-      name.textContent = t.name; // text, never markup
-      name.title = `show the occlusion map of ${t.name}`;
-      name.dataset.target = String(t.index === target);
-      const bar = make("div", "cnnviz-x-bar");
-      const fill = make("div", "");
-      fill.style.width = `${Math.max(0, Math.min(1, t.score)) * 100}%`;
-      bar.append(fill);
-      const value = make("span", "cnnviz-x-hint");
-      value.textContent = `${formatSig(t.score * 100, 3)}%`;
-      for (const e of [name, bar]) e.addEventListener("click", () => setTrait("target", t.index));
-      bars.append(name, bar, value);
-    }
-    imageSlot.load(model.get("occ__image_png")).then((r) => {
-      if (!r || disposed) return;
-      drawScaledImage(image, r.bitmap, IMAGE_PX);
-      imageSlot.show(r.bitmap);
-    });
-  }
+/**
+ * The kernel of the selected channel.
+ * @param {AnyModel} model @param {Record<string, AnyModel>} kids
+ */
+function createKernel(model, kids) {
+  const el = make("div", "cnnviz-x-kernel");
+  const caption = make("div", "cnnviz-x-hint");
+  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", ""));
+  const save = saveButton(
+    () => canvas,
+    () => `kernel-${getStr(kids.fm, "layer")}-${getInt(kids.fm, "selected_channel", -1)}`,
+  );
+  el.append(caption, canvas, save);
+  const slot = createBitmapSlot();
+  return {
+    el,
+    /** @param {() => boolean} disposed */
+    draw(disposed) {
+      caption.textContent = getStr(model, "kernel_caption");
+      slot.load(model.get("kernel_png")).then((r) => {
+        if (!r || disposed()) return;
+        const [rows, cols] = getPair(model, "kernel_grid");
+        const bitmap = r.bitmap;
+        drawScaledImage(
+          canvas,
+          bitmap,
+          bitmap ? Math.min(KERNEL_PX, Math.max(cols, rows) * 40) : 0,
+        );
+        save.style.display = bitmap ? "" : "none";
+        slot.show(bitmap);
+      });
+    },
+    dispose: () => slot.dispose(),
+  };
+}
 
-  function drawKernel() {
-    kernelCaption.textContent = getStr(model, "kernel_caption");
-    kernelSlot.load(model.get("kernel_png")).then((r) => {
-      if (!r || disposed) return;
-      const [rows, cols] = getPair(model, "kernel_grid");
-      const bitmap = r.bitmap;
-      const px = bitmap ? Math.min(KERNEL_PX, Math.max(cols, rows) * 40) : 0;
-      drawScaledImage(kernelCanvas, bitmap, px);
-      kernelSave.style.display = bitmap ? "" : "none";
-      kernelSlot.show(bitmap);
-    });
-  }
-
-  function drawFrame() {
-    title.textContent = getStr(model, "title");
-    const tab = getStr(model, "tab") || "explore";
-    for (const [name, b] of Object.entries(tabButtons)) {
-      b.setAttribute("aria-selected", String(name === tab));
-    }
-    const wasHidden = explore.style.display === "none";
-    explore.style.display = tab === "explore" ? "" : "none";
-    filters.style.display = tab === "filters" ? "" : "none";
-    if (wasHidden && tab === "explore") window.dispatchEvent(new Event("resize"));
-    drawLayerOptions();
-    drawSelected();
-    drawKernel();
-  }
-
-  // arrow keys walk the neighbours of the image where the walk started
+/**
+ * Arrow keys walk the neighbours of the image where the walk started (the map's selection).
+ * @param {AnyModel} emb
+ * @returns {(e: KeyboardEvent) => void}
+ */
+function neighbourWalk(emb) {
   /** @type {number[]} */
   let walk = [];
   let position = 0;
-  /** @param {KeyboardEvent} e */
-  function onKey(e) {
+  return (e) => {
     if (!e.key.startsWith("Arrow")) return;
-    const current = getInt(model, "selected_index", -1);
+    const current = getInt(emb, "selected_index", -1);
     if (walk[position] !== current) {
-      walk = [current, ...toInt32(model.get("emb__neighbours"))];
+      walk = [current, ...toInt32(emb.get("neighbours"))];
       position = 0;
     }
     const next = step(walk, position, e.key);
     e.preventDefault();
     if (next === position) return;
     position = next;
-    setTrait("selected_index", walk[position]);
+    setTrait(emb, "selected_index", walk[position]);
+  };
+}
+
+/** @param {RenderProps} props */
+async function render({ model, el }) {
+  const kids = await childModels(model);
+  const root = make("div", "cnnviz-explorer");
+  root.tabIndex = 0;
+  const header = createHeader(model, kids);
+  const card = createCard(model, kids);
+  const kernel = createKernel(model, kids);
+  const panels = Object.fromEntries(
+    await Promise.all(
+      Object.entries(CHILDREN).map(async ([prefix, [, widget]]) => [
+        prefix,
+        await mount(kids[/** @type {keyof typeof CHILDREN} */ (prefix)], prefix, widget),
+      ]),
+    ),
+  );
+  const explore = make("div", "cnnviz-x-explore cnnviz-x-col");
+  const row1 = make("div", "cnnviz-x-row");
+  const right1 = make("div", "cnnviz-x-col");
+  right1.append(card.el, panels.occ.el);
+  row1.append(panels.emb.el, right1);
+  const row2 = make("div", "cnnviz-x-row");
+  const right2 = make("div", "cnnviz-x-col");
+  right2.append(panels.tp.el, kernel.el);
+  row2.append(panels.fm.el, right2);
+  explore.append(row1, row2);
+  const filters = make("div", "cnnviz-x-filters");
+  filters.append(panels.fg.el);
+  root.append(header.el, explore, filters);
+  el.append(root);
+  injectStyle(root, "cnnviz-style-explorer", CSS);
+
+  let disposed = false;
+  const isDisposed = () => disposed;
+  function drawFrame() {
+    header.draw();
+    const tab = getStr(model, "tab") || "explore";
+    const wasHidden = explore.style.display === "none";
+    explore.style.display = tab === "explore" ? "" : "none";
+    filters.style.display = tab === "filters" ? "" : "none";
+    if (wasHidden && tab === "explore") window.dispatchEvent(new Event("resize"));
+    root.dataset.selectedIndex = String(card.draw(isDisposed));
+    kernel.draw(isDisposed);
   }
+  const onKey = neighbourWalk(kids.emb);
   root.addEventListener("keydown", onKey);
 
   // One message from the kernel changes several frame traits: draw once, after all of them.
@@ -311,18 +348,39 @@ function render({ model, el }) {
       if (!disposed) drawFrame();
     });
   }
-  const unsubscribe = onChanges(model, FRAME_TRAITS, scheduleFrame);
+  const unsubscribe = [
+    onChanges(model, FRAME_TRAITS, scheduleFrame),
+    onChanges(kids.occ, ["top_classes", "image_png", "target"], scheduleFrame),
+    onChanges(kids.fm, ["layer", "selected_channel"], scheduleFrame),
+    onChanges(kids.tp, ["layer_options"], scheduleFrame),
+  ];
   drawFrame();
 
   return () => {
     disposed = true;
-    unsubscribe();
+    for (const off of unsubscribe) off();
     root.removeEventListener("keydown", onKey);
     for (const p of Object.values(panels)) p.cleanup();
-    imageSlot.dispose();
-    kernelSlot.dispose();
+    card.dispose();
+    kernel.dispose();
     root.remove();
   };
+}
+
+/** The explorer's own traits the frame draws. */
+const FRAME_TRAITS = /** @type {const} */ ([
+  "selected_info",
+  "title",
+  "kernel_png",
+  "kernel_grid",
+  "kernel_caption",
+  "tab",
+]);
+
+/** @param {AnyModel} model @param {string} name @param {unknown} value */
+function setTrait(model, name, value) {
+  model.set(name, value);
+  model.save_changes();
 }
 
 export default { initialize, render };

@@ -177,35 +177,180 @@ export function tilesOfImage(indices, index, n) {
   return out;
 }
 
-/** @param {RenderProps} props */
-function render({ model, el }) {
-  const root = make("div", "cnnviz-top-patches");
-
-  // --- toolbar: caption, layer, sort, pager, progress -----------------------------------------
-  const toolbar = make("div", "cnnviz-toolbar");
-  const caption = make("span", "cnnviz-caption");
+/**
+ * The toolbar's controls: the layer (`layer`, `layer_options`), the channel order (`sort_by`)
+ * and the pager (`page` of `n_pages`; the root's data-page).
+ * @param {AnyModel} model
+ * @param {HTMLElement} root
+ */
+function createControls(model, root) {
   const layerSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-layer"));
   layerSelect.title = "layer";
   const layerField = field("layer", layerSelect);
   const sortSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-sort"));
   sortSelect.title = "channel order";
   for (const opt of SORT_OPTIONS) sortSelect.add(new Option(opt, opt));
-  const sortField = field("sort by", sortSelect);
-
   const pager = make("span", "cnnviz-pager");
-  const prev = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-prev"));
-  prev.type = "button";
-  prev.textContent = "◀";
-  prev.title = "previous page";
-  prev.setAttribute("aria-label", "previous page");
+  /** @param {string} cls @param {string} text @param {string} title */
+  const pageButton = (cls, text, title) => {
+    const b = /** @type {HTMLButtonElement} */ (make("button", cls));
+    b.type = "button";
+    b.textContent = text;
+    b.title = title;
+    b.setAttribute("aria-label", title);
+    return b;
+  };
+  const prev = pageButton("cnnviz-prev", "◀", "previous page");
   const pageLabel = make("span", "cnnviz-page");
-  const next = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-next"));
-  next.type = "button";
-  next.textContent = "▶";
-  next.title = "next page";
-  next.setAttribute("aria-label", "next page");
+  const next = pageButton("cnnviz-next", "▶", "next page");
   pager.append(prev, pageLabel, next);
 
+  /** @param {string} name @param {unknown} value */
+  function setTrait(name, value) {
+    if (model.get(name) === value) return;
+    model.set(name, value);
+    model.save_changes();
+  }
+  /** @type {[HTMLElement, string, () => void][]} */
+  const listeners = [
+    [layerSelect, "change", () => setTrait("layer", layerSelect.value)],
+    [sortSelect, "change", () => setTrait("sort_by", sortSelect.value)],
+    [
+      prev,
+      "click",
+      () => {
+        const p = getInt(model, "page", 0);
+        if (p > 0) setTrait("page", p - 1);
+      },
+    ],
+    [
+      next,
+      "click",
+      () => {
+        const p = getInt(model, "page", 0);
+        if (p < getInt(model, "n_pages", 0) - 1) setTrait("page", p + 1);
+      },
+    ],
+  ];
+  for (const [target, type, fn] of listeners) target.addEventListener(type, fn);
+
+  return {
+    fields: [layerField, field("sort by", sortSelect), pager],
+    updateLayers() {
+      const options = readLayerOptions(model.get("layer_options"));
+      const layer = getStr(model, "layer");
+      layerSelect.replaceChildren();
+      for (const o of options) layerSelect.add(new Option(o.label, o.name));
+      if (layer && !options.some((o) => o.name === layer)) {
+        layerSelect.add(new Option(layer, layer));
+      }
+      layerSelect.value = layer;
+      layerField.style.display = layerSelect.options.length ? "" : "none";
+    },
+    updateSort() {
+      const sortBy = getStr(model, "sort_by");
+      if (SORT_OPTIONS.some((o) => o === sortBy)) sortSelect.value = sortBy;
+    },
+    updatePager() {
+      const n = Math.max(0, getInt(model, "n_pages", 0));
+      const p = getInt(model, "page", 0);
+      pageLabel.textContent = n > 0 ? `page ${p + 1} / ${n}` : "page 0 / 0";
+      prev.disabled = p <= 0;
+      next.disabled = p >= n - 1;
+      const per = getInt(model, "channels_per_page", 0);
+      pager.title = per > 0 ? `${per} channels per page` : "";
+      root.dataset.page = String(p);
+    },
+    destroy() {
+      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
+    },
+  };
+}
+
+/**
+ * Row headers in the tile grid's gutter: one `.cnnviz-channel` button per displayed row
+ * (data-channel, data-row), aligned with the tile rows of the last draw; the selected channel's
+ * is marked, and a click selects a channel. The root's data-channels lists them.
+ * @param {AnyModel} model
+ * @param {HTMLElement} gutter
+ * @param {HTMLElement} root
+ * @param {() => Int32Array} channels channel id of each atlas row
+ */
+function createRowHeaders(model, gutter, root, channels) {
+  /** Layout of the last draw of the tiles (null before the first). */
+  /** @type {TileGridLayout | null} */
+  let drawn = null;
+  /** What the row headers were built for. */
+  let key = "";
+  /** @type {HTMLButtonElement[]} */
+  let headers = [];
+
+  /** @param {number} c @param {number} r @param {TileGridLayout} lay */
+  function header(c, r, { cellH, gap }) {
+    const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-channel"));
+    b.type = "button";
+    b.dataset.channel = String(c);
+    b.dataset.row = String(r);
+    b.textContent = `channel ${c >= 0 ? c : "?"}`;
+    b.title = c >= 0 ? `select channel ${c}` : "";
+    b.style.height = `${cellH}px`;
+    b.style.marginBottom = `${gap}px`;
+    if (cellH < 14) b.style.fontSize = `${Math.max(7, cellH - 2)}px`;
+    return b;
+  }
+
+  function sync() {
+    if (!drawn) return;
+    const lay = drawn;
+    const rows = Math.ceil(lay.order.length / lay.cols);
+    const ids = Array.from({ length: rows }, (_, r) => channelOfRow(channels(), r));
+    const k = `${ids.join(",")}|${lay.cellH}|${lay.gap}`;
+    if (k !== key) {
+      key = k;
+      headers = ids.map((c, r) => header(c, r, lay));
+      gutter.replaceChildren(...headers);
+      gutter.style.paddingTop = `${lay.gap}px`;
+      gutter.style.display = rows > 0 ? "" : "none";
+      root.dataset.channels = ids.join(",");
+    }
+    const selected = getInt(model, "selected_channel", -1);
+    for (const b of headers) {
+      const on = selected >= 0 && Number(b.dataset.channel) === selected;
+      b.classList.toggle("cnnviz-selected", on);
+      b.setAttribute("aria-pressed", String(on));
+    }
+  }
+
+  /** @param {MouseEvent} ev */
+  const onClick = (ev) => {
+    const target = /** @type {Element | null} */ (ev.target);
+    const b = /** @type {HTMLElement | null} */ (target?.closest?.(".cnnviz-channel") ?? null);
+    if (!b || !gutter.contains(b)) return;
+    const c = Number(b.dataset.channel);
+    if (!Number.isInteger(c) || c < 0) return;
+    model.set("selected_channel", c);
+    model.save_changes();
+  };
+  gutter.addEventListener("click", onClick);
+
+  return {
+    /** Follow a draw of the tiles. @param {TileGridLayout} lay */
+    drawn(lay) {
+      drawn = lay;
+      sync();
+    },
+    /** Follow the channels and the selected channel. */
+    sync,
+    destroy: () => gutter.removeEventListener("click", onClick),
+  };
+}
+
+/** @param {RenderProps} props */
+function render({ model, el }) {
+  const root = make("div", "cnnviz-top-patches");
+  const toolbar = make("div", "cnnviz-toolbar");
+  const caption = make("span", "cnnviz-caption");
+  const controls = createControls(model, root);
   const progressBox = make("span", "cnnviz-progress-box");
   const progress = /** @type {HTMLProgressElement} */ (make("progress", "cnnviz-progress"));
   progress.max = 1;
@@ -215,12 +360,10 @@ function render({ model, el }) {
     () => grid.canvas,
     () => fileName("top-patches", getStr(model, "layer"), `page${getInt(model, "page", 0) + 1}`),
   );
-  toolbar.append(caption, layerField, sortField, pager, save, progressBox);
-
+  toolbar.append(caption, ...controls.fields, save, progressBox);
   const error = make("div", "cnnviz-error");
   error.style.display = "none";
 
-  // --- the grid ------------------------------------------------------------------------------
   /** @type {PageData} */
   let shown = {
     channels: new Int32Array(0),
@@ -230,13 +373,6 @@ function render({ model, el }) {
     names: [],
     cols: 1,
   };
-  /** Layout of the last draw of the tiles (null before the first). */
-  /** @type {TileGridLayout | null} */
-  let drawn = null;
-  /** What the row headers were built for. */
-  let headersKey = "";
-  /** @type {HTMLButtonElement[]} */
-  let headers = [];
   const decodeChannels = memoDecoder(toInt32);
   const decodeValues = memoDecoder(toFloat32);
   const decodeIndices = memoDecoder(toInt32);
@@ -253,12 +389,10 @@ function render({ model, el }) {
       if (index >= 0 || c >= 0) model.save_changes();
     },
     gutter: true,
-    onDraw(lay) {
-      drawn = lay;
-      syncHeaders();
-    },
+    onDraw: (lay) => headers.drawn(lay),
   });
   const gutter = /** @type {HTMLDivElement} */ (grid.gutter);
+  const headers = createRowHeaders(model, gutter, root, () => shown.channels);
 
   root.append(toolbar, error, grid.el);
   el.append(root);
@@ -267,40 +401,6 @@ function render({ model, el }) {
 
   const atlas = createBitmapSlot();
   let disposed = false;
-
-  /** Row headers: one per displayed row, aligned with the tile rows of the last draw. */
-  function syncHeaders() {
-    if (!drawn) return;
-    const { cols, cellH, gap } = drawn;
-    const rows = Math.ceil(drawn.order.length / cols);
-    const ids = Array.from({ length: rows }, (_, r) => channelOfRow(shown.channels, r));
-    const key = `${ids.join(",")}|${cellH}|${gap}`;
-    if (key !== headersKey) {
-      headersKey = key;
-      headers = ids.map((c, r) => {
-        const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-channel"));
-        b.type = "button";
-        b.dataset.channel = String(c);
-        b.dataset.row = String(r);
-        b.textContent = `channel ${c >= 0 ? c : "?"}`;
-        b.title = c >= 0 ? `select channel ${c}` : "";
-        b.style.height = `${cellH}px`;
-        b.style.marginBottom = `${gap}px`;
-        if (cellH < 14) b.style.fontSize = `${Math.max(7, cellH - 2)}px`;
-        return b;
-      });
-      gutter.replaceChildren(...headers);
-      gutter.style.paddingTop = `${gap}px`;
-      gutter.style.display = rows > 0 ? "" : "none";
-      root.dataset.channels = ids.join(",");
-    }
-    const selected = getInt(model, "selected_channel", -1);
-    for (const b of headers) {
-      const on = selected >= 0 && Number(b.dataset.channel) === selected;
-      b.classList.toggle("cnnviz-selected", on);
-      b.setAttribute("aria-pressed", String(on));
-    }
-  }
 
   function refreshGrid() {
     atlas.load(model.get("atlas_png")).then((res) => {
@@ -331,98 +431,29 @@ function render({ model, el }) {
       });
       atlas.show(res.bitmap);
       // The channels may change without the tiles (then there is no draw to rebuild them).
-      syncHeaders();
+      headers.sync();
     });
   }
 
-  /** @param {MouseEvent} ev */
-  const onHeaderClick = (ev) => {
-    const target = /** @type {Element | null} */ (ev.target);
-    const b = /** @type {HTMLElement | null} */ (target?.closest?.(".cnnviz-channel") ?? null);
-    if (!b || !gutter.contains(b)) return;
-    const c = Number(b.dataset.channel);
-    if (!Number.isInteger(c) || c < 0) return;
-    model.set("selected_channel", c);
-    model.save_changes();
-  };
-  gutter.addEventListener("click", onHeaderClick);
-
-  // --- toolbar state ---------------------------------------------------------------------------
-
-  function updateText() {
-    showProgress(model, { root, caption, status, progress });
-  }
-
-  function updateLayers() {
-    const options = readLayerOptions(model.get("layer_options"));
-    const layer = getStr(model, "layer");
-    layerSelect.replaceChildren();
-    for (const o of options) layerSelect.add(new Option(o.label, o.name));
-    if (layer && !options.some((o) => o.name === layer)) layerSelect.add(new Option(layer, layer));
-    layerSelect.value = layer;
-    layerField.style.display = layerSelect.options.length ? "" : "none";
-  }
-
-  function updateSort() {
-    const sortBy = getStr(model, "sort_by");
-    if (SORT_OPTIONS.some((o) => o === sortBy)) sortSelect.value = sortBy;
-  }
-
-  function updatePager() {
-    const n = Math.max(0, getInt(model, "n_pages", 0));
-    const p = getInt(model, "page", 0);
-    pageLabel.textContent = n > 0 ? `page ${p + 1} / ${n}` : "page 0 / 0";
-    prev.disabled = p <= 0;
-    next.disabled = p >= n - 1;
-    const per = getInt(model, "channels_per_page", 0);
-    pager.title = per > 0 ? `${per} channels per page` : "";
-    root.dataset.page = String(p);
-  }
-
-  /** @param {string} name @param {unknown} value */
-  function setTrait(name, value) {
-    if (model.get(name) === value) return;
-    model.set(name, value);
-    model.save_changes();
-  }
-  const onLayer = () => setTrait("layer", layerSelect.value);
-  const onSort = () => setTrait("sort_by", sortSelect.value);
-  const onPrev = () => {
-    const p = getInt(model, "page", 0);
-    if (p > 0) setTrait("page", p - 1);
-  };
-  const onNext = () => {
-    const p = getInt(model, "page", 0);
-    if (p < getInt(model, "n_pages", 0) - 1) setTrait("page", p + 1);
-  };
-  layerSelect.addEventListener("change", onLayer);
-  sortSelect.addEventListener("change", onSort);
-  prev.addEventListener("click", onPrev);
-  next.addEventListener("click", onNext);
-
-  // --- wiring ----------------------------------------------------------------------------------
-
+  const updateText = () => showProgress(model, { root, caption, status, progress });
   const unsubscribers = [
     onChanges(model, GRID_TRAITS, refreshGrid),
     onChanges(model, TEXT_TRAITS, updateText),
-    onChanges(model, LAYER_TRAITS, updateLayers),
-    onChanges(model, ["sort_by"], updateSort),
-    onChanges(model, PAGER_TRAITS, updatePager),
+    onChanges(model, LAYER_TRAITS, controls.updateLayers),
+    onChanges(model, ["sort_by"], controls.updateSort),
+    onChanges(model, PAGER_TRAITS, controls.updatePager),
   ];
   updateText();
-  updateLayers();
-  updateSort();
-  updatePager();
+  controls.updateLayers();
+  controls.updateSort();
+  controls.updatePager();
   refreshGrid();
 
   return () => {
     disposed = true;
     for (const off of unsubscribers) off();
-    gutter.removeEventListener("click", onHeaderClick);
-    layerSelect.removeEventListener("change", onLayer);
-    sortSelect.removeEventListener("change", onSort);
-    prev.removeEventListener("click", onPrev);
-    next.removeEventListener("click", onNext);
+    headers.destroy();
+    controls.destroy();
     grid.destroy();
     atlas.dispose();
     root.remove();

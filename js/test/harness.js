@@ -375,18 +375,13 @@ const STATIC = params.get("static") ?? "../../cnnviz_widgets/static/";
 const CHANNEL_MEAN = [0.5, 0.1, 0.9, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4, 0.6];
 const CHANNEL_MAX = [1.23456, 2.5, 0.75, 3.14678, 0.1, 5.0, 1.0, 2.0, 0.456789, 4.0];
 
-async function main() {
-  const [featureMaps, filterGrid, occlusionMap, topPatches, embeddingExplorer] = await Promise.all([
-    import(`${STATIC}feature_maps.js`),
-    import(`${STATIC}filter_grid.js`),
-    import(`${STATIC}occlusion_map.js`),
-    import(`${STATIC}top_patches.js`),
-    import(`${STATIC}embedding_explorer.js`),
-  ]);
-  const ee = eeData();
-
-  /** @type {Record<string, FakeModel>} */
-  const models = {
+/**
+ * The fixture model of each mounted widget.
+ * @param {ReturnType<typeof eeData>} ee the embedding fixture
+ * @returns {Promise<Record<string, FakeModel>>}
+ */
+async function fixtureModels(ee) {
+  return {
     fm: new FakeModel({
       atlas_png: asDataView(await makeAtlas({ n: 10, tileH: 6, tileW: 8, rows: 3, cols: 4 })),
       tile_shape: [6, 8],
@@ -525,6 +520,18 @@ async function main() {
       view_px: 360,
     }),
   };
+}
+
+async function main() {
+  const [featureMaps, filterGrid, occlusionMap, topPatches, embeddingExplorer] = await Promise.all([
+    import(`${STATIC}feature_maps.js`),
+    import(`${STATIC}filter_grid.js`),
+    import(`${STATIC}occlusion_map.js`),
+    import(`${STATIC}top_patches.js`),
+    import(`${STATIC}embedding_explorer.js`),
+  ]);
+  const ee = eeData();
+  const models = await fixtureModels(ee);
 
   const mounts = {
     fm: { module: featureMaps, el: "feature-maps" },

@@ -106,6 +106,12 @@ def serve(home: pathlib.Path, app: str, *args: str):
     labconfig.mkdir(parents=True)
     disabled = {"@jupyterlab/apputils-extension:announcements": True}
     (labconfig / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
+    # No autosave: a notebook saved with its widget views would show them, model-less, to the
+    # next test that opens it ("widget model not found": the kernel that had them is gone).
+    docmanager = home / "settings" / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(home / "settings")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown

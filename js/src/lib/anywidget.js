@@ -9,6 +9,7 @@
  * @property {() => void} save_changes
  * @property {(event: string, callback: () => void) => void} on
  * @property {(event?: string | null, callback?: (() => void) | null) => void} off
+ * @property {{get_model: (id: string) => Promise<AnyModel>}} [widget_manager]
  */
 
 /**
@@ -80,4 +81,32 @@ export function getFloat(model, name, fallback) {
   const v = model.get(name);
   const x = typeof v === "number" ? v : Number(v);
   return v != null && v !== "" && Number.isFinite(x) ? x : fallback;
+}
+
+/**
+ * The model of the child widget in trait `name` (a reference "IPY_MODEL_<id>", as ipywidgets'
+ * `widget_serialization` sends it), from the widget manager. A front end restoring a kernel's
+ * widgets creates their models in no set order, so a child not there yet is asked for again
+ * (for up to `waitMs`).
+ * @param {AnyModel} model
+ * @param {string} name
+ * @param {number} [waitMs]
+ * @returns {Promise<AnyModel>}
+ */
+export async function childModel(model, name, waitMs = 20_000) {
+  const ref = getStr(model, name);
+  const manager = model.widget_manager;
+  if (!ref.startsWith("IPY_MODEL_") || !manager) {
+    throw new Error(`${name} is not a widget reference: ${JSON.stringify(ref)}`);
+  }
+  const id = ref.slice("IPY_MODEL_".length);
+  const deadline = performance.now() + waitMs;
+  for (let pause = 10; ; pause = Math.min(2 * pause, 500)) {
+    try {
+      return await manager.get_model(id);
+    } catch (err) {
+      if (performance.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
 }

@@ -53,6 +53,63 @@ export function toInt32(value) {
   return out;
 }
 
+/** The typed array of each dtype the array codec sends (cnnviz_widgets/widgets/_array.py). */
+const TYPED = /** @type {const} */ ({
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
+});
+
+/**
+ * @typedef {Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array |
+ *   Float32Array | Float64Array} Typed
+ * @typedef {{ data: Typed, shape: number[] }} NdArray
+ */
+
+/** @type {WeakMap<object, NdArray>} */
+const decoded = new WeakMap();
+
+/**
+ * An `Array` trait's value (`{dtype, shape, buffer}`, the one array codec) as a typed array and
+ * its shape; decoded once per value (a copy: the buffer's offset may be unaligned). A missing
+ * or malformed value is an empty array.
+ * @param {unknown} value
+ * @returns {NdArray}
+ */
+export function readArray(value) {
+  const v = /** @type {{dtype?: unknown, shape?: unknown, buffer?: unknown} | null} */ (value);
+  if (v === null || typeof v !== "object") return { data: new Float32Array(0), shape: [0] };
+  const hit = decoded.get(v);
+  if (hit) return hit;
+  const Type = TYPED[/** @type {keyof typeof TYPED} */ (String(v.dtype))] ?? Float32Array;
+  const bytes = toBytes(v.buffer);
+  const n = Math.floor(bytes.byteLength / Type.BYTES_PER_ELEMENT);
+  const data = new Type(n);
+  new Uint8Array(data.buffer).set(bytes.subarray(0, n * Type.BYTES_PER_ELEMENT));
+  const shape = Array.isArray(v.shape) ? v.shape.map(Number) : [n];
+  const out = { data, shape };
+  decoded.set(v, out);
+  return out;
+}
+
+/**
+ * The value to `model.set` on an `Array` trait: the codec's `{dtype, shape, buffer}`.
+ * @param {Typed} data
+ * @param {number[]} [shape]
+ */
+export function writeArray(data, shape = [data.length]) {
+  const dtype = Object.keys(TYPED).find(
+    (k) => data instanceof TYPED[/** @type {keyof typeof TYPED} */ (k)],
+  );
+  const buffer = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  return { dtype, shape, buffer };
+}
+
 /**
  * A decoder that re-decodes only when given a different trait object than last time.
  * @template T

@@ -18,6 +18,8 @@
 // scroll box (it scrolls vertically with them and sticks at the left). The caller fills it,
 // typically from `onDraw`, which receives the layout of every draw.
 
+import { make } from "./dom.js";
+import { watchPixelRatio } from "./dpr.js";
 import { BG, BG_TILES, FG, FONT, injectStyle, MARK_COLOR, SELECT_COLOR } from "./style.js";
 
 const CSS = `
@@ -149,38 +151,135 @@ function changesTiles(state, patch) {
 }
 
 /**
- * @param {TileGridOptions} options
- * @returns {TileGrid}
+ * Pixel ratio for the backing store, capped so huge grids stay allocatable.
+ * @param {TileGridLayout} lay
  */
-export function createTileGrid(options) {
-  const doc = document;
-  const el = doc.createElement("div");
-  el.className = "cnnviz-tilegrid";
-  const scroll = doc.createElement("div");
-  scroll.className = "cnnviz-tilegrid-scroll";
-  const stack = doc.createElement("div");
-  stack.className = "cnnviz-tilegrid-stack";
-  const canvas = doc.createElement("canvas");
-  canvas.className = "cnnviz-tiles";
-  const overlay = doc.createElement("canvas");
-  overlay.className = "cnnviz-tiles-overlay";
-  const tooltip = doc.createElement("div");
-  tooltip.className = "cnnviz-tooltip";
+function pixelRatio(lay) {
+  const want = window.devicePixelRatio || 1;
+  const w = Math.max(1, lay.cssW);
+  const h = Math.max(1, lay.cssH);
+  return Math.min(
+    want,
+    MAX_CANVAS_DIM / w,
+    MAX_CANVAS_DIM / h,
+    Math.sqrt(MAX_CANVAS_AREA / (w * h)),
+  );
+}
+
+/**
+ * CSS top-left corner of display position p.
+ * @param {TileGridLayout} lay
+ * @param {number} p
+ * @returns {[number, number]}
+ */
+function tileXY(lay, p) {
+  return [
+    lay.gap + (p % lay.cols) * (lay.cellW + lay.gap),
+    lay.gap + Math.floor(p / lay.cols) * (lay.cellH + lay.gap),
+  ];
+}
+
+/**
+ * Draw every displayed tile from the atlas (CSS coordinates rounded to device pixels the same
+ * way everywhere keeps the tiles gap-exact).
+ * @param {CanvasRenderingContext2D} ctx
+ * @param {ImageBitmap} atlas
+ * @param {TileGridLayout} lay
+ * @param {number} dpr
+ */
+function drawTiles(ctx, atlas, lay, dpr) {
+  const px = (/** @type {number} */ v) => Math.round(v * dpr);
+  ctx.imageSmoothingEnabled = false;
+  const { tileW, tileH, atlasCols, cellW, cellH } = lay;
+  for (let p = 0; p < lay.order.length; p++) {
+    const t = lay.order[p];
+    const [x, y] = tileXY(lay, p);
+    const dx = px(x);
+    const dy = px(y);
+    const sx = (t % atlasCols) * tileW;
+    const sy = Math.floor(t / atlasCols) * tileH;
+    ctx.drawImage(atlas, sx, sy, tileW, tileH, dx, dy, px(x + cellW) - dx, px(y + cellH) - dy);
+  }
+}
+
+/**
+ * Stroke a `width`-px frame around display position p: just outside it (inside the gap when
+ * gap >= width), or with `inside` just inside it.
+ * @param {CanvasRenderingContext2D} ctx
+ * @param {TileGridLayout} lay
+ * @param {number} dpr
+ * @param {number} p
+ * @param {number} width
+ * @param {boolean} [inside]
+ */
+function frame(ctx, lay, dpr, p, width, inside = false) {
+  const px = (/** @type {number} */ v) => Math.round(v * dpr);
+  const [x, y] = tileXY(lay, p);
+  const out = inside ? 0 : width;
+  const x0 = px(x - out);
+  const y0 = px(y - out);
+  const x1 = px(x + lay.cellW + out);
+  const y1 = px(y + lay.cellH + out);
+  const fit = inside ? Math.min(Math.floor((x1 - x0) / 2), Math.floor((y1 - y0) / 2)) : Infinity;
+  const lw = Math.max(1, Math.min(px(width), fit));
+  ctx.lineWidth = lw;
+  ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
+}
+
+/**
+ * Display position under a client point, or -1.
+ * @param {TileGridLayout} lay
+ * @param {HTMLCanvasElement} canvas
+ * @param {number} clientX
+ * @param {number} clientY
+ */
+function hitTest(lay, canvas, clientX, clientY) {
+  const r = canvas.getBoundingClientRect();
+  const x = clientX - r.left - lay.gap;
+  const y = clientY - r.top - lay.gap;
+  if (x < 0 || y < 0) return -1;
+  const stepX = lay.cellW + lay.gap;
+  const stepY = lay.cellH + lay.gap;
+  const col = Math.floor(x / stepX);
+  const row = Math.floor(y / stepY);
+  if (col >= lay.cols || x - col * stepX >= lay.cellW || y - row * stepY >= lay.cellH) return -1;
+  const p = row * lay.cols + col;
+  return p < lay.order.length ? p : -1;
+}
+
+/**
+ * The grid's elements: the scroll box with the canvases (and the gutter), and the tooltip.
+ * @param {boolean} withGutter
+ */
+function gridElements(withGutter) {
+  const el = /** @type {HTMLDivElement} */ (make("div", "cnnviz-tilegrid"));
+  const scroll = make("div", "cnnviz-tilegrid-scroll");
+  const stack = make("div", "cnnviz-tilegrid-stack");
+  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-tiles"));
+  const overlay = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-tiles-overlay"));
+  const tooltip = make("div", "cnnviz-tooltip");
   tooltip.style.display = "none";
   tooltip.setAttribute("role", "tooltip");
   stack.append(canvas, overlay);
   /** @type {HTMLDivElement | null} */
   let gutter = null;
-  if (options.gutter) {
-    gutter = doc.createElement("div");
-    gutter.className = "cnnviz-tilegrid-gutter";
+  if (withGutter) {
+    gutter = /** @type {HTMLDivElement} */ (make("div", "cnnviz-tilegrid-gutter"));
     el.classList.add("cnnviz-tilegrid-has-gutter");
     scroll.append(gutter);
   }
   scroll.append(stack);
   el.append(scroll, tooltip);
   injectStyle(el, "cnnviz-style-tilegrid", CSS);
+  return { el, scroll, canvas, overlay, tooltip, gutter };
+}
 
+/**
+ * @param {TileGridOptions} options
+ * @returns {TileGrid}
+ */
+export function createTileGrid(options) {
+  const { el, scroll, canvas, overlay, tooltip, gutter } = gridElements(Boolean(options.gutter));
   /** @type {TileGridState} */
   const state = {
     atlas: null,
@@ -197,7 +296,6 @@ export function createTileGrid(options) {
     marked: [],
   };
   const markColor = options.markColor ?? MARK_COLOR;
-  /** @type {ReturnType<typeof layout>} */
   let lay = layout(state);
   /** display position of each tile index (-1: not displayed) */
   let posOf = new Int32Array(0);
@@ -207,45 +305,17 @@ export function createTileGrid(options) {
   let scheduled = false;
   let destroyed = false;
   let tooltipWidth = 0;
-
   const baseCtx = canvas.getContext("2d");
   const overlayCtx = overlay.getContext("2d");
-
-  /** Pixel ratio for the backing store, capped so huge grids stay allocatable. */
-  function pixelRatio() {
-    const want = window.devicePixelRatio || 1;
-    const w = Math.max(1, lay.cssW);
-    const h = Math.max(1, lay.cssH);
-    return Math.min(
-      want,
-      MAX_CANVAS_DIM / w,
-      MAX_CANVAS_DIM / h,
-      Math.sqrt(MAX_CANVAS_AREA / (w * h)),
-    );
-  }
-
-  /** CSS coordinate -> device pixel (consistent rounding keeps tiles gap-exact). */
-  const px = (/** @type {number} */ v) => Math.round(v * dpr);
-
-  /** @param {number} p display position */
-  function tileX(p) {
-    return lay.gap + (p % lay.cols) * (lay.cellW + lay.gap);
-  }
-  /** @param {number} p display position */
-  function tileY(p) {
-    return lay.gap + Math.floor(p / lay.cols) * (lay.cellH + lay.gap);
-  }
 
   function draw() {
     scheduled = false;
     if (destroyed) return;
     lay = layout(state);
-    dpr = pixelRatio();
-    const w = Math.max(1, px(lay.cssW));
-    const h = Math.max(1, px(lay.cssH));
+    dpr = pixelRatio(lay);
     for (const c of [canvas, overlay]) {
-      c.width = w;
-      c.height = h;
+      c.width = Math.max(1, Math.round(lay.cssW * dpr));
+      c.height = Math.max(1, Math.round(lay.cssH * dpr));
       c.style.width = `${lay.cssW}px`;
       c.style.height = `${lay.cssH}px`;
     }
@@ -253,29 +323,7 @@ export function createTileGrid(options) {
     lay.order.forEach((t, p) => {
       posOf[t] = p;
     });
-    const atlas = state.atlas;
-    if (baseCtx && atlas) {
-      baseCtx.imageSmoothingEnabled = false;
-      const { tileW, tileH, atlasCols, cellW, cellH } = lay;
-      for (let p = 0; p < lay.order.length; p++) {
-        const t = lay.order[p];
-        const x = tileX(p);
-        const y = tileY(p);
-        const dx = px(x);
-        const dy = px(y);
-        baseCtx.drawImage(
-          atlas,
-          (t % atlasCols) * tileW,
-          Math.floor(t / atlasCols) * tileH,
-          tileW,
-          tileH,
-          dx,
-          dy,
-          px(x + cellW) - dx,
-          px(y + cellH) - dy,
-        );
-      }
-    }
+    if (baseCtx && state.atlas) drawTiles(baseCtx, state.atlas, lay, dpr);
     const ds = canvas.dataset;
     ds.nTiles = String(lay.order.length);
     ds.scale = String(lay.scale);
@@ -292,41 +340,6 @@ export function createTileGrid(options) {
     options.onDraw?.(lay);
   }
 
-  /**
-   * Stroke a `width`-px frame just outside display position p (inside the gap when gap >= width).
-   * @param {CanvasRenderingContext2D} ctx
-   * @param {number} p
-   * @param {number} width
-   */
-  function frame(ctx, p, width) {
-    const x0 = px(tileX(p) - width);
-    const y0 = px(tileY(p) - width);
-    const x1 = px(tileX(p) + lay.cellW + width);
-    const y1 = px(tileY(p) + lay.cellH + width);
-    const lw = Math.max(1, px(width));
-    ctx.lineWidth = lw;
-    ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
-  }
-
-  /**
-   * Stroke a `width`-px frame just inside display position p.
-   * @param {CanvasRenderingContext2D} ctx
-   * @param {number} p
-   * @param {number} width
-   */
-  function innerFrame(ctx, p, width) {
-    const x0 = px(tileX(p));
-    const y0 = px(tileY(p));
-    const x1 = px(tileX(p) + lay.cellW);
-    const y1 = px(tileY(p) + lay.cellH);
-    const lw = Math.max(
-      1,
-      Math.min(px(width), Math.floor((x1 - x0) / 2), Math.floor((y1 - y0) / 2)),
-    );
-    ctx.lineWidth = lw;
-    ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
-  }
-
   /** Display position of tile t, or -1. @param {number} t */
   const posOfTile = (t) => (Number.isInteger(t) && t >= 0 && t < posOf.length ? posOf[t] : -1);
 
@@ -338,17 +351,17 @@ export function createTileGrid(options) {
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     if (hoverPos >= 0 && hoverPos < lay.order.length) {
       ctx.strokeStyle = "rgba(128, 128, 128, 0.9)";
-      frame(ctx, hoverPos, 1);
+      frame(ctx, lay, dpr, hoverPos, 1);
     }
     ctx.strokeStyle = SELECT_COLOR;
     for (const t of state.selected) {
-      const p = Number.isInteger(t) && t >= 0 && t < posOf.length ? posOf[t] : -1;
-      if (p >= 0) frame(ctx, p, 2);
+      const p = posOfTile(t);
+      if (p >= 0) frame(ctx, lay, dpr, p, 2);
     }
     ctx.strokeStyle = markColor;
     for (const t of state.marked) {
       const p = posOfTile(t);
-      if (p >= 0) innerFrame(ctx, p, 2);
+      if (p >= 0) frame(ctx, lay, dpr, p, 2, true);
     }
   }
 
@@ -356,25 +369,6 @@ export function createTileGrid(options) {
     if (scheduled || destroyed) return;
     scheduled = true;
     queueMicrotask(draw);
-  }
-
-  /**
-   * Display position under a client point, or -1.
-   * @param {number} clientX
-   * @param {number} clientY
-   */
-  function hitTest(clientX, clientY) {
-    const r = canvas.getBoundingClientRect();
-    const x = clientX - r.left - lay.gap;
-    const y = clientY - r.top - lay.gap;
-    if (x < 0 || y < 0) return -1;
-    const stepX = lay.cellW + lay.gap;
-    const stepY = lay.cellH + lay.gap;
-    const col = Math.floor(x / stepX);
-    const row = Math.floor(y / stepY);
-    if (col >= lay.cols || x - col * stepX >= lay.cellW || y - row * stepY >= lay.cellH) return -1;
-    const p = row * lay.cols + col;
-    return p < lay.order.length ? p : -1;
   }
 
   /**
@@ -404,31 +398,19 @@ export function createTileGrid(options) {
   }
 
   /** @param {PointerEvent} ev */
-  const onMove = (ev) => setHover(hitTest(ev.clientX, ev.clientY), ev);
+  const onMove = (ev) => setHover(hitTest(lay, canvas, ev.clientX, ev.clientY), ev);
   const onLeave = () => setHover(-1, null);
   /** @param {MouseEvent} ev */
   const onClick = (ev) => {
-    const p = hitTest(ev.clientX, ev.clientY);
+    const p = hitTest(lay, canvas, ev.clientX, ev.clientY);
     if (p >= 0) options.onClick?.(lay.order[p]);
   };
   canvas.addEventListener("pointermove", onMove);
   canvas.addEventListener("pointerleave", onLeave);
   canvas.addEventListener("click", onClick);
   scroll.addEventListener("scroll", onLeave, { passive: true });
-
   // Redraw crisply when the page zoom / monitor pixel ratio changes.
-  /** @type {MediaQueryList | null} */
-  let dprQuery = null;
-  const onDprChange = () => {
-    watchDpr();
-    schedule();
-  };
-  function watchDpr() {
-    dprQuery?.removeEventListener("change", onDprChange);
-    dprQuery = window.matchMedia?.(`(resolution: ${window.devicePixelRatio || 1}dppx)`) ?? null;
-    dprQuery?.addEventListener("change", onDprChange);
-  }
-  watchDpr();
+  const unwatchDpr = watchPixelRatio(schedule);
 
   return {
     el,
@@ -449,7 +431,7 @@ export function createTileGrid(options) {
       canvas.removeEventListener("pointerleave", onLeave);
       canvas.removeEventListener("click", onClick);
       scroll.removeEventListener("scroll", onLeave);
-      dprQuery?.removeEventListener("change", onDprChange);
+      unwatchDpr();
       state.atlas = null;
       el.remove();
     },
