@@ -1,6 +1,13 @@
 """EmbeddingExplorer: time from a Python `selected_index` change to the highlight drawn.
 
     cd js && npm run build && cd .. && python benchmarks/selection_latency.py [--changes 20]
+    python benchmarks/selection_latency.py --explorer   # CNNExplorer: until every view follows
+
+With ``--explorer`` the notebook shows a CNNExplorer (PCA map) on the same data, and a change's
+latency is until the frame's text of the selected image (``.cnnviz-x-selected``) last changed
+for it: the explorer's own `selected_info`, set after the feature maps and the occlusion map
+have taken the image, so every view's message has been sent by then (the occlusion map's
+streamed stages aside); ``ring_median_ms`` is the map's selection ring, as without it.
 
 End to end through a real JupyterLab kernel: starts JupyterLab on 127.0.0.1 (the e2e tests'
 server, ``tests/e2e/conftest.py``) and Debian's headless Chromium, opens a scratch notebook that
@@ -82,6 +89,26 @@ w = EmbeddingExplorer(model, dataset, classes)
 runs = 0
 w
 """
+EXPLORER = """\
+from cnnviz_widgets import CNNExplorer
+from cnnviz_widgets.demo import load_demo
+
+model, dataset, classes = load_demo(split="all")
+w = CNNExplorer(model, dataset, classes, method="pca")
+w.wait()
+runs = 0
+len(dataset)
+w
+"""
+# the explorer's frame: each text of the selected image's line, with its time
+FRAME = """() => {
+  window.frameStamps = [];
+  const line = document.querySelector('.cnnviz-explorer .cnnviz-x-selected');
+  new MutationObserver(() => {
+    const m = /^image (\\d+)/.exec(line.textContent);
+    if (m) window.frameStamps.push([Number(m[1]), performance.timeOrigin + performance.now()]);
+  }).observe(line, { childList: true, characterData: true, subtree: true });
+}"""
 COLLECT = """sel => {
   const canvas = document.querySelector(sel);
   const ds = canvas.dataset;
@@ -174,8 +201,20 @@ def match(kernel: list[list[float]], browser: list[list[float]]) -> list[float |
     return out
 
 
-def measure(page, lab, changes: int, pause: float) -> dict:
-    cells = [SETUP, MEASURE.format(changes=changes, pause=pause)]
+def settled(kernel: list[list[float]], stamps: list[list[float]]) -> list[float | None]:
+    """For each kernel change [i, t s], ms until the LAST stamp of i before the next change."""
+    out: list[float | None] = []
+    for n, (i, t) in enumerate(kernel):
+        end = 1000 * kernel[n + 1][1] if n + 1 < len(kernel) else float("inf")
+        times = [ms - 1000 * t for j, ms in stamps if j == i and 1000 * t - 5 <= ms < end]
+        out.append(max(times) if times else None)
+    return out
+
+
+def measure(page, lab, changes: int, pause: float, explorer: bool = False) -> dict:
+    cells = [EXPLORER if explorer else SETUP, MEASURE.format(changes=changes, pause=pause)]
+    if explorer:
+        cells[1] = cells[1].replace("len(w)", "len(dataset)")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbformat.write(nb, lab["dir"] / NOTEBOOK)
     open_and_run_all(page, lab, NOTEBOOK)
@@ -188,6 +227,8 @@ def measure(page, lab, changes: int, pause: float) -> dict:
     out.filter(has_text="run 1:").wait_for(timeout=120_000)  # the warm-up of Run All
     page.locator(SCATTER).scroll_into_view_if_needed()
     page.evaluate(COLLECT, SCATTER)
+    if explorer:
+        page.evaluate(FRAME)
     offset, uncertainty = clock_offset(page)
     out = rerun_cell(page, 1)
     out.filter(has_text="run 2:").wait_for(timeout=60_000 + 2000 * changes * pause)
@@ -195,6 +236,9 @@ def measure(page, lab, changes: int, pause: float) -> dict:
     page.wait_for_timeout(500)  # the last ring
     browser = page.evaluate("() => window.ringStamps")
     lat = match(kernel, browser)
+    ring = [x for x in lat if x is not None]
+    if explorer:
+        lat = settled(kernel, page.evaluate("() => window.frameStamps"))
     got = [x for x in lat if x is not None]
     if not got:
         raise RuntimeError(f"no ring drawn for any change; browser stamps: {browser[:5]}")
@@ -202,7 +246,8 @@ def measure(page, lab, changes: int, pause: float) -> dict:
         x for x in match(kernel, page.evaluate("() => window.changeStamps")) if x is not None
     ]
     return {
-        "bench": "selection_latency",
+        "bench": "selection_latency_explorer" if explorer else "selection_latency",
+        "ring_median_ms": round(statistics.median(ring), 2) if ring else None,
         "points": 1797,
         "changes": len(kernel),
         "drawn": len(got),
@@ -226,13 +271,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between changes")
+    ap.add_argument("--explorer", action="store_true", help="CNNExplorer: until every view follows")
     args = ap.parse_args()
     if not (REPO / "cnnviz_widgets" / "static" / "embedding_explorer.js").is_file():
         print("missing the JS bundle; run `npm run build` in js/", file=sys.stderr)
         return 2
 
     with lab_page("selection-latency-") as (page, lab, errors):
-        record = measure(page, lab, args.changes, args.pause)
+        record = measure(page, lab, args.changes, args.pause, args.explorer)
         if errors:
             record["errors"] = errors[:5]
     print(json.dumps(record), flush=True)

@@ -87,7 +87,7 @@ def test_the_browser_drives_each_view_through_its_own_model(explorer, demo):
     np.testing.assert_array_equal(explorer.occlusion.image, image)
     explorer.feature_maps.set_state({"selected_channel": 11})  # a click on a feature map
     assert explorer.selected_channel == 11 == explorer.top_patches.selected_channel
-    assert 11 in np.frombuffer(explorer.top_patches.channels, "<i4")
+    assert 11 in explorer.top_patches.channels
     explorer.top_patches.set_state({"selected_index": 99})  # a click on a patch
     assert explorer.selected_index == 99 == explorer.embedding.selected_index
     explorer.embedding.set_state({"selected_index": -1})  # the map's selection cleared
@@ -96,8 +96,8 @@ def test_the_browser_drives_each_view_through_its_own_model(explorer, demo):
     assert explorer.target == 3 == explorer.occlusion.target
     explorer.feature_maps.set_state({"layer": "conv2"})  # the frame's layer picker
     assert explorer.layer == "conv2" == explorer.top_patches.layer
-    lasso = np.array([1, 2, 3], "<i4").tobytes()
-    explorer.embedding.set_state({"selected_indices": memoryview(lasso)})
+    lasso = {"dtype": "int32", "shape": [3], "buffer": memoryview(np.array([1, 2, 3], "<i4"))}
+    explorer.embedding.set_state({"selected_indices": lasso})  # as the browser sends it
     assert list(explorer.embedding.selection) == [1, 2, 3]
     with pytest.raises(traitlets.TraitError, match="out of range"):
         explorer.target = 99  # from Python: the view's own error
@@ -106,6 +106,21 @@ def test_the_browser_drives_each_view_through_its_own_model(explorer, demo):
     assert explorer.target == 3 and explorer.selected_index == 99, err
     explorer.layer = "relu3"
     explorer.wait()
+
+
+def test_observing_a_selection_observes_its_owner(explorer):
+    seen = []
+    explorer.observe(seen.append, names=["selected_index", "selected_channel", "title"])
+    explorer.selected_index = 12
+    explorer.selected_channel = 4
+    explorer.title = "t"
+    explorer.unobserve(seen.append, names=["selected_index", "selected_channel", "title"])
+    explorer.selected_index = 13
+    explorer.wait()
+    assert [(c["name"], c["new"]) for c in seen] == [
+        ("selected_index", 12), ("selected_channel", 4), ("title", "t")
+    ]  # fmt: skip
+    assert seen[0]["owner"] is explorer.embedding
 
 
 def test_layer_and_channel_reach_feature_maps_patches_and_kernel(explorer, demo):

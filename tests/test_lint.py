@@ -51,6 +51,49 @@ def test_no_long_python_function():
     assert not long, f"function bodies over {MAX_BODY} lines (split them):\n" + "\n".join(long)
 
 
+def module_imports() -> dict[str, set[str]]:
+    """The package's modules and, for each, the package modules it imports at module level
+    (`from . import x` names module x, not the package)."""
+    files = {}
+    for path in (ROOT / "cnnviz_widgets").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names} & files.keys()
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                subs = {f"{base}.{a.name}" for a in node.names}
+                graph[name] |= (subs & files.keys()) or ({base} & files.keys())
+    return graph
+
+
+def test_no_circle_of_imports():
+    graph = module_imports()
+    circles = []
+
+    def visit(name, path):
+        for other in sorted(graph[name]):
+            if other in path:
+                circles.append(" -> ".join([*path[path.index(other) :], other]))
+            elif other not in done:
+                visit(other, [*path, other])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert not circles, "modules importing each other:\n" + "\n".join(sorted(set(circles)))
+
+
 @pytest.mark.parametrize("script", ["lint", "typecheck"])
 def test_js(script):
     if not (JS / "node_modules").exists() or shutil.which("npm") is None:

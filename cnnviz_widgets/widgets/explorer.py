@@ -74,6 +74,15 @@ def _one_pass(tp: TopPatches, closed: Callable[[], bool], **pass_kw):
     return one_pass
 
 
+#: the selections the explorer shows, by the child view that owns each
+OWNED = {
+    "selected_index": "embedding",
+    "layer": "feature_maps",
+    "selected_channel": "feature_maps",
+    "target": "occlusion",
+}
+
+
 class CNNExplorer(Widget):
     """One model and one dataset, every view linked.
 
@@ -252,6 +261,23 @@ class CNNExplorer(Widget):
     @target.setter
     def target(self, target: int) -> None:
         self.occlusion.target = target
+
+    def observe(self, handler, names=traitlets.All, type="change"):
+        """As traitlets' `observe`; the selections the views own (`OWNED`) are observed on their
+        owner (the change's "owner" is that view)."""
+        self._route("observe", handler, names, type)
+
+    def unobserve(self, handler, names=traitlets.All, type="change"):
+        self._route("unobserve", handler, names, type)
+
+    def _route(self, method: str, handler, names, type) -> None:
+        names = [names] if isinstance(names, str) else names
+        if names is not traitlets.All:
+            for name in [n for n in names if n in OWNED]:
+                getattr(getattr(self, OWNED[name]), method)(handler, names=[name], type=type)
+            names = [n for n in names if n not in OWNED]
+        if names:
+            getattr(super(), method)(handler, names=names, type=type)
 
     @property
     def feature_layer(self) -> str:

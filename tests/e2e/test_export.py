@@ -279,7 +279,7 @@ def test_explorer_page_renders_every_panel_offline(browser, demo, tmp_path):
             tile_at(pixels, attrs, t, x.feature_maps.tile(t)), x.feature_maps.tile(t)
         )
     bars = page.locator(f"{root} .cnnviz-x-bar-name").all_inner_texts()
-    assert bars == [t["name"] for t in x.occ__top_classes]  # the hostile names, as text
+    assert bars == [t["name"] for t in x.occlusion.top_classes]  # the hostile names, as text
     assert page.locator(f"{root} img").count() == 0
     heat = f"{root} canvas.cnnviz-heatmap"
     assert int(page.get_attribute(heat, "data-maps")) == len(x.occlusion.results)
