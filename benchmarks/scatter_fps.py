@@ -95,17 +95,21 @@ function clustered(n) {
 window.runBench = async (n, seconds) => {
   const mod = await import("/cnnviz_widgets/static/embedding_explorer.js");
   const { xy, labels, conf } = clustered(n);
-  const empty = new DataView(new ArrayBuffer(0));
+  // the array codec's values, as Python sends them (cnnviz_widgets/widgets/_array.py)
+  const arr = (dtype, a, shape = [a.length]) => ({ dtype, shape, buffer: new DataView(a.buffer) });
+  const empty = arr("int32", new Int32Array(0));
   const model = new FakeModel({
-    points: new DataView(xy.buffer), grid_points: empty, arrangement: "scatter",
-    labels: new DataView(labels.buffer), predictions: new DataView(labels.buffer),
-    confidences: new DataView(conf.buffer),
+    points: arr("float32", xy, [n, 2]), grid_points: arr("float32", new Float32Array(0), [0, 2]),
+    arrangement: "scatter",
+    labels: arr("int32", labels), predictions: arr("int32", labels),
+    confidences: arr("float32", conf),
     class_names: Array.from({ length: 10 }, (_, c) => `class ${c}`),
     class_colors: ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"],
     hidden_classes: [], highlight_misclassified: false, thumb_pages: [], thumb_shape: [0, 0],
     thumb_cols: 1, thumbs_per_page: 1, show_thumbnails: false, selected_index: -1,
-    selected_indices: empty, neighbours: empty, neighbour_distances: empty,
+    selected_indices: empty, neighbours: empty,
+    neighbour_distances: arr("float32", new Float32Array(0)),
     caption: `${n} points`, status: "", progress: 1, running: false, view_px: %(height)d,
   });
   const host = document.getElementById("host");

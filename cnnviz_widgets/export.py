@@ -686,7 +686,7 @@ def feature_maps_order(widget) -> np.ndarray:
     if widget.sort_by == "index":
         return np.arange(n)
     raw = widget.channel_mean if widget.sort_by == "mean" else widget.channel_max
-    return stat_order(np.frombuffer(raw, "<f4").astype(np.float64), n)
+    return stat_order(raw.astype(np.float64), n)
 
 
 def occlusion_image(widget) -> np.ndarray:
@@ -694,11 +694,9 @@ def occlusion_image(widget) -> np.ndarray:
     if not widget.image_png:
         return np.zeros((1, 1, 3), np.uint8)
     image = render.decode_png(widget.image_png)
-    scores = np.frombuffer(widget.scores, "<f4").reshape(-1)
-    ny, nx = widget.scores_shape
-    scores = scores.reshape(ny, nx) if scores.size and scores.size == ny * nx else None
-    lut = np.frombuffer(widget.colormap_lut, np.uint8)
-    lut = lut[:768].reshape(256, 3) if lut.size >= 768 else render.colormap_lut("gray")
+    scores = widget.scores if widget.scores.size else None
+    lut = widget.colormap_lut
+    lut = lut if lut.shape == (256, 3) else render.colormap_lut("gray")
     return render.occlusion_overlay(
         image,
         scores,
@@ -717,7 +715,7 @@ def embedding_image(widget) -> np.ndarray:
     """EmbeddingExplorer's map: the points coloured by class (label, else prediction: its
     `point_colors`) on a `view_px` square, hidden classes left out, the selected point ringed."""
     raw = widget.grid_points if widget.arrangement == "grid" else widget.points
-    xy = np.frombuffer(raw, "<f4").reshape(-1, 2)
+    xy = raw.reshape(-1, 2)
     classes, _ = widget.point_colors
     return render.scatter_image(
         xy,

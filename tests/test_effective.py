@@ -230,7 +230,7 @@ def test_top_patches_show_effective_crops_or_framed_fields_and_leave_the_model(d
     view = TopPatches(model, dataset, "relu3", k=3, classes=classes, progress=False).wait()
     assert view.crop == "effective" and "effective field (90% of gradient)" in view.caption
     top = top_activations(model, dataset, ["relu3"], 3, progress=False)["relu3"]  # own cache
-    entries = [(int(c), r) for c in np.frombuffer(view.channels, "<i4") for r in range(3)]
+    entries = [(int(c), r) for c in view.channels for r in range(3)]
     crops = [top.patch(c, r, crop="effective", model=model) for c, r in entries]
     np.testing.assert_array_equal(_tiles(view), render.fit_into(crops, (18, 18)))
     view.save_png(tmp_path / "effective.png")

@@ -35,9 +35,9 @@ def test_streamed_maps_equal_the_full_recompute(demo):
             model, image, target=view.target, patch_size=8, stride=res.stride, method="full"
         )
         np.testing.assert_allclose(res.scores, ref.scores, atol=1e-4, rtol=0)
-    shown = np.frombuffer(view.scores, "<f4").reshape(view.scores_shape)
+    shown = view.scores
     np.testing.assert_array_equal(shown, final.scores)
-    assert view.scores_shape == [16, 16] and view.map_stride == [2, 2] and view.map_patch == [8, 8]
+    assert shown.shape == (16, 16) and view.map_stride == [2, 2] and view.map_patch == [8, 8]
     assert view.map_origin == [-4, -4]  # patches centred on every 2nd pixel
     assert view.vmin <= shown.min() and view.vmax >= view.base_score
     assert view.target == dataset.targets[5] == view.top_classes[0]["index"]

@@ -21,10 +21,8 @@ def test_page_holds_each_channels_best_images_and_their_patches(demo, view):
         act = model.relu3(model.conv3(model.pool2(model.relu2(model.conv2(
             model.pool1(model.relu1(model.conv1(x))))))))  # fmt: skip
     best = act.flatten(2).amax(dim=2)  # (N, C): each image's best unit per channel
-    rows = np.frombuffer(view.channels, "<i4")
-    values = np.frombuffer(view.values, "<f4").reshape(len(rows), view.k)
-    indices = np.frombuffer(view.indices, "<i4").reshape(len(rows), view.k)
-    labels = np.frombuffer(view.labels, "<i4").reshape(len(rows), view.k)
+    rows, values, indices, labels = view.channels, view.values, view.indices, view.labels
+    assert values.shape == indices.shape == labels.shape == (len(rows), view.k)
     assert list(rows) == list(range(8)) and view.grid_shape == [8, 4]
     for row, c in enumerate(rows):
         expect = torch.sort(best[:, c], descending=True, stable=True)
@@ -48,10 +46,10 @@ def test_sorting_paging_and_selection(view):
     top = view.top.values
     view.sort_by = "max"
     expect = sorted(range(len(top)), key=lambda c: (-top[c, 0], c))
-    assert list(np.frombuffer(view.channels, "<i4")) == expect[:8]
+    assert list(view.channels) == expect[:8]
     target = expect[20]
     view.selected_channel = target  # from Python (or a linked FeatureMaps): turn to its page
-    assert view.page == 2 and target in np.frombuffer(view.channels, "<i4")
+    assert view.page == 2 and target in view.channels
     assert f"page 3/{view.n_pages}" in view.caption
     view.sort_by = "index"
     view.page = 0

@@ -101,7 +101,7 @@ def test_one_image_maps_to_a_point_with_no_neighbours(demo):
     x = CNNExplorer(model, Subset(dataset, [0]), classes, method="pca", progress=False)
     x.wait(60)
     assert len(x.embedding.neighbour_indices) == 0
-    assert np.frombuffer(x.embedding.points, "<f4").tolist() == [0.0, 0.0]
+    assert x.embedding.points.tolist() == [[0.0, 0.0]]
     x.close()
 
 

@@ -19,6 +19,7 @@ from ..inspect.kinds import POST_ACTIVATION
 from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.wrappers import unwrap
+from ._array import Array
 from ._derived import catalogue_of
 from ._layers import layer_choices
 from ._owner import owner_of
@@ -52,8 +53,8 @@ class FeatureMaps(TileGridWidget):
     normalize = traitlets.Enum(["layer", "channel"], "layer").tag(sync=True)
     sort_by = traitlets.Enum(["index", "mean", "max"], "index").tag(sync=True)
     selected_channel = traitlets.Int(-1).tag(sync=True)
-    channel_max = traitlets.Bytes(b"").tag(sync=True)
-    channel_mean = traitlets.Bytes(b"").tag(sync=True)
+    channel_max = Array("float32")
+    channel_mean = Array("float32")
     input_png = traitlets.Bytes(b"").tag(sync=True)
 
     def __init__(
@@ -116,8 +117,8 @@ class FeatureMaps(TileGridWidget):
         tiles = render.feature_tiles(maps, normalize=self.normalize, colormap=colormap, scale=scale)
         with self.hold_sync():
             self.kind = kind
-            self.channel_max = maps.max(axis=(1, 2)).astype("<f4").tobytes()
-            self.channel_mean = maps.mean(axis=(1, 2)).astype("<f4").tobytes()
+            self.channel_max = maps.max(axis=(1, 2))
+            self.channel_mean = maps.mean(axis=(1, 2))
             self.input_png = render.png_bytes(render.display_image(batch[0].float().numpy()))
             if self.selected_channel >= c:
                 self.selected_channel = -1

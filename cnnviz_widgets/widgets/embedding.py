@@ -28,16 +28,11 @@ from ..inspect.inputs import check_positive
 from ..inspect.predict import bound_model
 from ..inspect.regions import find_regions
 from ..inspect.wrappers import unwrap
+from ._array import Array
 from ._job import JobWidget
 from ._owner import Now, Superseded, Ticket
 from ._progress import pass_batch_size
 from ._tiles import bundle
-
-
-def _binary_from_json(value, widget):
-    """Bytes sent back by the browser arrive as a memoryview."""
-    return bytes(value) if value is not None else b""
-
 
 #: seconds into the pass before the first preview map, and at least between two
 PREVIEW_FIRST_S = 1.0
@@ -94,16 +89,17 @@ class EmbeddingExplorer(JobWidget):
 
     _esm = bundle("embedding_explorer.js")
 
-    points = traitlets.Bytes(b"").tag(sync=True)
+    #: each point's place on the map (N, 2), in [-1, 1]
+    points = Array("float32", 2)
     #: how many points the finished map has (the view picks its drawing mode from it at once,
     #: while `points` still holds a preview, or nothing)
     n_points = traitlets.Int(0).tag(sync=True)
-    grid_points = traitlets.Bytes(b"").tag(sync=True)
+    grid_points = Array("float32", 2)
     # not `layout`: DOMWidget's `layout` is the ipywidgets Layout every view relies on
     arrangement = traitlets.Enum(["scatter", "grid"], "scatter").tag(sync=True)
-    labels = traitlets.Bytes(b"").tag(sync=True)
-    predictions = traitlets.Bytes(b"").tag(sync=True)
-    confidences = traitlets.Bytes(b"").tag(sync=True)
+    labels = Array("int32")
+    predictions = Array("int32")
+    confidences = Array("float32")
     class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     class_colors = traitlets.List(traitlets.Unicode()).tag(sync=True)
     hidden_classes = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -114,9 +110,9 @@ class EmbeddingExplorer(JobWidget):
     thumbs_per_page = traitlets.Int(1).tag(sync=True)
     show_thumbnails = traitlets.Bool(False).tag(sync=True)
     selected_index = traitlets.Int(-1).tag(sync=True)
-    selected_indices = traitlets.Bytes(b"").tag(sync=True, from_json=_binary_from_json)
-    neighbours = traitlets.Bytes(b"").tag(sync=True)
-    neighbour_distances = traitlets.Bytes(b"").tag(sync=True)
+    selected_indices = Array("int32")
+    neighbours = Array("int32")
+    neighbour_distances = Array("float32")
     method = traitlets.Enum(["tsne", "pca"], "tsne").tag(sync=True)
     #: what colours a point (see `point_classes`)
     color_by = traitlets.Enum(COLOR_SOURCES, "auto").tag(sync=True)
@@ -125,7 +121,7 @@ class EmbeddingExplorer(JobWidget):
     #: n_classes, typical (index), medoid (index, where the name is drawn), x, y (its position)
     regions = traitlets.List(traitlets.Dict()).tag(sync=True)
     #: int32 (N): each point's region (index into `regions`), -1 none
-    point_regions = traitlets.Bytes(b"").tag(sync=True)
+    point_regions = Array("int32")
     caption = traitlets.Unicode("").tag(sync=True)
     view_px = traitlets.Int(480).tag(sync=True)
     _unfinished = "the map was not finished"
@@ -233,7 +229,7 @@ class EmbeddingExplorer(JobWidget):
                 report = self._pass_progress(ticket, post)
                 thumbs, extra = self._thumbnail_job()
                 self._take(self._features_fn(report, self._previewer(post), extra), post, thumbs)
-            self._embed(ticket, post, pca_first=fresh or not self.points)
+            self._embed(ticket, post, pca_first=fresh or not self.points.size)
 
         self._guarded(ticket, work)
 
@@ -256,7 +252,7 @@ class EmbeddingExplorer(JobWidget):
                     return
                 total = f"{len(self):,}"
                 traits["caption"] = f"{n:,} of {total} images so far · PCA (t-SNE when all are in)"
-                traits["points"] = render.unit_square(embed(part.features, method="pca")).tobytes()
+                traits["points"] = render.unit_square(embed(part.features, method="pca"))
                 post(lambda: self._set(**traits))
             next_at = time.perf_counter() + max(PREVIEW_EVERY_S, 10 * (time.perf_counter() - start))
 
@@ -306,9 +302,9 @@ class EmbeddingExplorer(JobWidget):
         return {
             "class_names": names,
             "class_colors": render.class_colors(len(names)),
-            "labels": labels.astype("<i4").tobytes(),
-            "predictions": predictions.astype("<i4").tobytes(),
-            "confidences": confidences.astype("<f4").tobytes(),
+            "labels": labels,
+            "predictions": predictions,
+            "confidences": confidences,
         }
 
     def _thumbnail_job(self) -> tuple[dict, tuple[CachedJob, ...]]:
@@ -355,7 +351,7 @@ class EmbeddingExplorer(JobWidget):
         post(show)
 
     def _show_map(self, xy: np.ndarray, post, **traits) -> None:
-        points = render.unit_square(xy).tobytes()  # a copy: t-SNE goes on in `xy`
+        points = render.unit_square(xy)  # a copy: t-SNE goes on in `xy`
         post(lambda: self._set(points=points, **traits))
 
     def _embed(self, ticket: Ticket | Now, post, pca_first: bool) -> None:
@@ -396,7 +392,7 @@ class EmbeddingExplorer(JobWidget):
         if not ticket():
             raise Superseded
         self.xy = xy
-        grid = render.unit_square(grid_layout(xy)).tobytes()
+        grid = render.unit_square(grid_layout(xy))
         self._show_map(
             xy, post, grid_points=grid, running=False, progress=1.0, status=f"{what} map"
         )
@@ -430,7 +426,7 @@ class EmbeddingExplorer(JobWidget):
             }
             for r in found
         ]
-        return {"regions": regions, "point_regions": member.astype("<i4").tobytes()}
+        return {"regions": regions, "point_regions": member}
 
     def _want_regions(self, change=None) -> None:
         """Find the final map's regions (once) when `show_regions` asks for them: a job of the
@@ -455,17 +451,16 @@ class EmbeddingExplorer(JobWidget):
 
     def region_indices(self, region: int) -> np.ndarray:
         """The dataset indices of region `region` (see `regions`), ascending."""
-        return np.flatnonzero(np.frombuffer(self.point_regions, "<i4") == region)
+        return np.flatnonzero(self.point_regions == region)
 
     @property
     def point_colors(self) -> tuple[np.ndarray, np.ndarray]:
         """Each point's colour class (index into `class_names`, -1 gray) and whether that is its
         predicted class, as the view draws them."""
-        labels = np.frombuffer(self.labels, "<i4")
-        return point_classes(labels, np.frombuffer(self.predictions, "<i4"), self.color_by)
+        return point_classes(self.labels, self.predictions, self.color_by)
 
     def _on_method(self, change=None) -> None:
-        self._begin(regions=[], point_regions=b"")
+        self._begin(regions=[], point_regions=[])
         self._final_xy = self._regions_xy = None
         self._submit()
 
@@ -485,18 +480,18 @@ class EmbeddingExplorer(JobWidget):
             idx, dist = neighbours(self.features.features, k, self.metric, query=i)
             idx, dist = idx[0], dist[0]
         with self.hold_sync():
-            self.neighbours = idx.astype("<i4").tobytes()
-            self.neighbour_distances = dist.astype("<f4").tobytes()
+            self.neighbours = idx
+            self.neighbour_distances = dist
 
     @property
     def selection(self) -> np.ndarray:
         """The dataset indices of the lasso selection."""
-        return np.frombuffer(self.selected_indices, "<i4").copy()
+        return self.selected_indices.copy()
 
     @property
     def neighbour_indices(self) -> np.ndarray:
         """The selected image's nearest neighbours in feature space, nearest first."""
-        return np.frombuffer(self.neighbours, "<i4").copy()
+        return self.neighbours.copy()
 
     def _png_image(self) -> np.ndarray:
         """The map: points coloured by class, `view_px` square."""

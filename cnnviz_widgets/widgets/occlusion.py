@@ -27,6 +27,7 @@ from ..inspect.predict import (
 )
 from ..inspect.view import eval_view
 from ..inspect.wrappers import unwrap
+from ._array import Array
 from ._derived import derived
 from ._job import JobWidget
 from ._owner import Ticket
@@ -97,8 +98,8 @@ class OcclusionMap(JobWidget):
     image = traitlets.Any()
     image_png = traitlets.Bytes(b"").tag(sync=True)
     image_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
-    scores = traitlets.Bytes(b"").tag(sync=True)
-    scores_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    #: the current map: the target's score with the patch at each place (rows, columns)
+    scores = Array("float32", 2)
     map_patch = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     map_stride = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     #: unclipped top-left of the patch of score (0, 0), image px (negative: centred patches)
@@ -106,7 +107,8 @@ class OcclusionMap(JobWidget):
     vmin = traitlets.Float(0.0).tag(sync=True)
     vmax = traitlets.Float(1.0).tag(sync=True)
     colormap = traitlets.Enum(list(render.COLORMAPS), "viridis").tag(sync=True)
-    colormap_lut = traitlets.Bytes(b"").tag(sync=True)
+    #: `colormap`'s lookup table (256, 3)
+    colormap_lut = Array("uint8", 2)
     opacity = traitlets.Float(0.6, min=0.0, max=1.0).tag(sync=True)
     view_px = traitlets.Int(256).tag(sync=True)
     base_score = traitlets.Float(0.0).tag(sync=True)
@@ -175,7 +177,7 @@ class OcclusionMap(JobWidget):
             target=int(np.argmax(probs)) if target is None else as_index("target", target),
             **kwargs,
         )
-        self.colormap_lut = render.colormap_lut(self.colormap).tobytes()
+        self.colormap_lut = render.colormap_lut(self.colormap)
         self._show_image(batch, probs)
         self._start()
         self.observe(self._on_image, names=["image"])
@@ -239,7 +241,7 @@ class OcclusionMap(JobWidget):
             self._start()
 
     def _on_colormap(self, change) -> None:
-        self.colormap_lut = render.colormap_lut(change["new"]).tobytes()
+        self.colormap_lut = render.colormap_lut(change["new"])
 
     def schedule(self, size: tuple[int, int] | None = None) -> list[int]:
         """The strides of a run on an image of `size` (default: the current one), coarsest
@@ -342,11 +344,10 @@ class OcclusionMap(JobWidget):
                 self._post(lambda: self._set(running=False), ticket)
 
     def _map_traits(self, res: OcclusionResult, count: int, progress: float, seconds: float):
-        scores = res.scores.astype("<f4")
+        scores = res.scores.astype(np.float32)
         what = "probability" if res.output == "prob" else "logit"
         return {
-            "scores": scores.tobytes(),
-            "scores_shape": list(scores.shape),
+            "scores": scores,
             "map_patch": list(res.patch_size),
             "map_stride": list(res.stride),
             "map_origin": [int(res.starts[0][0]), int(res.starts[1][0])],

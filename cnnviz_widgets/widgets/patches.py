@@ -24,6 +24,7 @@ from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.receptive import receptive_fields
 from ..inspect.wrappers import unwrap
+from ._array import Array
 from ._derived import fields_of
 from ._job import JobWidget
 from ._layers import layer_choices
@@ -61,10 +62,11 @@ class TopPatches(TileGridWidget, JobWidget):
     layer = traitlets.Unicode("").tag(sync=True)
     layer_options = traitlets.List(traitlets.Dict()).tag(sync=True)
     k = traitlets.Int(9).tag(sync=True)
-    channels = traitlets.Bytes(b"").tag(sync=True)
-    values = traitlets.Bytes(b"").tag(sync=True)
-    indices = traitlets.Bytes(b"").tag(sync=True)
-    labels = traitlets.Bytes(b"").tag(sync=True)
+    #: the page's channels (C), and each one's top k activations, images and labels (C, k)
+    channels = Array("int32")
+    values = Array("float32", 2)
+    indices = Array("int32", 2)
+    labels = Array("int32", 2)
     class_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
     n_pages = traitlets.Int(1).tag(sync=True)
@@ -252,10 +254,10 @@ class TopPatches(TileGridWidget, JobWidget):
                 self._cannot = (top, str(err))
         tiles = self._page_tiles(top, entries, boxes)
         with self.hold_sync():
-            self.channels = rows.astype("<i4").tobytes()
-            self.values = top.values[rows].astype("<f4").tobytes()
-            self.indices = top.indices[rows].astype("<i4").tobytes()
-            self.labels = top.labels[rows].astype("<i4").tobytes()
+            self.channels = rows
+            self.values = top.values[rows]
+            self.indices = top.indices[rows]
+            self.labels = top.labels[rows]
             self.caption = self._caption(top, boxes)
             if boxes is not None:
                 self.status = self._ranked_status(top)

@@ -9,7 +9,7 @@ import embedding from "./embedding_explorer.js";
 import featureMaps from "./feature_maps.js";
 import filterGrid from "./filter_grid.js";
 import { childModel, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
-import { createBitmapSlot, formatSig, toInt32 } from "./lib/codecs.js";
+import { createBitmapSlot, formatSig, readArray } from "./lib/codecs.js";
 import { make } from "./lib/dom.js";
 import { drawScaledImage } from "./lib/image.js";
 import { saveButton } from "./lib/save.js";
@@ -280,7 +280,7 @@ function neighbourWalk(emb) {
     if (!e.key.startsWith("Arrow")) return;
     const current = getInt(emb, "selected_index", -1);
     if (walk[position] !== current) {
-      walk = [current, ...toInt32(emb.get("neighbours"))];
+      walk = [current, ...readArray(emb.get("neighbours")).data];
       position = 0;
     }
     const next = step(walk, position, e.key);

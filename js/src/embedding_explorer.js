@@ -2,14 +2,15 @@
 // EmbeddingExplorer: every dataset image as a point of a 2-D map (t-SNE / PCA of the model's
 // penultimate features), coloured by class, drawn with WebGL by regl-scatterplot.
 //
-// Data (Python -> JS): `points` / `grid_points` float32 (N*2, x0,y0,x1,y1,..., in [-1, 1]);
+// Data (Python -> JS), arrays in the array codec (lib/codecs.js readArray): `points` /
+// `grid_points` float32 (N, 2: x0,y0,x1,y1,..., in [-1, 1]);
 // `labels` / `predictions` int32 (N, -1 unknown); `confidences` float32 (N); `class_names`,
 // `class_colors` ("#rrggbb", one per class); thumbnails as paged sprite atlases (`thumb_pages`,
 // `thumb_shape` [h, w], `thumb_cols`, `thumbs_per_page`; see lib/thumbs.js); `neighbours` int32
 // and `neighbour_distances` float32 for the selected image.
 // Two-way: `arrangement` ("scatter" | "grid"), `hidden_classes` (list of int), `highlight_misclassified`,
-// `show_thumbnails`, `selected_index` (int, -1 none), `selected_indices` (int32 Bytes; written
-// as a DataView so it travels as binary), `color_by` ("auto": the label where known, else the
+// `show_thumbnails`, `selected_index` (int, -1 none), `selected_indices` (int32; written
+// with the codec's writeArray, so it travels as binary), `color_by` ("auto": the label where known, else the
 // predicted class; "label"; "prediction"; see lib/coloring.js), `show_regions` (the names of
 // `regions` / `point_regions` over the map, see lib/regions.js; a click on one selects its
 // points as a lasso does).

@@ -3,7 +3,7 @@
 // the input image. Channels can be sorted by their mean or max activation.
 
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
-import { createBitmapSlot, formatSig, toFloat32 } from "./lib/codecs.js";
+import { createBitmapSlot, formatSig, readArray } from "./lib/codecs.js";
 import { drawScaledImage } from "./lib/image.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle } from "./lib/style.js";
@@ -115,13 +115,9 @@ function render({ model, el }) {
   input.className = "cnnviz-input";
   input.style.display = "none";
 
-  /** Channel statistics, decoded once per trait change. */
-  let max = /** @type {Float32Array} */ (new Float32Array(0));
-  let mean = /** @type {Float32Array} */ (new Float32Array(0));
-  /** @type {unknown} */
-  let maxRaw;
-  /** @type {unknown} */
-  let meanRaw;
+  /** Channel statistics (`channel_max`, `channel_mean`) of the last draw. */
+  let max = /** @type {Float32Array} */ (readArray(null).data);
+  let mean = max;
 
   const grid = createTileGrid({
     label: (c) => channelLabel(c, max, mean),
@@ -162,16 +158,8 @@ function render({ model, el }) {
         error.textContent = errors.join("; ");
         error.style.display = errors.length ? "" : "none";
 
-        const rawMax = model.get("channel_max");
-        const rawMean = model.get("channel_mean");
-        if (rawMax !== maxRaw) {
-          maxRaw = rawMax;
-          max = toFloat32(rawMax);
-        }
-        if (rawMean !== meanRaw) {
-          meanRaw = rawMean;
-          mean = toFloat32(rawMean);
-        }
+        max = /** @type {Float32Array} */ (readArray(model.get("channel_max")).data);
+        mean = /** @type {Float32Array} */ (readArray(model.get("channel_mean")).data);
 
         const [tileH, tileW] = getPair(model, "tile_shape");
         const [rows, cols] = getPair(model, "grid_shape");

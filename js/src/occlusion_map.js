@@ -64,7 +64,6 @@ const DRAW_TRAITS = /** @type {const} */ ([
   "image_png",
   "image_shape",
   "scores",
-  "scores_shape",
   "map_patch",
   "map_stride",
   "map_origin",

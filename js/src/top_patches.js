@@ -14,7 +14,7 @@
 // whose image is `selected_index` (blue, inside the tile).
 
 import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
-import { createBitmapSlot, formatSig, memoDecoder, toFloat32, toInt32 } from "./lib/codecs.js";
+import { createBitmapSlot, formatSig, memoDecoder, readArray } from "./lib/codecs.js";
 import { field, make, showProgress } from "./lib/dom.js";
 import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
@@ -373,10 +373,6 @@ function render({ model, el }) {
     names: [],
     cols: 1,
   };
-  const decodeChannels = memoDecoder(toInt32);
-  const decodeValues = memoDecoder(toFloat32);
-  const decodeIndices = memoDecoder(toInt32);
-  const decodeLabels = memoDecoder(toInt32);
   const decodeNames = memoDecoder((raw) => (Array.isArray(raw) ? raw.map(String) : []));
 
   const grid = createTileGrid({
@@ -411,10 +407,10 @@ function render({ model, el }) {
       const [rows, cols] = getPair(model, "grid_shape");
       const n = Math.max(0, Math.min(getInt(model, "n_tiles", rows * cols), rows * cols));
       shown = {
-        channels: decodeChannels(model.get("channels")),
-        values: decodeValues(model.get("values")),
-        indices: decodeIndices(model.get("indices")),
-        labels: decodeLabels(model.get("labels")),
+        channels: /** @type {Int32Array} */ (readArray(model.get("channels")).data),
+        values: /** @type {Float32Array} */ (readArray(model.get("values")).data),
+        indices: /** @type {Int32Array} */ (readArray(model.get("indices")).data),
+        labels: /** @type {Int32Array} */ (readArray(model.get("labels")).data),
         names: decodeNames(model.get("class_names")),
         cols: Math.max(1, cols),
       };

@@ -780,12 +780,15 @@ def ee_pixel(page: Page, sel: str, x: float, y: float) -> list[int]:
 
 
 def ee_selected_indices(page: Page) -> tuple[bool, list[int]]:
-    """(is a DataView, values) of the model's selected_indices."""
+    """(is an int32 array as the codec sends it, its buffer a DataView; values) of the model's
+    selected_indices."""
     got = page.evaluate(
         """() => { const v = harness.models.ee.get('selected_indices');
-            const ok = v instanceof DataView;
+            const b = v.buffer;
+            const ok = v.dtype === 'int32' && b instanceof DataView
+                && v.shape.length === 1 && v.shape[0] * 4 === b.byteLength;
             const out = [];
-            for (let k = 0; k + 4 <= v.byteLength; k += 4) out.push(v.getInt32(k, true));
+            for (let k = 0; k + 4 <= b.byteLength; k += 4) out.push(b.getInt32(k, true));
             return [ok, out]; }"""
     )
     return bool(got[0]), [int(v) for v in got[1]]
@@ -939,9 +942,9 @@ def run_embedding_checks(page: Page, notes: list[str]) -> None:
         page.wait_for_timeout(40)
     page.mouse.up()
     page.keyboard.up("Shift")
-    ee_wait(page, "() => harness.models.ee.get('selected_indices').byteLength === 400")
+    ee_wait(page, "() => harness.models.ee.get('selected_indices').buffer.byteLength === 400")
     ok, sel = ee_selected_indices(page)
-    check(ok, "selected_indices must be set as a DataView (binary)")
+    check(ok, "selected_indices must be set as an int32 array, its buffer a DataView (binary)")
     check(sel == c0, f"lasso selected {len(sel)} points, want class 0 ({len(c0)})")
     check(saves() > n, "save_changes after the lasso")
     ee_wait(page, "sel => document.querySelector(sel).dataset.selectedCount === '100'", EE_SCATTER)
@@ -956,16 +959,13 @@ def run_embedding_checks(page: Page, notes: list[str]) -> None:
         "[[x - 0.2, y - 0.2], [x + 0.2, y - 0.2], [x + 0.2, y + 0.2], [x - 0.2, y + 0.2]])",
         [cx, cy],
     )
-    ee_wait(page, "() => harness.models.ee.get('selected_indices').byteLength === 400")
+    ee_wait(page, "() => harness.models.ee.get('selected_indices').buffer.byteLength === 400")
     page.wait_for_timeout(50)
     ok, sel = ee_selected_indices(page)
     check(ok and sel == [k for k in range(EE_N) if ee_label(k) == 1], "programmatic lasso")
 
     # selected_indices from Python
-    page.evaluate(
-        "() => harness.models.ee.kernelSet('selected_indices',"
-        " harness.asDataView(harness.int32Bytes([3, 4, 5])))"
-    )
+    page.evaluate("() => harness.models.ee.kernelSet('selected_indices', harness.i32([3, 4, 5]))")
     ee_wait(page, "sel => document.querySelector(sel).dataset.selectedCount === '3'", EE_SCATTER)
     page.click(f"{EE} button.cnnviz-clear-selection")
     ok, sel = ee_selected_indices(page)
@@ -976,9 +976,8 @@ def run_embedding_checks(page: Page, notes: list[str]) -> None:
     page.evaluate(
         """() => { const m = harness.models.ee;
             m.kernelSet('selected_index', 7);
-            m.kernelSet('neighbours', harness.asDataView(harness.int32Bytes([7, 3, 9, 11])));
-            m.kernelSet('neighbour_distances',
-                harness.asDataView(harness.float32Bytes([0, 0.5, 0.75, 1.25])));
+            m.kernelSet('neighbours', harness.i32([7, 3, 9, 11]));
+            m.kernelSet('neighbour_distances', harness.f32([0, 0.5, 0.75, 1.25]));
         }"""
     )
     strip = f"{EE} .cnnviz-neighbours"
@@ -1338,7 +1337,8 @@ def run_performance_mode_checks(page: Page, notes: list[str]) -> None:
             """async ([n, k]) => {
                 const xy = new Float32Array(2 * k).map((_, i) => (i % 7) / 7);
                 window.variantCleanup = await harness.renderVariant('ee', {
-                    n_points: n, points: new DataView(xy.buffer),
+                    n_points: n,
+                    points: {dtype: 'float32', shape: [k, 2], buffer: new DataView(xy.buffer)},
                 });
             }""",
             [n_points, points],

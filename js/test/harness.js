@@ -146,6 +146,27 @@ function int32Bytes(values) {
 }
 
 /**
+ * An `Array` trait's value as Python sends it (the array codec, cnnviz_widgets/widgets/_array.py):
+ * dtype, shape and the bytes, a DataView at an odd byteOffset (see asDataView).
+ * @param {string} dtype
+ * @param {Uint8Array} bytes
+ * @param {number[]} shape
+ */
+function codec(dtype, bytes, shape) {
+  return { dtype, shape, buffer: asDataView(bytes) };
+}
+
+/** @param {number[]} values @param {number[]} [shape] */
+function f32(values, shape = [values.length]) {
+  return codec("float32", float32Bytes(values), shape);
+}
+
+/** @param {number[]} values @param {number[]} [shape] */
+function i32(values, shape = [values.length]) {
+  return codec("int32", int32Bytes(values), shape);
+}
+
+/**
  * Colour of a CSS-pixel position of a canvas (reads the backing store, any devicePixelRatio).
  * @param {HTMLCanvasElement} canvas
  * @param {number} x CSS px from the canvas' left edge
@@ -196,11 +217,11 @@ async function makeOccImage() {
   return toPng(canvas);
 }
 
-/** OcclusionMap fixture LUT: entry i is (i, 3i mod 256, 255 - i). */
+/** OcclusionMap fixture LUT (256, 3): entry i is (i, 3i mod 256, 255 - i). */
 function occLut() {
   const lut = new Uint8Array(768);
   for (let i = 0; i < 256; i++) lut.set([i, (3 * i) % 256, 255 - i], 3 * i);
-  return lut;
+  return codec("uint8", lut, [256, 3]);
 }
 
 /**
@@ -211,7 +232,10 @@ function occLut() {
  */
 function occScores(ny, nx) {
   const n = ny * nx;
-  return float32Bytes(Array.from({ length: n }, (_, c) => c / Math.max(1, n - 1)));
+  return f32(
+    Array.from({ length: n }, (_, c) => c / Math.max(1, n - 1)),
+    [ny, nx],
+  );
 }
 
 /**
@@ -220,8 +244,7 @@ function occScores(ny, nx) {
  * @param {{ ny: number, nx: number, patch: number, stride: number, mapsDone: number }} o
  */
 function occPushMap(m, { ny, nx, patch, stride, mapsDone }) {
-  m.kernelSet("scores", asDataView(occScores(ny, nx)));
-  m.kernelSet("scores_shape", [ny, nx]);
+  m.kernelSet("scores", occScores(ny, nx));
   m.kernelSet("map_patch", [patch, patch]);
   m.kernelSet("map_stride", [stride, stride]);
   m.kernelSet("base_score", 0.93);
@@ -276,10 +299,10 @@ async function tpPageTraits({ channels, k = TP_K, salt = 0, values, indices, lab
     tile_shape: [10, 10],
     grid_shape: [channels.length, k],
     n_tiles: n,
-    channels: asDataView(int32Bytes(channels)),
-    values: asDataView(float32Bytes(values ?? seq((t) => 10 - t))),
-    indices: asDataView(int32Bytes(indices ?? seq((t) => 100 + t))),
-    labels: asDataView(int32Bytes(labels ?? seq((t) => t % 5))),
+    channels: i32(channels),
+    values: f32(values ?? seq((t) => 10 - t), [channels.length, k]),
+    indices: i32(indices ?? seq((t) => 100 + t), [channels.length, k]),
+    labels: i32(labels ?? seq((t) => t % 5), [channels.length, k]),
   };
 }
 
@@ -387,8 +410,8 @@ async function fixtureModels(ee) {
       tile_shape: [6, 8],
       grid_shape: [3, 4],
       n_tiles: 10,
-      channel_max: asDataView(float32Bytes(CHANNEL_MAX)),
-      channel_mean: asDataView(float32Bytes(CHANNEL_MEAN)),
+      channel_max: f32(CHANNEL_MAX),
+      channel_mean: f32(CHANNEL_MEAN),
       sort_by: "index",
       selected_channel: -1,
       layer: "conv2",
@@ -440,14 +463,13 @@ async function fixtureModels(ee) {
     occ: new FakeModel({
       image_png: asDataView(await makeOccImage()),
       image_shape: [32, 32],
-      scores: new DataView(new ArrayBuffer(0)),
-      scores_shape: [0, 0],
+      scores: f32([], [0, 0]),
       map_patch: [0, 0],
       map_stride: [0, 0],
       vmin: 0,
       vmax: 1,
       colormap: "viridis",
-      colormap_lut: asDataView(occLut()),
+      colormap_lut: occLut(),
       opacity: 0.6,
       view_px: 256,
       base_score: 0,
@@ -494,12 +516,12 @@ async function fixtureModels(ee) {
       status: "2000 images · 12.3 s",
     }),
     ee: new FakeModel({
-      points: asDataView(float32Bytes(ee.xy)),
-      grid_points: asDataView(float32Bytes(ee.grid)),
+      points: f32(ee.xy, [EE_N, 2]),
+      grid_points: f32(ee.grid, [EE_N, 2]),
       arrangement: "scatter",
-      labels: asDataView(int32Bytes(ee.labels)),
-      predictions: asDataView(int32Bytes(ee.preds)),
-      confidences: asDataView(float32Bytes(ee.conf)),
+      labels: i32(ee.labels),
+      predictions: i32(ee.preds),
+      confidences: f32(ee.conf),
       class_names: EE_NAMES,
       class_colors: EE_COLORS,
       hidden_classes: [],
@@ -510,9 +532,9 @@ async function fixtureModels(ee) {
       thumbs_per_page: EE_PER_PAGE,
       show_thumbnails: false,
       selected_index: -1,
-      selected_indices: new DataView(new ArrayBuffer(0)),
-      neighbours: new DataView(new ArrayBuffer(0)),
-      neighbour_distances: new DataView(new ArrayBuffer(0)),
+      selected_indices: i32([]),
+      neighbours: i32([]),
+      neighbour_distances: f32([]),
       caption: "t-SNE of layer4 · 500 images",
       status: "t-SNE map",
       progress: 1,
@@ -606,8 +628,8 @@ async function main() {
     tpPush,
     ee,
     eeThumbColor,
-    int32Bytes,
-    float32Bytes,
+    i32,
+    f32,
   };
 }
 

@@ -8,7 +8,7 @@
 
 import createScatterplot, { createRenderer } from "regl-scatterplot";
 import { getInt } from "../lib/anywidget.js";
-import { toBytes } from "../lib/codecs.js";
+import { readArray } from "../lib/codecs.js";
 import { make } from "../lib/dom.js";
 import { SELECT_COLOR } from "../lib/style.js";
 
@@ -156,7 +156,7 @@ export function createPlot({ model, onError, onResize }) {
     // panning fluid; the mode can only be chosen when the plot is created, so it follows how
     // many points the map will have (`n_points`: the points may not be in yet).
     const manyPoints =
-      Math.max(toBytes(model.get("points")).byteLength / 8, getInt(model, "n_points", 0)) >=
+      Math.max(readArray(model.get("points")).shape[0] ?? 0, getInt(model, "n_points", 0)) >=
       MANY_POINTS;
     dark = isDarkTheme(root);
     cssW = Math.max(50, Math.floor(el.clientWidth) || FALLBACK_WIDTH);

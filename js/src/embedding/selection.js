@@ -1,6 +1,6 @@
 // @ts-check
 // The embedding view's two selections. `selected_index`: a click on a point (or a neighbour);
-// `selected_indices` (int32 Bytes, written as a DataView so it travels as binary): a shift-drag
+// `selected_indices` (int32, written with the array codec so it travels as binary): a shift-drag
 // lasso, or a click on a region's name (the named regions over the map, lib/regions.js).
 // Double-click, Escape or the toolbar's "clear" clear them. The library's own selection is
 // always `selected_indices`, restricted to the shown classes.
@@ -9,7 +9,7 @@
 // root.cnnvizLasso and root.cnnvizRegionMembers (`hooks`, see embedding_explorer.js).
 
 import { getInt } from "../lib/anywidget.js";
-import { fromInt32 } from "../lib/codecs.js";
+import { writeArray } from "../lib/codecs.js";
 import { make } from "../lib/dom.js";
 import { createRegionLayer, parseRegions, regionMembers } from "../lib/regions.js";
 
@@ -47,7 +47,7 @@ export function createSelection({ model, traits, plot, scatter, thumbs }, hovere
     const sorted = Int32Array.from(indices).sort();
     const old = traits.selected();
     if (old.length === sorted.length && old.every((v, k) => v === sorted[k])) return;
-    model.set("selected_indices", fromInt32(sorted));
+    model.set("selected_indices", writeArray(sorted));
     model.save_changes();
   }
 

@@ -1,29 +1,29 @@
 // @ts-check
-// The embedding view's traits as it reads them: binary arrays decoded once per trait object
-// (lib/codecs.js memoDecoder), class names, and the set of hidden classes.
+// The embedding view's traits as it reads them: the arrays (lib/codecs.js readArray, decoded once
+// per trait value), class names, and the set of hidden classes.
 
-import { memoDecoder, toFloat32, toInt32 } from "../lib/codecs.js";
+import { readArray } from "../lib/codecs.js";
 
 /** @param {import("../lib/anywidget.js").AnyModel} model */
 export function createTraits(model) {
-  const f32 = () => memoDecoder(toFloat32);
-  const i32 = () => memoDecoder(toInt32);
-  const [points, grid, confidences, distances] = [f32(), f32(), f32(), f32()];
-  const [labels, predictions, selected, neighbours, regions] = [i32(), i32(), i32(), i32(), i32()];
+  /** @param {string} name */
+  const f32 = (name) => () => /** @type {Float32Array} */ (readArray(model.get(name)).data);
+  /** @param {string} name */
+  const i32 = (name) => () => /** @type {Int32Array} */ (readArray(model.get(name)).data);
   return {
     /** `points` (N*2) */
-    points: () => points(model.get("points")),
+    points: f32("points"),
     /** `grid_points` (N*2, or empty) */
-    grid: () => grid(model.get("grid_points")),
-    labels: () => labels(model.get("labels")),
-    predictions: () => predictions(model.get("predictions")),
-    confidences: () => confidences(model.get("confidences")),
+    grid: f32("grid_points"),
+    labels: i32("labels"),
+    predictions: i32("predictions"),
+    confidences: f32("confidences"),
     /** `selected_indices` */
-    selected: () => selected(model.get("selected_indices")),
-    neighbours: () => neighbours(model.get("neighbours")),
-    distances: () => distances(model.get("neighbour_distances")),
+    selected: i32("selected_indices"),
+    neighbours: i32("neighbours"),
+    distances: f32("neighbour_distances"),
     /** `point_regions`: each point's region (-1 none) */
-    pointRegions: () => regions(model.get("point_regions")),
+    pointRegions: i32("point_regions"),
     /** @returns {string[]} */
     names() {
       const v = model.get("class_names");

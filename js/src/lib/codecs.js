@@ -1,5 +1,6 @@
 // @ts-check
-// Decoding of binary traits (traitlets.Bytes arrive as DataView, ArrayBuffer or Uint8Array).
+// Binary traits: the array codec (`readArray` / `writeArray`, cnnviz_widgets/widgets/_array.py)
+// and PNG Bytes traits (arrive as DataView, ArrayBuffer or Uint8Array).
 
 const EMPTY = new Uint8Array(0);
 
@@ -22,35 +23,6 @@ export function toBytes(value) {
     return new Uint8Array(/** @type {ArrayBuffer} */ (value));
   }
   return EMPTY;
-}
-
-/**
- * Decode little-endian float32 values into a fresh, aligned Float32Array (copies; the source
- * byteOffset may be unaligned). Trailing bytes that do not make a whole float are ignored.
- * @param {unknown} value
- * @returns {Float32Array}
- */
-export function toFloat32(value) {
-  const bytes = toBytes(value);
-  const n = Math.floor(bytes.byteLength / 4);
-  const out = new Float32Array(n);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
-  for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
-  return out;
-}
-
-/**
- * Decode little-endian int32 values into a fresh, aligned Int32Array (copies, as `toFloat32`).
- * @param {unknown} value
- * @returns {Int32Array}
- */
-export function toInt32(value) {
-  const bytes = toBytes(value);
-  const n = Math.floor(bytes.byteLength / 4);
-  const out = new Int32Array(n);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
-  for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true);
-  return out;
 }
 
 /** The typed array of each dtype the array codec sends (cnnviz_widgets/widgets/_array.py). */
@@ -216,16 +188,4 @@ export function createBitmapSlot() {
       shown = null;
     },
   };
-}
-
-/**
- * Encode integers as little-endian int32 bytes in a fresh DataView (the form anywidget sends to
- * the kernel as binary, for a `Bytes` trait).
- * @param {ArrayLike<number>} values
- * @returns {DataView}
- */
-export function fromInt32(values) {
-  const view = new DataView(new ArrayBuffer(values.length * 4));
-  for (let i = 0; i < values.length; i++) view.setInt32(i * 4, values[i], true);
-  return view;
 }

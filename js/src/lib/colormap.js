@@ -1,11 +1,11 @@
 // @ts-check
 // Colour lookup tables and a vertical colour bar.
 //
-// A LUT is 256 RGB entries (768 bytes, as Python's `render.colormap_lut(name).tobytes()`).
+// A LUT is 256 RGB entries (768 bytes, as Python's `render.colormap_lut(name)`, (256, 3) uint8).
 // A value v maps to entry round(255 * (v - vmin) / (vmax - vmin)), clamped to 0..255; when
 // vmax <= vmin (a flat map) every finite value maps to the middle entry, 128. NaN maps to none.
 
-import { toBytes } from "./codecs.js";
+import { readArray } from "./codecs.js";
 import { BG, FG, FG2, FONT, injectStyle } from "./style.js";
 
 /** Bytes in a LUT: 256 entries x RGB. */
@@ -15,13 +15,14 @@ export const LUT_BYTES = 768;
 let grayLut = null;
 
 /**
- * A fresh copy of the LUT in a Bytes trait; a grayscale ramp when it has fewer than 768 bytes.
+ * A fresh copy of the LUT in a uint8 `Array` trait (its codec value); a grayscale ramp when it is
+ * not uint8 or has fewer than 768 entries.
  * @param {unknown} raw
  * @returns {Uint8Array}
  */
 export function decodeLut(raw) {
-  const bytes = toBytes(raw);
-  if (bytes.byteLength >= LUT_BYTES) return bytes.slice(0, LUT_BYTES);
+  const { data } = readArray(raw);
+  if (data instanceof Uint8Array && data.length >= LUT_BYTES) return data.slice(0, LUT_BYTES);
   if (!grayLut) {
     grayLut = new Uint8Array(LUT_BYTES);
     for (let i = 0; i < 256; i++) grayLut.fill(i, 3 * i, 3 * i + 3);

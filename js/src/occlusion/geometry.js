@@ -25,7 +25,7 @@ import { formatSig } from "../lib/codecs.js";
 
 /**
  * The map geometry, or null when any of the shapes is not positive.
- * @param {[number, number]} shape scores_shape
+ * @param {[number, number]} shape the shape of `scores`
  * @param {[number, number]} patch map_patch
  * @param {[number, number]} stride map_stride
  * @param {[number, number]} [origin] map_origin: top-left of patch (0, 0)

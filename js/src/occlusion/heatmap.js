@@ -9,7 +9,7 @@
 // ("ny,nx"), data-scale (CSS px per image px), data-opacity, data-draw-count.
 
 import { getFloat, getInt, getPair } from "../lib/anywidget.js";
-import { createBitmapSlot, formatSig, memoDecoder, toFloat32 } from "../lib/codecs.js";
+import { createBitmapSlot, formatSig, memoDecoder, readArray } from "../lib/codecs.js";
 import { createColorbar, decodeLut, lutIndex } from "../lib/colormap.js";
 import { make } from "../lib/dom.js";
 import { cellEdges, mapGeometry, viewScale } from "./geometry.js";
@@ -52,24 +52,26 @@ function fitCanvases(canvases, h, w, viewPx) {
  * The map of the traits on a cw x ch canvas with `k` device px per image px, or why there is
  * none ("" when there are no scores).
  * @param {AnyModel} model
- * @param {Float32Array} scores
+ * @param {import("../lib/codecs.js").NdArray} scores `scores`: the map (rows, columns)
  * @param {number} k
  * @param {number} cw
  * @param {number} ch
  * @returns {{ map: ShownMap | null, error: string }}
  */
-function shownMap(model, scores, k, cw, ch) {
+function shownMap(model, { data, shape }, k, cw, ch) {
+  const [ny, nx] = shape.length === 2 ? shape : [0, 0];
   const geom = mapGeometry(
-    getPair(model, "scores_shape"),
+    [ny, nx],
     getPair(model, "map_patch"),
     getPair(model, "map_stride"),
     getPair(model, "map_origin"),
   );
-  if (!geom) return { map: null, error: "scores_shape, map_patch and map_stride must be positive" };
-  if (geom.ny * geom.nx !== scores.length) {
-    const error = `scores has ${scores.length} values; scores_shape is ${geom.ny}×${geom.nx}`;
+  if (!geom) return { map: null, error: "scores, map_patch and map_stride must be positive" };
+  if (geom.ny * geom.nx !== data.length) {
+    const error = `scores has ${data.length} values; its shape is ${geom.ny}×${geom.nx}`;
     return { map: null, error };
   }
+  const scores = /** @type {Float32Array} */ (data);
   const ey = cellEdges(geom.ny, geom.oy, geom.sh, k, ch);
   const ex = cellEdges(geom.nx, geom.ox, geom.sw, k, cw);
   return { map: { geom, scores, ey, ex }, error: "" };
@@ -153,7 +155,6 @@ export function createHeatmap({ model, onDraw }) {
   const image = createBitmapSlot();
   const baseCtx = canvas.getContext("2d");
   const scratch = document.createElement("canvas");
-  const decodeScores = memoDecoder(toFloat32);
   const decodeLutOnce = memoDecoder(decodeLut);
   /** What the heatmap shows now (set by each draw; hover reads it). @type {ShownMap | null} */
   let shown = null;
@@ -195,13 +196,13 @@ export function createHeatmap({ model, onDraw }) {
     }
 
     // the map
-    const scores = decodeScores(model.get("scores"));
+    const scores = readArray(model.get("scores"));
     const lut = decodeLutOnce(model.get("colormap_lut"));
     const vmin = getFloat(model, "vmin", 0);
     const vmax = getFloat(model, "vmax", 1);
     const alpha = Math.min(1, Math.max(0, getFloat(model, "opacity", 0.6)));
     shown = null;
-    if (scores.length > 0 && valid) {
+    if (scores.data.length > 0 && valid) {
       const res = shownMap(model, scores, scale * dpr, cw, ch);
       if (res.error) errors.push(res.error);
       shown = res.map;
