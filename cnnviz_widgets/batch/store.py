@@ -11,6 +11,7 @@ model or a dataset, it also hashes its weights or 16 of its items (`inspect.fing
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -130,9 +131,19 @@ class Store:
         """The receptive field of each top-k layer's units."""
         return {name: field_from(e["field"]) for name, e in self.manifest["top"].items()}
 
-    def top(self, layer: str) -> TopActivations:
-        """`layer`'s per-channel top-k as `top_activations` gives it (its patches need the
-        dataset: open the store with `dataset=`)."""
+    def has_top(self, layer: str, k: int | None = None, distinct: bool = True) -> bool:
+        """Whether the store holds `layer`'s top-k (at least `k` per channel, `distinct`
+        images or not, as `top_activations`)."""
+        entry = self.manifest["top"].get(layer)
+        return entry is not None and entry["distinct"] == distinct and (k or 0) <= self.k
+
+    def top(self, layer: str, k: int | None = None) -> TopActivations:
+        """`layer`'s per-channel top-k (the first `k` of them) as `top_activations` gives it
+        (its patches need the dataset: open the store with `dataset=`)."""
+        if k is not None and k < self.k:
+            top = self.top(layer)
+            rows = {n: getattr(top, n)[:, :k] for n in ("values", "indices", "ys", "xs", "labels")}
+            return dataclasses.replace(top, **rows)
         if layer not in self.manifest["top"]:
             raise KeyError(f"The store has no top-k of {layer!r}; it has: {self.layers}")
         if layer not in self._tops:
@@ -168,6 +179,20 @@ class Store:
             from_input=entry["from_input"],
             pooled=entry["pooled"],
         )
+
+
+def as_store(store: Any, model: Any = None, dataset: Any = None, display: Any = None):
+    """What a widget's `store=` is: None; a path, opened by `open_store`; or a `Store`, checked
+    the same way. The result crops its patches from `dataset` (with `display`)."""
+    if store is None:
+        return None
+    if not isinstance(store, Store):
+        return open_store(store, model, dataset, display=display)
+    if model is not None:
+        check_model(store.path, store.manifest, model)
+    if dataset is not None:
+        check_data(store.path, store.manifest, dataset)
+    return Store(store.path, store.manifest, dataset, display)
 
 
 def open_store(

@@ -10,6 +10,7 @@ import traitlets
 from torch import nn
 
 from .. import export, render
+from ..batch.store import as_store
 from ..inspect.dataset import (
     CachedJob,
     Features,
@@ -19,6 +20,7 @@ from ..inspect.dataset import (
     class_names,
     dataset_length,
     display_image,
+    feature_source,
     features_from,
     shows_tensors,
 )
@@ -55,6 +57,18 @@ def point_classes(
     return np.where(use, predictions, labels), predicted
 
 
+def _check_options(n: int, *, k: int, thumb_px: int, metric: str, method: str) -> None:
+    """Refuse, before any work, what the map of `n` images could not be made with."""
+    check_positive("k", k)
+    check_positive("thumb_px", thumb_px)
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; metrics are: {', '.join(METRICS)}")
+    if method == "tsne" and n < MIN_TSNE_POINTS:
+        raise ValueError(
+            f"t-SNE needs at least {MIN_TSNE_POINTS} points; the dataset has {n}. Use method='pca'"
+        )
+
+
 class EmbeddingExplorer(JobWidget):
     """Every image of `dataset` as a point of the t-SNE (or PCA) map of the model's features.
 
@@ -84,7 +98,9 @@ class EmbeddingExplorer(JobWidget):
     picks from what the model returns (an int index of a tuple, a str key or attribute, a
     callable; by default a tensor as it is and an object's `.logits`, and none for a tuple or a
     dict: see `inspect.predict.pick_scores`). `forward_args`: the model's further inputs after
-    the image, held fixed.
+    the image, held fixed. `store`: a batch job's store (its folder, or `open_store`'s result;
+    see `cnnviz_widgets.batch`), checked against the model and the dataset: the features,
+    labels, predictions and thumbnails are read from it (memory-mapped), not computed.
     """
 
     _esm = bundle("embedding_explorer.js")
@@ -148,20 +164,15 @@ class EmbeddingExplorer(JobWidget):
         background: bool = True,
         class_scores=None,
         forward_args: Sequence = (),
+        store=None,
         **kwargs,
     ):
+        check_dataset(dataset, "EmbeddingExplorer")
+        #: the batch job's store the features are read from (`batch.as_store`), or None
+        self.store = as_store(store, model, dataset, display)
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         model = bound_model(model, forward_args)  # the image alone in
-        check_dataset(dataset, "EmbeddingExplorer")
-        check_positive("k", k)
-        check_positive("thumb_px", thumb_px)
-        if metric not in METRICS:
-            raise ValueError(f"Unknown metric {metric!r}; metrics are: {', '.join(METRICS)}")
-        if method == "tsne" and len(dataset) < MIN_TSNE_POINTS:
-            raise ValueError(
-                f"t-SNE needs at least {MIN_TSNE_POINTS} points; the dataset has "
-                f"{len(dataset)}. Use method='pca'"
-            )
+        _check_options(len(dataset), k=k, thumb_px=thumb_px, metric=metric, method=method)
         batch_size = pass_batch_size(model, device, batch_size)
         self._dataset = dataset
         self._display = display
@@ -176,8 +187,11 @@ class EmbeddingExplorer(JobWidget):
         self._use_model(model, "embedding", background)
         names = checked_classes(classes, dataset, "EmbeddingExplorer")
         #: the layer the features come from (the caption says whether its input or output)
-        self.feature_layer = features_from(model, layer)[0]  # checked before any work
-        if features is None:
+        wanted = features_from(model, layer)  # checked before any work
+        self.feature_layer = wanted[0]
+        if features is None and self.store is not None:
+            features = self._stored_features(wanted)
+        elif features is None:
 
             def features(report, preview, extra):
                 return feature_pass(
@@ -208,6 +222,20 @@ class EmbeddingExplorer(JobWidget):
         self.observe(self._want_regions, names=["show_regions"])
         if start:  # else the owner calls `_submit()` when it is ready (CNNExplorer)
             self._submit()
+
+    def _stored_features(self, wanted: tuple[str, bool]) -> Callable[..., Features]:
+        """The features function of a store: its rows, memory-mapped (no pass), if they are the
+        `wanted` ones ((layer, from its input), as `features_from`)."""
+        entry = self.store.manifest["features"]
+        stored = (entry["layer"], entry["from_input"])
+        if stored != tuple(wanted):
+            fix = "leave layer= at its default" if stored[1] else f"pass layer={stored[0]!r}"
+            raise ValueError(
+                f"The store at {self.store.path} holds the features of "
+                f"{feature_source(*stored, pooled=False)}, not of {self.feature_layer!r}: {fix}, "
+                "or run the batch job with this feature_layer"
+            )
+        return lambda report, preview, extra: self.store.as_features()
 
     def _submit(self) -> None:
         self._submit_job(self._job)  # without `background` the view still shows its progress
@@ -312,6 +340,9 @@ class EmbeddingExplorer(JobWidget):
         reads (no display function, no `dataset.image`): the dataset is read once, not twice.
         Returns (where its result lands, the jobs)."""
         thumbs: dict[str, np.ndarray] = {}
+        if self.store is not None and self.store.thumbnails is not None:  # the batch job's
+            thumbs["tiles"] = render.fit_tiles(self.store.thumbnails, self._thumb_px)
+            return thumbs, ()
         if not shows_tensors(self._dataset, self._display):
             return thumbs, ()
 

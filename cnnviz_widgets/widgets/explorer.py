@@ -10,6 +10,7 @@ from ipywidgets import widget_serialization
 from torch import nn
 
 from .. import export, render
+from ..batch.store import as_store
 from ..inspect import first_conv, resolve_layer
 from ..inspect.dataset import check_dataset, class_names, dataset_classes, item_label
 from ..inspect.features import shared_pass
@@ -50,6 +51,15 @@ def _ranking(tp: TopPatches, release, is_current, closed, run):
     tp._post(lambda: tp._rank(interactive=True), is_current)  # the cache just filled
     release(None)
     return result
+
+
+def _layer(model: nn.Module, example, store) -> str:
+    """The default layer: the deepest post-activation map whose field fits the image
+    (`default_layer`), or, with a store that has not ranked it, the last layer it ranked."""
+    name = default_layer(model, layer_choices(model, example))
+    if store is None or store.has_top(name):
+        return name
+    return store.layers[-1]
 
 
 def _one_pass(tp: TopPatches, closed: Callable[[], bool], **pass_kw):
@@ -114,6 +124,11 @@ class CNNExplorer(Widget):
     be selected meanwhile. `wait()` blocks until all of it is done;
     `background=False` runs the dataset pass before returning.
 
+    `store`: a batch job's store (its folder, or `open_store`'s result; see
+    `cnnviz_widgets.batch`), for a dataset too large for the kernel's pass: the map's features
+    and the top patches of the layers it ranked are read from it (memory-mapped) and the
+    explorer opens at once; each view checks it was made with this model and this dataset.
+
     The views are child widgets, the ordinary ones (`explorer.embedding`, `.feature_maps`,
     `.occlusion`, `.top_patches`, `.filters`): their methods and results are there to read.
     Each selection has one owner: the image (`selected_index`) is the map's, the layer and the
@@ -158,6 +173,7 @@ class CNNExplorer(Widget):
         class_scores=None,
         forward_args: Sequence = (),
         feature_layer: str | nn.Module | None = None,
+        store=None,
         **kwargs,
     ):
         check_dataset(dataset, "CNNExplorer")
@@ -173,19 +189,19 @@ class CNNExplorer(Widget):
         model_classes = class_names(model_classes, "model_classes")
         if model_classes is None and len(names) == len(probs):
             model_classes = names
+        opened = as_store(store)  # its layers; each view checks it against model and data
         name = (
-            resolve_layer(model, layer)[0]
-            if layer is not None
-            else default_layer(model, layer_choices(model, example))
+            resolve_layer(model, layer)[0] if layer is not None else _layer(model, example, opened)
         )
-        top_k = min(9, len(dataset)) if top_k is None else top_k  # fewer on a small dataset
+        if top_k is None:  # 9 patches per channel, fewer on a smaller dataset (or store)
+            top_k = min(9, len(dataset), opened.k if opened is not None else 9)
         shared = {
             "device": device, "progress": progress, "display": display,
-            "batch_size": pass_batch_size(model, device, batch_size),
+            "batch_size": pass_batch_size(model, device, batch_size), "background": background,
         }  # fmt: skip
-        tp = TopPatches(model, dataset, name, top_k, classes=names, start=False,
-                        background=background, **shared)  # fmt: skip
-        features = _one_pass(
+        tp = TopPatches(model, dataset, name, top_k, classes=names, start=opened is not None,
+                        store=opened, **shared)  # fmt: skip
+        features = None if opened is not None else _one_pass(
             tp, lambda: emb._lane.closed, model=model, dataset=dataset, top_layers=[name],
             k=top_k, feature_layer=feature_layer, classes=names or None, display=display,
             device=device, batch_size=shared["batch_size"],
@@ -193,7 +209,7 @@ class CNNExplorer(Widget):
         emb = EmbeddingExplorer(
             model, dataset, names or None, model_classes=model_classes, method=method, k=k,
             random_state=random_state, view_px=400, features=features, start=False,
-            background=background, layer=feature_layer, **shared,
+            layer=feature_layer, store=opened, **shared,
         )  # fmt: skip
         if not background:  # the pass first, then the occlusion map: not both on the cores
             emb._submit()

@@ -9,6 +9,7 @@ import traitlets
 from torch import nn
 
 from .. import export, render
+from ..batch.store import as_store
 from ..inspect import resolve_layer
 from ..inspect.dataset import (
     TopActivations,
@@ -54,7 +55,9 @@ class TopPatches(TileGridWidget, JobWidget):
 
     `classes` name the labels (a list, or a dict {index: name}; string labels are mapped to
     their index in it, see `inspect.dataset.read_labels`); `forward_args`: the model's further
-    inputs after the image, held fixed.
+    inputs after the image, held fixed. `store`: a batch job's store (its folder, or
+    `open_store`'s result; see `cnnviz_widgets.batch`), checked against the model and the
+    dataset: the layers it ranked are read from it, not computed.
     """
 
     _esm = bundle("top_patches.js")
@@ -97,11 +100,14 @@ class TopPatches(TileGridWidget, JobWidget):
         start: bool = True,
         background: bool = True,
         forward_args: Sequence = (),
+        store=None,
         **kwargs,
     ):
+        check_dataset(dataset, "TopPatches")
+        #: the batch job's store the rankings are read from (`batch.as_store`), or None
+        self.store = as_store(store, model, dataset, display)
         model = unwrap(model)  # torch.compile, DataParallel: the module inside (wrappers.py)
         model = bound_model(model, forward_args)  # the image alone in
-        check_dataset(dataset, "TopPatches")
         check_positive("channels_per_page", channels_per_page)
         check_positive("max_patch_px", max_patch_px)
         if crop not in ("effective", "field"):
@@ -181,7 +187,10 @@ class TopPatches(TileGridWidget, JobWidget):
 
         def work(ticket, post) -> None:
             options = {**self._options, "progress": self._pass_progress(ticket, post)}
-            top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
+            if self.store is not None and self.store.has_top(layer, k):  # the batch job's
+                top = self.store.top(layer, k)
+            else:
+                top = top_activations(self._model, self._dataset, [layer], k, **options)[layer]
             if self.class_names:  # the labels shown, read in the pass: no second one
                 check_labels(top.labels, len(self.class_names), top.indices)
             post(lambda: self._show_ranking(top, k, page))
