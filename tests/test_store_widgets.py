@@ -100,3 +100,18 @@ def test_features_of_another_layer_are_refused_naming_both(store, no_pass):
         ValueError, match="holds the features of input of fc, not of 'conv3': leave layer= at its"
     ):
         EmbeddingExplorer(demo_model(), demo_data(), store=store, layer="conv3", method="pca")
+
+
+def test_more_images_than_thumbnails_fit_are_mapped_without_them(monkeypatch):
+    import cnnviz_widgets.widgets.embedding as embedding_module
+
+    read = []
+    real = embedding_module.display_image
+    monkeypatch.setattr(embedding_module, "MAX_THUMBNAILS", 100)
+    monkeypatch.setattr(embedding_module, "display_image", lambda *a: read.append(1) or real(*a))
+    model, dataset = demo_model(), demo_data()  # 150 images
+    w = EmbeddingExplorer(model, dataset, method="pca", display=lambda i: real(dataset, i))
+    w.wait()
+    assert w.thumb_pages == [] and read == [] and "no thumbnails over 100 images" in w.caption
+    assert w.points.shape == (150, 2)  # the map itself is whole
+    w.close()

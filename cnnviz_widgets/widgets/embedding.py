@@ -57,6 +57,11 @@ def point_classes(
     return np.where(use, predictions, labels), predicted
 
 
+#: above this many images the map has no thumbnails: their sprite sheets would hold them all
+#: (tiles of the region in view are what a million images need; not built yet)
+MAX_THUMBNAILS = 100_000
+
+
 def _check_options(n: int, *, k: int, thumb_px: int, metric: str, method: str) -> None:
     """Refuse, before any work, what the map of `n` images could not be made with."""
     check_positive("k", k)
@@ -360,18 +365,19 @@ class EmbeddingExplorer(JobWidget):
         traits = self._class_traits(feats)
         n, d = feats.features.shape
         traits["caption"] = f"{n:,} images · {feats.source} · {d} features"
-        post(lambda: self._set(**traits, status="thumbnails…"))
         tiles = thumbs.get("tiles")
-        if tiles is None:  # a display function, `dataset.image`, or the features were cached
-            images = [display_image(self._dataset, i, self._display) for i in range(len(self))]
-            tiles = render.fit_tiles(images, self._thumb_px)
-        pages, shape, cols, per_page = render.sprite_sheets(tiles)
-        sheets = {
-            "thumb_pages": pages,
-            "thumb_shape": list(shape),
-            "thumb_cols": cols,
-            "thumbs_per_page": per_page,
-        }
+        if n > MAX_THUMBNAILS:  # one sprite sheet of them all would not fit the browser
+            traits["caption"] += f" · no thumbnails over {MAX_THUMBNAILS:,} images"
+            tiles = None
+        post(lambda: self._set(**traits, status="thumbnails…"))
+        if tiles is None and n <= MAX_THUMBNAILS:  # a display function, `dataset.image`, or
+            images = [display_image(self._dataset, i, self._display) for i in range(n)]
+            tiles = render.fit_tiles(images, self._thumb_px)  # the features were cached
+        sheets = {}
+        if tiles is not None:
+            pages, shape, cols, per_page = render.sprite_sheets(tiles)
+            sheets = {"thumb_pages": pages, "thumb_shape": list(shape), "thumb_cols": cols,
+                      "thumbs_per_page": per_page}  # fmt: skip
         self.features = feats
 
         def show() -> None:

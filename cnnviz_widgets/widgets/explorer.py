@@ -57,7 +57,7 @@ def _layer(model: nn.Module, example, store) -> str:
     """The default layer: the deepest post-activation map whose field fits the image
     (`default_layer`), or, with a store that has not ranked it, the last layer it ranked."""
     name = default_layer(model, layer_choices(model, example))
-    if store is None or store.has_top(name):
+    if store is None or store.has_top(name) or not store.layers:
         return name
     return store.layers[-1]
 
