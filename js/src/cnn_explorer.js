@@ -8,13 +8,21 @@
 import embedding from "./embedding_explorer.js";
 import featureMaps from "./feature_maps.js";
 import filterGrid from "./filter_grid.js";
-import { childModel, getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import {
+  childModel,
+  getInt,
+  getPair,
+  getStr,
+  initialize,
+  onChanges,
+  setTrait,
+} from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, readArray } from "./lib/codecs.js";
-import { make } from "./lib/dom.js";
+import { button, make } from "./lib/dom.js";
 import { drawScaledImage } from "./lib/image.js";
 import { saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
-import { initialize } from "./lib/sync.js";
+import { readTopClasses } from "./occlusion/target.js";
 import occlusion from "./occlusion_map.js";
 import topPatches from "./top_patches.js";
 
@@ -52,17 +60,8 @@ const CSS = `
 const IMAGE_PX = 128;
 const KERNEL_PX = 320;
 
-/**
- * The `top_classes` list as clean records.
- * @param {unknown} raw
- * @returns {{index: number, name: string, score: number}[]}
- */
-export function readTop(raw) {
-  if (!Array.isArray(raw)) return [];
-  return raw
-    .filter((t) => t && Number.isFinite(Number(t.index)))
-    .map((t) => ({ index: Number(t.index), name: String(t.name ?? ""), score: Number(t.score) }));
-}
+/** Steps of the arrow keys through a walk. */
+const STEPS = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
 
 /**
  * The image to show after an arrow key: the walk is the image where it started followed by
@@ -72,13 +71,8 @@ export function readTop(raw) {
  * @param {string} key
  * @returns {number} the new position in `walk` (unchanged for other keys)
  */
-export function step(walk, position, key) {
-  const delta =
-    key === "ArrowRight" || key === "ArrowDown"
-      ? 1
-      : key === "ArrowLeft" || key === "ArrowUp"
-        ? -1
-        : 0;
+function step(walk, position, key) {
+  const delta = STEPS[/** @type {keyof typeof STEPS} */ (key)] ?? 0;
   return Math.max(0, Math.min(walk.length - 1, position + delta));
 }
 
@@ -123,32 +117,25 @@ async function mount(model, prefix, widget) {
  * @param {AnyModel} model @param {Record<string, AnyModel>} kids
  */
 function createHeader(model, kids) {
-  const el = make("div", "cnnviz-x-header");
   const title = make("span", "cnnviz-x-title");
-  const layer = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-x-layer"));
+  const layer = make("select", "cnnviz-x-layer");
   layer.title = "Layer shown in the feature maps and top patches";
-  const layerLabel = make("label", "cnnviz-field");
-  layerLabel.append("layer ", layer);
   const tabs = make("div", "cnnviz-x-tabs");
   tabs.setAttribute("role", "tablist");
   /** @type {Record<string, HTMLButtonElement>} */
   const buttons = {};
-  for (const [name, text] of [
-    ["explore", "Explore"],
-    ["filters", "Filters"],
-  ]) {
-    const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-x-tab"));
-    b.type = "button";
-    b.textContent = text;
+  for (const [name, text] of Object.entries({ explore: "Explore", filters: "Filters" })) {
+    const b = button("cnnviz-x-tab", text);
     b.setAttribute("role", "tab");
     b.dataset.tab = name;
     b.addEventListener("click", () => setTrait(model, "tab", name));
     buttons[name] = b;
     tabs.append(b);
   }
-  const hint = make("span", "cnnviz-x-hint");
-  hint.textContent = "click a point · ← → walk its neighbours · click a feature map";
-  el.append(title, tabs, layerLabel, hint);
+  const hint = "click a point · ← → walk its neighbours · click a feature map";
+  const layerLabel = make("label", "cnnviz-field", "layer ", layer);
+  const el = make("div", "cnnviz-x-header", title, tabs, layerLabel);
+  el.append(make("span", "cnnviz-x-hint", hint));
   layer.addEventListener("change", () => setTrait(kids.fm, "layer", layer.value));
   /** @type {unknown} */
   let optionsRaw;
@@ -181,18 +168,14 @@ function createHeader(model, kids) {
  * @param {AnyModel} model @param {Record<string, AnyModel>} kids
  */
 function createCard(model, kids) {
-  const el = make("div", "cnnviz-x-card");
-  const image = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-x-image"));
-  const info = make("div", "cnnviz-x-info");
+  const image = make("canvas", "cnnviz-x-image");
   const text = make("div", "cnnviz-x-selected");
   const bars = make("div", "cnnviz-x-bars");
-  info.append(text, bars);
-  el.append(image, info);
+  const el = make("div", "cnnviz-x-card", image, make("div", "cnnviz-x-info", text, bars));
   const slot = createBitmapSlot();
   return {
     el,
-    /** @param {() => boolean} disposed */
-    draw(disposed) {
+    draw() {
       const sel = model.get("selected_info") ?? {};
       const conf = Number(sel.confidence);
       const index = Number.isFinite(Number(sel.index)) ? Number(sel.index) : -1;
@@ -205,26 +188,19 @@ function createCard(model, kids) {
       text.textContent = parts.join(" · ");
       const target = getInt(kids.occ, "target", -1);
       bars.replaceChildren();
-      for (const t of readTop(kids.occ.get("top_classes"))) {
-        const name = make("span", "cnnviz-x-bar-name");
-        name.textContent = t.name; // text, never markup
+      for (const t of readTopClasses(kids.occ.get("top_classes"))) {
+        const name = make("span", "cnnviz-x-bar-name", t.name); // text, never markup
         name.title = `show the occlusion map of ${t.name}`;
         name.dataset.target = String(t.index === target);
-        const bar = make("div", "cnnviz-x-bar");
         const fill = make("div", "");
         fill.style.width = `${Math.max(0, Math.min(1, t.score)) * 100}%`;
-        bar.append(fill);
-        const value = make("span", "cnnviz-x-hint");
-        value.textContent = `${formatSig(t.score * 100, 3)}%`;
+        const bar = make("div", "cnnviz-x-bar", fill);
+        const value = make("span", "cnnviz-x-hint", `${formatSig(t.score * 100, 3)}%`);
         for (const e of [name, bar])
           e.addEventListener("click", () => setTrait(kids.occ, "target", t.index));
         bars.append(name, bar, value);
       }
-      slot.load(kids.occ.get("image_png")).then((r) => {
-        if (!r || disposed()) return;
-        drawScaledImage(image, r.bitmap, IMAGE_PX);
-        slot.show(r.bitmap);
-      });
+      slot.draw(kids.occ.get("image_png"), (bitmap) => drawScaledImage(image, bitmap, IMAGE_PX));
       return index;
     },
     dispose: () => slot.dispose(),
@@ -236,31 +212,23 @@ function createCard(model, kids) {
  * @param {AnyModel} model @param {Record<string, AnyModel>} kids
  */
 function createKernel(model, kids) {
-  const el = make("div", "cnnviz-x-kernel");
   const caption = make("div", "cnnviz-x-hint");
-  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", ""));
+  const canvas = make("canvas", "");
   const save = saveButton(
     () => canvas,
     () => `kernel-${getStr(kids.fm, "layer")}-${getInt(kids.fm, "selected_channel", -1)}`,
   );
-  el.append(caption, canvas, save);
+  const el = make("div", "cnnviz-x-kernel", caption, canvas, save);
   const slot = createBitmapSlot();
   return {
     el,
-    /** @param {() => boolean} disposed */
-    draw(disposed) {
+    draw() {
       caption.textContent = getStr(model, "kernel_caption");
-      slot.load(model.get("kernel_png")).then((r) => {
-        if (!r || disposed()) return;
+      slot.draw(model.get("kernel_png"), (bitmap) => {
         const [rows, cols] = getPair(model, "kernel_grid");
-        const bitmap = r.bitmap;
-        drawScaledImage(
-          canvas,
-          bitmap,
-          bitmap ? Math.min(KERNEL_PX, Math.max(cols, rows) * 40) : 0,
-        );
+        const px = bitmap ? Math.min(KERNEL_PX, Math.max(cols, rows) * 40) : 0;
+        drawScaledImage(canvas, bitmap, px);
         save.style.display = bitmap ? "" : "none";
-        slot.show(bitmap);
       });
     },
     dispose: () => slot.dispose(),
@@ -307,24 +275,17 @@ async function render({ model, el }) {
       ]),
     ),
   );
+  const right1 = make("div", "cnnviz-x-col", card.el, panels.occ.el);
+  const right2 = make("div", "cnnviz-x-col", panels.tp.el, kernel.el);
   const explore = make("div", "cnnviz-x-explore cnnviz-x-col");
-  const row1 = make("div", "cnnviz-x-row");
-  const right1 = make("div", "cnnviz-x-col");
-  right1.append(card.el, panels.occ.el);
-  row1.append(panels.emb.el, right1);
-  const row2 = make("div", "cnnviz-x-row");
-  const right2 = make("div", "cnnviz-x-col");
-  right2.append(panels.tp.el, kernel.el);
-  row2.append(panels.fm.el, right2);
-  explore.append(row1, row2);
-  const filters = make("div", "cnnviz-x-filters");
-  filters.append(panels.fg.el);
+  explore.append(make("div", "cnnviz-x-row", panels.emb.el, right1));
+  explore.append(make("div", "cnnviz-x-row", panels.fm.el, right2));
+  const filters = make("div", "cnnviz-x-filters", panels.fg.el);
   root.append(header.el, explore, filters);
   el.append(root);
   injectStyle(root, "cnnviz-style-explorer", CSS);
 
   let disposed = false;
-  const isDisposed = () => disposed;
   function drawFrame() {
     header.draw();
     const tab = getStr(model, "tab") || "explore";
@@ -332,8 +293,8 @@ async function render({ model, el }) {
     explore.style.display = tab === "explore" ? "" : "none";
     filters.style.display = tab === "filters" ? "" : "none";
     if (wasHidden && tab === "explore") window.dispatchEvent(new Event("resize"));
-    root.dataset.selectedIndex = String(card.draw(isDisposed));
-    kernel.draw(isDisposed);
+    root.dataset.selectedIndex = String(card.draw());
+    kernel.draw();
   }
   const onKey = neighbourWalk(kids.emb);
   root.addEventListener("keydown", onKey);
@@ -368,19 +329,13 @@ async function render({ model, el }) {
 }
 
 /** The explorer's own traits the frame draws. */
-const FRAME_TRAITS = /** @type {const} */ ([
+const FRAME_TRAITS = [
   "selected_info",
   "title",
   "kernel_png",
   "kernel_grid",
   "kernel_caption",
   "tab",
-]);
-
-/** @param {AnyModel} model @param {string} name @param {unknown} value */
-function setTrait(model, name, value) {
-  model.set(name, value);
-  model.save_changes();
-}
+];
 
 export default { initialize, render };

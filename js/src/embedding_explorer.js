@@ -21,12 +21,12 @@
 // the shown classes). `selected_index` is marked by an orange ring on the overlay canvas.
 //
 // Parts, in embedding/: plot.js (the plot element with its two canvases; regl-scatterplot's
-// start, events and size; the PNG), scatter.js (draws of the point data of points.js, the
-// filter, the selection), thumbnails.js (the overlay canvas: thumbnails and the selected image's
-// ring), tooltip.js, neighbours.js (the neighbour strip), selection.js (both selections, the
-// lasso, the named regions), legend.js (class colours and legend), toolbar.js, status.js, and
-// traits.js (the decoded traits). Each documents its test hooks (data-* attributes, most on
-// `canvas.cnnviz-scatter`). On the root element `.cnnviz-embedding`:
+// start, events and size; the PNG), scatter.js (the decoded traits, the point data of a draw, its
+// draws, the filter, the selection), thumbnails.js (the overlay canvas: thumbnails and the
+// selected image's ring), tooltip.js, neighbours.js (the neighbour strip), selection.js (both
+// selections, the lasso, the named regions), legend.js and toolbar.js. Each documents its test
+// hooks (data-* attributes, most on `canvas.cnnviz-scatter`). On the root element
+// `.cnnviz-embedding`:
 //   root.cnnvizPointToClient(i) -> {x, y} client (viewport) CSS px of point i, or null when it is
 //     not drawn (no points yet, out of range, or its class hidden);
 //   root.cnnvizLasso(vertices) lasso-selects in data coordinates ([[x, y], ...], the space of
@@ -34,22 +34,19 @@
 //   root.cnnvizRegionMembers(r) the points of region r, as a click on its name selects them;
 //   root.cnnvizScatterplot the regl-scatterplot instance (benchmarks drive its camera).
 
-import { createClassLegend } from "./embedding/legend.js";
+import { createClassLegend, legendCss } from "./embedding/legend.js";
 import { createNeighbours } from "./embedding/neighbours.js";
 import { createPlot } from "./embedding/plot.js";
-import { createScatter } from "./embedding/scatter.js";
+import { createScatter, createTraits } from "./embedding/scatter.js";
 import { createSelection } from "./embedding/selection.js";
-import { createStatus } from "./embedding/status.js";
-import { createOverlay, syncAtlas } from "./embedding/thumbnails.js";
+import { createOverlay } from "./embedding/thumbnails.js";
 import { createToolbar } from "./embedding/toolbar.js";
 import { createTooltip } from "./embedding/tooltip.js";
-import { createTraits } from "./embedding/traits.js";
-import { getInt, getStr, onChanges } from "./lib/anywidget.js";
-import { make } from "./lib/dom.js";
+import { getInt, getPair, getStr, initialize, onChanges } from "./lib/anywidget.js";
+import { createProgress, errorLine, make, showText } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
-import { legendCss } from "./lib/legend.js";
 import { regionCss } from "./lib/regions.js";
-import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
+import { fileName, saveButton } from "./lib/save.js";
 import {
   BG,
   BORDER,
@@ -60,12 +57,7 @@ import {
   SELECT_COLOR,
   TOOLTIP_RULES,
 } from "./lib/style.js";
-import { initialize } from "./lib/sync.js";
 import { createThumbAtlas } from "./lib/thumbs.js";
-
-export { pointLabel } from "./embedding/tooltip.js";
-
-/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
 
 const CSS = `
 .cnnviz-embedding { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 6px; max-width: 100%; min-width: 0; }
@@ -98,49 +90,38 @@ ${legendCss(".cnnviz-embedding")}${regionCss(".cnnviz-embedding")}.cnnviz-embedd
 `;
 
 /** Traits whose change needs new point data in the scatterplot. */
-const DATA_TRAITS = /** @type {const} */ ([
-  "points",
-  "grid_points",
-  "labels",
-  "predictions",
-  "class_colors",
-  "color_by",
-]);
-const LEGEND_TRAITS = /** @type {const} */ ([
+const DATA_TRAITS = ["points", "grid_points", "labels", "predictions", "class_colors", "color_by"];
+const LEGEND_TRAITS = [
   "class_names",
   "class_colors",
   "labels",
   "predictions",
   "color_by",
   "hidden_classes",
-]);
-const REGION_TRAITS = /** @type {const} */ (["regions", "point_regions", "show_regions"]);
-const THUMB_TRAITS = /** @type {const} */ ([
-  "thumb_pages",
-  "thumb_shape",
-  "thumb_cols",
-  "thumbs_per_page",
-]);
-const STRIP_TRAITS = /** @type {const} */ ([
+];
+const REGION_TRAITS = ["regions", "point_regions", "show_regions"];
+const THUMB_TRAITS = ["thumb_pages", "thumb_shape", "thumb_cols", "thumbs_per_page"];
+const STRIP_TRAITS = [
   "neighbours",
   "neighbour_distances",
   "selected_index",
   "labels",
   "class_names",
-]);
-const TEXT_TRAITS = /** @type {const} */ (["caption", "status", "progress", "running"]);
+];
 
-/** @param {RenderProps} props */
+/** @param {import("./lib/anywidget.js").RenderProps} props */
 function render({ model, el }) {
   const root = make("div", "cnnviz-embedding");
   const traits = createTraits(model);
-  const status = createStatus(model, root);
-  const plot = createPlot({ model, onError: status.showError, onResize: () => overlay.schedule() });
+  const status = createProgress(model, root, "span");
+  const error = errorLine();
+  const onError = (/** @type {string} */ text) => showText(error, text);
+  const plot = createPlot({ model, onError, onResize: () => overlay.schedule() });
   const scatter = createScatter({
     model,
     traits,
     plot,
-    onError: status.showError,
+    onError,
     onDrawn() {
       selection.syncCount();
       toolbar.update();
@@ -161,10 +142,9 @@ function render({ model, el }) {
   });
   const view = { model, traits, plot, scatter, thumbs };
   const overlay = createOverlay(view);
-  const hint = make("div", "cnnviz-hint");
-  hint.textContent = "scroll: zoom · drag: pan · shift-drag: lasso · double-click: clear";
+  const hint = "scroll: zoom · drag: pan · shift-drag: lasso · double-click: clear";
   const tooltip = createTooltip(view);
-  plot.el.append(hint, tooltip.el);
+  plot.el.append(make("div", "cnnviz-hint", hint), tooltip.el);
   const selection = createSelection(view, tooltip.hovered);
   const legend = createClassLegend(view);
   const toolbar = createToolbar(view);
@@ -173,12 +153,11 @@ function render({ model, el }) {
     () => plot.snapshot(selection.drawRegions),
     () => fileName("embedding", getStr(model, "method"), getStr(model, "arrangement")),
   );
-  const bar = make("div", "cnnviz-toolbar");
-  bar.append(status.caption, ...toolbar.controls, save, selection.el, status.progressBox);
-  root.append(bar, legend.el, status.error, plot.el, neighbours.el);
+  const controls = [status.caption, ...toolbar.controls, save, selection.el, status.box];
+  const bar = make("div", "cnnviz-toolbar", ...controls);
+  root.append(bar, legend.el, error, plot.el, neighbours.el);
   el.append(root);
   injectStyle(root, "cnnviz-style-embedding", CSS);
-  styleSaveButtons(root);
   plot.start(root);
 
   Object.assign(root, {
@@ -194,7 +173,11 @@ function render({ model, el }) {
   });
 
   const updateThumbs = () => {
-    syncAtlas(model, thumbs);
+    const pages = model.get("thumb_pages");
+    const [h, w] = getPair(model, "thumb_shape");
+    const cols = getInt(model, "thumb_cols", 0);
+    const perPage = getInt(model, "thumbs_per_page", 0);
+    thumbs.update({ pages: Array.isArray(pages) ? pages : [], h, w, cols, perPage });
     neighbours.reset();
     neighbours.update();
     overlay.schedule();
@@ -233,14 +216,13 @@ function render({ model, el }) {
     onChanges(model, ["confidences", "class_names"], tooltip.refresh),
     onChanges(model, THUMB_TRAITS, updateThumbs),
     onChanges(model, STRIP_TRAITS, neighbours.update),
-    onChanges(model, TEXT_TRAITS, status.update),
+    status.off,
     onChanges(model, ["view_px"], plot.resize),
     watchPixelRatio(plot.forceResize),
   ];
   const observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(plot.resize) : null;
   observer?.observe(plot.el);
 
-  status.update();
   legend.update();
   updateThumbs();
   selection.updateRegions();

@@ -2,15 +2,13 @@
 // FeatureMaps: the activations of one layer for one input image, one tile per channel, next to
 // the input image. Channels can be sorted by their mean or max activation.
 
-import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getInt, getStr, initialize, onChanges } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, readArray } from "./lib/codecs.js";
+import { errorLine, make, showText } from "./lib/dom.js";
 import { drawScaledImage } from "./lib/image.js";
-import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
+import { fileName, saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle } from "./lib/style.js";
-import { initialize } from "./lib/sync.js";
-import { createTileGrid } from "./lib/tilegrid.js";
-
-/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
+import { ATLAS_TRAITS, atlasState, createTileGrid } from "./lib/tilegrid.js";
 
 const CSS = `
 .cnnviz-feature-maps { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 6px; max-width: 100%; }
@@ -23,11 +21,8 @@ const CSS = `
 .cnnviz-feature-maps .cnnviz-error { color: ${FG2}; font-style: italic; }
 `;
 
-const TRAITS = /** @type {const} */ ([
-  "atlas_png",
-  "tile_shape",
-  "grid_shape",
-  "n_tiles",
+const TRAITS = [
+  ...ATLAS_TRAITS,
   "channel_max",
   "channel_mean",
   "sort_by",
@@ -35,10 +30,9 @@ const TRAITS = /** @type {const} */ ([
   "layer",
   "caption",
   "input_png",
-  "tile_px",
-]);
+];
 
-const SORT_OPTIONS = /** @type {const} */ (["index", "mean", "max"]);
+const SORT_OPTIONS = ["index", "mean", "max"];
 
 /** On-screen size (CSS px) of the input image's longer side. */
 const INPUT_PX = 96;
@@ -50,22 +44,16 @@ const INPUT_PX = 96;
  * @param {number} n
  * @param {Float32Array} max
  * @param {Float32Array} mean
- * @returns {number[]}
  */
-export function displayOrder(sortBy, n, max, mean) {
+function displayOrder(sortBy, n, max, mean) {
   const order = Array.from({ length: Math.max(0, n) }, (_, i) => i);
   const stat = sortBy === "mean" ? mean : sortBy === "max" ? max : null;
   if (!stat) return order;
-  const key = (/** @type {number} */ c) => {
-    const v = c < stat.length ? stat[c] : Number.NaN;
-    return Number.isNaN(v) ? Number.NEGATIVE_INFINITY : v;
-  };
-  const nan = (/** @type {number} */ c) => (c < stat.length ? Number.isNaN(stat[c]) : true);
+  const value = (/** @type {number} */ c) => (c < stat.length ? stat[c] : Number.NaN);
   return order.sort((a, b) => {
-    const na = nan(a);
-    const nb = nan(b);
-    if (na !== nb) return na ? 1 : -1;
-    const d = key(b) - key(a);
+    const [va, vb] = [value(a), value(b)];
+    if (Number.isNaN(va) !== Number.isNaN(vb)) return Number.isNaN(va) ? 1 : -1;
+    const d = vb - va;
     return d > 0 ? 1 : d < 0 ? -1 : a - b;
   });
 }
@@ -76,43 +64,26 @@ export function displayOrder(sortBy, n, max, mean) {
  * @param {Float32Array} max
  * @param {Float32Array} mean
  */
-export function channelLabel(c, max, mean) {
+function channelLabel(c, max, mean) {
   let s = `channel ${c}`;
   if (c < max.length) s += ` · max ${formatSig(max[c])}`;
   if (c < mean.length) s += ` · mean ${formatSig(mean[c])}`;
   return s;
 }
 
-/** @param {RenderProps} props */
+/** @param {import("./lib/anywidget.js").RenderProps} props */
 function render({ model, el }) {
-  const root = document.createElement("div");
-  root.className = "cnnviz-feature-maps";
-
-  const toolbar = document.createElement("div");
-  toolbar.className = "cnnviz-toolbar";
-  const caption = document.createElement("span");
-  caption.className = "cnnviz-caption";
-  const sortLabel = document.createElement("label");
-  sortLabel.className = "cnnviz-sort-label";
-  sortLabel.append("sort by");
-  const select = document.createElement("select");
-  select.className = "cnnviz-sort";
+  const caption = make("span", "cnnviz-caption");
+  const select = make("select", "cnnviz-sort");
   for (const opt of SORT_OPTIONS) select.add(new Option(opt, opt));
-  sortLabel.append(select);
   const save = saveButton(
     () => grid.canvas,
     () => fileName("feature-maps", getStr(model, "layer")),
   );
-  toolbar.append(caption, sortLabel, save);
-
-  const error = document.createElement("div");
-  error.className = "cnnviz-error";
-  error.style.display = "none";
-
-  const body = document.createElement("div");
-  body.className = "cnnviz-body";
-  const input = document.createElement("canvas");
-  input.className = "cnnviz-input";
+  const sortLabel = make("label", "cnnviz-sort-label", "sort by", select);
+  const toolbar = make("div", "cnnviz-toolbar", caption, sortLabel, save);
+  const error = errorLine();
+  const input = make("canvas", "cnnviz-input");
   input.style.display = "none";
 
   /** Channel statistics (`channel_max`, `channel_mean`) of the last draw. */
@@ -126,11 +97,10 @@ function render({ model, el }) {
       model.save_changes();
     },
   });
-  body.append(input, grid.el);
-  root.append(toolbar, error, body);
+  const root = make("div", "cnnviz-feature-maps", toolbar, error);
+  root.append(make("div", "cnnviz-body", input, grid.el));
   el.append(root);
   injectStyle(root, "cnnviz-style-feature-maps", CSS);
-  styleSaveButtons(root);
 
   const onSelect = () => {
     model.set("sort_by", select.value);
@@ -140,40 +110,29 @@ function render({ model, el }) {
 
   const atlas = createBitmapSlot();
   const inputImage = createBitmapSlot();
-  let disposed = false;
 
   function refresh() {
-    const text = getStr(model, "caption") || getStr(model, "layer");
-    caption.textContent = text;
-    caption.style.display = text ? "" : "none";
+    showText(caption, getStr(model, "caption") || getStr(model, "layer"));
     const sortBy = getStr(model, "sort_by");
     if (select.value !== sortBy && SORT_OPTIONS.some((o) => o === sortBy)) select.value = sortBy;
 
     Promise.all([atlas.load(model.get("atlas_png")), inputImage.load(model.get("input_png"))]).then(
       ([a, img]) => {
-        if (!a || !img || disposed) return;
+        if (!a || !img) return;
         const errors = [];
         if (a.error) errors.push(`could not decode atlas_png: ${a.error}`);
         if (img.error) errors.push(`could not decode input_png: ${img.error}`);
-        error.textContent = errors.join("; ");
-        error.style.display = errors.length ? "" : "none";
+        showText(error, errors.join("; "));
 
         max = /** @type {Float32Array} */ (readArray(model.get("channel_max")).data);
         mean = /** @type {Float32Array} */ (readArray(model.get("channel_mean")).data);
 
-        const [tileH, tileW] = getPair(model, "tile_shape");
-        const [rows, cols] = getPair(model, "grid_shape");
-        const n = Math.max(0, Math.min(getInt(model, "n_tiles", rows * cols), rows * cols));
+        const state = atlasState(model, 48);
         const selected = getInt(model, "selected_channel", -1);
         grid.update({
+          ...state,
           atlas: a.bitmap,
-          tileH,
-          tileW,
-          rows,
-          cols,
-          n,
-          order: displayOrder(getStr(model, "sort_by"), n, max, mean),
-          tilePx: getInt(model, "tile_px", 48),
+          order: displayOrder(getStr(model, "sort_by"), state.n, max, mean),
           selected: selected >= 0 ? [selected] : [],
         });
         atlas.show(a.bitmap);
@@ -189,7 +148,6 @@ function render({ model, el }) {
   refresh();
 
   return () => {
-    disposed = true;
     unsubscribe();
     select.removeEventListener("change", onSelect);
     grid.destroy();

@@ -15,25 +15,19 @@
 // `opacity` (redrawn once per batch of trait changes); `canvas.cnnviz-heatmap-overlay` on top
 // of it holds only the hover outline, so moving the mouse never redraws the heatmap.
 //
-// Parts, in occlusion/: geometry.js (cells in image and device px), heatmap.js (image, cells and
-// colour bar), hover.js (cell under the pointer: tooltip, outline), target.js (target class),
-// controls.js (patch, stride, baseline, opacity).
+// Parts, in occlusion/: heatmap.js (image, cells and colour bar), hover.js (cell under the
+// pointer: tooltip, outline), target.js (target class), controls.js (patch, stride, baseline,
+// opacity).
 
-import { getInt, onChanges } from "./lib/anywidget.js";
-import { make, showProgress } from "./lib/dom.js";
+import { getInt, initialize, onChanges } from "./lib/anywidget.js";
+import { createProgress, make } from "./lib/dom.js";
 import { watchPixelRatio } from "./lib/dpr.js";
-import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
+import { fileName, saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, TOOLTIP_RULES } from "./lib/style.js";
-import { initialize } from "./lib/sync.js";
 import { createControls, createRefusals } from "./occlusion/controls.js";
 import { createHeatmap } from "./occlusion/heatmap.js";
 import { createHover } from "./occlusion/hover.js";
 import { createTarget } from "./occlusion/target.js";
-
-export { cellEdges, cellLabel, cellOf, mapGeometry, viewScale } from "./occlusion/geometry.js";
-export { classChoices, parseClass, readTopClasses } from "./occlusion/target.js";
-
-/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
 
 const CSS = `
 .cnnviz-occlusion { font: 13px/1.4 ${FONT}; color: ${FG}; display: flex; flex-direction: column; gap: 6px; max-width: 100%; }
@@ -60,7 +54,7 @@ const CSS = `
 `;
 
 /** Traits that change the heatmap pixels (or its data attributes). */
-const DRAW_TRAITS = /** @type {const} */ ([
+const DRAW_TRAITS = [
   "image_png",
   "image_shape",
   "scores",
@@ -73,64 +67,42 @@ const DRAW_TRAITS = /** @type {const} */ ([
   "opacity",
   "view_px",
   "maps_done",
-]);
-const TEXT_TRAITS = /** @type {const} */ (["caption", "status", "progress", "running"]);
-const TARGET_TRAITS = /** @type {const} */ (["target", "top_classes", "class_names"]);
-const CONTROL_TRAITS = /** @type {const} */ ([
-  "patch_size",
-  "stride",
-  "baseline",
-  "opacity",
-  "image_shape",
-]);
+];
+const TARGET_TRAITS = ["target", "top_classes", "class_names"];
+const CONTROL_TRAITS = ["patch_size", "stride", "baseline", "opacity", "image_shape"];
 
-/**
- * Name of the saved PNG: the target class.
- * @param {import("./lib/anywidget.js").AnyModel} model
- */
-function saveName(model) {
-  const names = model.get("class_names");
-  const t = getInt(model, "target", 0);
-  const name = Array.isArray(names) && t >= 0 && t < names.length ? names[t] : `class ${t}`;
-  return fileName("occlusion", String(name));
-}
-
-/** @param {RenderProps} props */
+/** @param {import("./lib/anywidget.js").RenderProps} props */
 function render({ model, el }) {
   const root = make("div", "cnnviz-occlusion");
-  const caption = make("div", "cnnviz-caption");
   const heatmap = createHeatmap({ model, onDraw: () => hover.update() });
   const hover = createHover({ heatmap, root });
   const refusals = createRefusals();
   const target = createTarget({ model, refuse: refusals.refuse });
   const controls = createControls({ model, refuse: refusals.refuse });
-  const toolbar = make("div", "cnnviz-toolbar");
   const save = saveButton(
     () => heatmap.canvas,
-    () => saveName(model),
+    () => {
+      // named after the target class
+      const names = model.get("class_names");
+      const t = getInt(model, "target", 0);
+      const name = Array.isArray(names) && t >= 0 && t < names.length ? names[t] : `class ${t}`;
+      return fileName("occlusion", String(name));
+    },
   );
-  toolbar.append(target.el, ...controls.fields, save);
-  const progressRow = make("div", "cnnviz-progress-row");
-  const progress = /** @type {HTMLProgressElement} */ (make("progress", "cnnviz-progress"));
-  progress.max = 1;
-  const status = make("span", "cnnviz-status");
-  progressRow.append(progress, status);
-
-  root.append(caption, toolbar, heatmap.error, heatmap.el, progressRow);
+  const toolbar = make("div", "cnnviz-toolbar", target.el, ...controls.fields, save);
+  const progress = createProgress(model, root, "div");
+  root.append(progress.caption, toolbar, heatmap.error, heatmap.el, progress.box);
   el.append(root);
   injectStyle(root, "cnnviz-style-occlusion", CSS);
-  styleSaveButtons(root);
 
-  const updateText = () => showProgress(model, { root, caption, status, progress });
   const unsubscribers = [
     onChanges(model, DRAW_TRAITS, heatmap.schedule),
-    onChanges(model, TEXT_TRAITS, updateText),
+    progress.off,
     onChanges(model, ["base_score"], heatmap.updateMark),
     onChanges(model, TARGET_TRAITS, target.update),
     onChanges(model, CONTROL_TRAITS, controls.update),
     watchPixelRatio(heatmap.schedule),
   ];
-  updateText();
   target.update();
   controls.update();
   heatmap.schedule();

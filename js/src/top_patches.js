@@ -13,15 +13,22 @@
 // Outlines: every tile of the selected channel's row (orange, outside the tile) and every patch
 // whose image is `selected_index` (blue, inside the tile).
 
-import { getInt, getPair, getStr, onChanges } from "./lib/anywidget.js";
+import { getInt, getPair, getStr, initialize, onChanges, setTrait } from "./lib/anywidget.js";
 import { createBitmapSlot, formatSig, memoDecoder, readArray } from "./lib/codecs.js";
-import { field, make, showProgress } from "./lib/dom.js";
-import { fileName, saveButton, styleSaveButtons } from "./lib/save.js";
+import {
+  button,
+  createProgress,
+  errorLine,
+  field,
+  listen,
+  make,
+  onPick,
+  showText,
+} from "./lib/dom.js";
+import { fileName, saveButton } from "./lib/save.js";
 import { BG, BORDER, FG, FG2, FONT, injectStyle, SELECT_COLOR } from "./lib/style.js";
-import { initialize } from "./lib/sync.js";
-import { createTileGrid } from "./lib/tilegrid.js";
+import { ATLAS_TRAITS, atlasState, createTileGrid } from "./lib/tilegrid.js";
 
-/** @typedef {import("./lib/anywidget.js").RenderProps} RenderProps */
 /** @typedef {import("./lib/anywidget.js").AnyModel} AnyModel */
 /** @typedef {import("./lib/tilegrid.js").TileGridLayout} TileGridLayout */
 
@@ -52,12 +59,8 @@ const CSS = `
 `;
 
 /** Traits that change the tiles, their tooltips, the row headers or the outlines. */
-const GRID_TRAITS = /** @type {const} */ ([
-  "atlas_png",
-  "tile_shape",
-  "grid_shape",
-  "n_tiles",
-  "tile_px",
+const GRID_TRAITS = [
+  ...ATLAS_TRAITS,
   "channels",
   "values",
   "indices",
@@ -65,44 +68,43 @@ const GRID_TRAITS = /** @type {const} */ ([
   "class_names",
   "selected_channel",
   "selected_index",
-]);
-const TEXT_TRAITS = /** @type {const} */ (["caption", "progress", "running", "status"]);
-const LAYER_TRAITS = /** @type {const} */ (["layer", "layer_options"]);
-const PAGER_TRAITS = /** @type {const} */ (["page", "n_pages", "channels_per_page"]);
+];
+const LAYER_TRAITS = ["layer", "layer_options"];
+const PAGER_TRAITS = ["page", "n_pages", "channels_per_page"];
 
-const SORT_OPTIONS = /** @type {const} */ (["index", "max", "mean"]);
+const SORT_OPTIONS = ["index", "max", "mean"];
 
 /**
- * One page of patches as drawn.
- * @typedef {object} PageData
- * @property {Int32Array} channels channel id of each atlas row
- * @property {Float32Array} values activation of each tile
- * @property {Int32Array} indices dataset index of each tile's image (-1: none)
- * @property {Int32Array} labels class index of each tile's image (-1: unknown)
- * @property {string[]} names class names
- * @property {number} cols tiles per row (k)
+ * One page of patches as drawn: the channel id of each atlas row; the activation, dataset index
+ * (-1: none) and class (-1: unknown) of each tile's image; class names; tiles per row (k).
+ * @param {AnyModel} model
+ * @param {(raw: unknown) => string[]} decodeNames
  */
+function readPage(model, decodeNames) {
+  /** @param {string} name */
+  const ints = (name) => /** @type {Int32Array} */ (readArray(model.get(name)).data);
+  return {
+    channels: ints("channels"),
+    values: /** @type {Float32Array} */ (readArray(model.get("values")).data),
+    indices: ints("indices"),
+    labels: ints("labels"),
+    names: decodeNames(model.get("class_names")),
+    cols: Math.max(1, getPair(model, "grid_shape")[1]),
+  };
+}
+
+/** @typedef {ReturnType<typeof readPage>} PageData */
 
 /**
- * @typedef {object} LayerOption
- * @property {string} name value of `layer`
- * @property {string} label text shown in the select
- */
-
-/**
- * The `layer_options` trait as a clean list (entries without a name are dropped).
+ * The `layer_options` trait (a list of dicts) as a clean list of `layer` values and their labels
+ * (entries without a name are dropped).
  * @param {unknown} raw
- * @returns {LayerOption[]}
  */
-export function readLayerOptions(raw) {
+function readLayerOptions(raw) {
   if (!Array.isArray(raw)) return [];
-  /** @type {LayerOption[]} */
+  /** @type {{ name: string, label: string }[]} */
   const out = [];
   for (const item of raw) {
-    if (typeof item === "string") {
-      if (item) out.push({ name: item, label: item });
-      continue;
-    }
     if (item == null || typeof item !== "object") continue;
     const rec = /** @type {Record<string, unknown>} */ (item);
     const name = rec.name == null ? "" : String(rec.name);
@@ -127,9 +129,8 @@ function channelOfRow(channels, row) {
  * "channel c · #r · no patch". `r` is the 0-based rank (t % cols; #0 drives the channel hardest).
  * @param {number} t
  * @param {PageData} page
- * @returns {string}
  */
-export function patchLabel(t, page) {
+function patchLabel(t, page) {
   const cols = Math.max(1, page.cols);
   const c = channelOfRow(page.channels, Math.floor(t / cols));
   let s = `channel ${c >= 0 ? c : "?"} · #${t % cols}`;
@@ -148,9 +149,8 @@ export function patchLabel(t, page) {
  * @param {number} c
  * @param {number} cols
  * @param {number} n number of tiles
- * @returns {number[]}
  */
-export function tilesOfChannel(channels, c, cols, n) {
+function tilesOfChannel(channels, c, cols, n) {
   /** @type {number[]} */
   const out = [];
   if (c < 0 || cols < 1) return out;
@@ -166,9 +166,8 @@ export function tilesOfChannel(channels, c, cols, n) {
  * @param {Int32Array} indices
  * @param {number} index
  * @param {number} n number of tiles
- * @returns {number[]}
  */
-export function tilesOfImage(indices, index, n) {
+function tilesOfImage(indices, index, n) {
   /** @type {number[]} */
   const out = [];
   if (index < 0) return out;
@@ -184,55 +183,31 @@ export function tilesOfImage(indices, index, n) {
  * @param {HTMLElement} root
  */
 function createControls(model, root) {
-  const layerSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-layer"));
+  const layerSelect = make("select", "cnnviz-layer");
   layerSelect.title = "layer";
   const layerField = field("layer", layerSelect);
-  const sortSelect = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-sort"));
+  const sortSelect = make("select", "cnnviz-sort");
   sortSelect.title = "channel order";
   for (const opt of SORT_OPTIONS) sortSelect.add(new Option(opt, opt));
-  const pager = make("span", "cnnviz-pager");
-  /** @param {string} cls @param {string} text @param {string} title */
-  const pageButton = (cls, text, title) => {
-    const b = /** @type {HTMLButtonElement} */ (make("button", cls));
-    b.type = "button";
-    b.textContent = text;
-    b.title = title;
-    b.setAttribute("aria-label", title);
-    return b;
-  };
-  const prev = pageButton("cnnviz-prev", "◀", "previous page");
+  const prev = button("cnnviz-prev", "◀", "previous page");
   const pageLabel = make("span", "cnnviz-page");
-  const next = pageButton("cnnviz-next", "▶", "next page");
-  pager.append(prev, pageLabel, next);
+  const next = button("cnnviz-next", "▶", "next page");
+  for (const b of [prev, next]) b.setAttribute("aria-label", b.title);
+  const pager = make("span", "cnnviz-pager", prev, pageLabel, next);
 
-  /** @param {string} name @param {unknown} value */
-  function setTrait(name, value) {
-    if (model.get(name) === value) return;
-    model.set(name, value);
-    model.save_changes();
-  }
-  /** @type {[HTMLElement, string, () => void][]} */
-  const listeners = [
-    [layerSelect, "change", () => setTrait("layer", layerSelect.value)],
-    [sortSelect, "change", () => setTrait("sort_by", sortSelect.value)],
-    [
-      prev,
-      "click",
-      () => {
-        const p = getInt(model, "page", 0);
-        if (p > 0) setTrait("page", p - 1);
-      },
-    ],
-    [
-      next,
-      "click",
-      () => {
-        const p = getInt(model, "page", 0);
-        if (p < getInt(model, "n_pages", 0) - 1) setTrait("page", p + 1);
-      },
-    ],
-  ];
-  for (const [target, type, fn] of listeners) target.addEventListener(type, fn);
+  const page = () => getInt(model, "page", 0);
+  const onPrev = () => {
+    if (page() > 0) setTrait(model, "page", page() - 1);
+  };
+  const onNext = () => {
+    if (page() < getInt(model, "n_pages", 0) - 1) setTrait(model, "page", page() + 1);
+  };
+  const destroy = listen([
+    [layerSelect, "change", () => setTrait(model, "layer", layerSelect.value)],
+    [sortSelect, "change", () => setTrait(model, "sort_by", sortSelect.value)],
+    [prev, "click", onPrev],
+    [next, "click", onNext],
+  ]);
 
   return {
     fields: [layerField, field("sort by", sortSelect), pager],
@@ -261,9 +236,7 @@ function createControls(model, root) {
       pager.title = per > 0 ? `${per} channels per page` : "";
       root.dataset.page = String(p);
     },
-    destroy() {
-      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
-    },
+    destroy,
   };
 }
 
@@ -277,8 +250,7 @@ function createControls(model, root) {
  * @param {() => Int32Array} channels channel id of each atlas row
  */
 function createRowHeaders(model, gutter, root, channels) {
-  /** Layout of the last draw of the tiles (null before the first). */
-  /** @type {TileGridLayout | null} */
+  /** @type {TileGridLayout | null} layout of the last draw of the tiles (null before the first) */
   let drawn = null;
   /** What the row headers were built for. */
   let key = "";
@@ -287,11 +259,9 @@ function createRowHeaders(model, gutter, root, channels) {
 
   /** @param {number} c @param {number} r @param {TileGridLayout} lay */
   function header(c, r, { cellH, gap }) {
-    const b = /** @type {HTMLButtonElement} */ (make("button", "cnnviz-channel"));
-    b.type = "button";
+    const b = button("cnnviz-channel", `channel ${c >= 0 ? c : "?"}`);
     b.dataset.channel = String(c);
     b.dataset.row = String(r);
-    b.textContent = `channel ${c >= 0 ? c : "?"}`;
     b.title = c >= 0 ? `select channel ${c}` : "";
     b.style.height = `${cellH}px`;
     b.style.marginBottom = `${gap}px`;
@@ -321,17 +291,10 @@ function createRowHeaders(model, gutter, root, channels) {
     }
   }
 
-  /** @param {MouseEvent} ev */
-  const onClick = (ev) => {
-    const target = /** @type {Element | null} */ (ev.target);
-    const b = /** @type {HTMLElement | null} */ (target?.closest?.(".cnnviz-channel") ?? null);
-    if (!b || !gutter.contains(b)) return;
-    const c = Number(b.dataset.channel);
-    if (!Number.isInteger(c) || c < 0) return;
+  const destroy = onPick(gutter, ".cnnviz-channel", "channel", (c) => {
     model.set("selected_channel", c);
     model.save_changes();
-  };
-  gutter.addEventListener("click", onClick);
+  });
 
   return {
     /** Follow a draw of the tiles. @param {TileGridLayout} lay */
@@ -341,39 +304,26 @@ function createRowHeaders(model, gutter, root, channels) {
     },
     /** Follow the channels and the selected channel. */
     sync,
-    destroy: () => gutter.removeEventListener("click", onClick),
+    destroy,
   };
 }
 
-/** @param {RenderProps} props */
+/** @param {import("./lib/anywidget.js").RenderProps} props */
 function render({ model, el }) {
   const root = make("div", "cnnviz-top-patches");
-  const toolbar = make("div", "cnnviz-toolbar");
-  const caption = make("span", "cnnviz-caption");
+  const progress = createProgress(model, root, "span");
   const controls = createControls(model, root);
-  const progressBox = make("span", "cnnviz-progress-box");
-  const progress = /** @type {HTMLProgressElement} */ (make("progress", "cnnviz-progress"));
-  progress.max = 1;
-  const status = make("span", "cnnviz-status");
-  progressBox.append(progress, status);
   const save = saveButton(
     () => grid.canvas,
     () => fileName("top-patches", getStr(model, "layer"), `page${getInt(model, "page", 0) + 1}`),
   );
-  toolbar.append(caption, ...controls.fields, save, progressBox);
-  const error = make("div", "cnnviz-error");
-  error.style.display = "none";
+  const tools = [progress.caption, ...controls.fields, save, progress.box];
+  const toolbar = make("div", "cnnviz-toolbar", ...tools);
+  const error = errorLine();
 
-  /** @type {PageData} */
-  let shown = {
-    channels: new Int32Array(0),
-    values: new Float32Array(0),
-    indices: new Int32Array(0),
-    labels: new Int32Array(0),
-    names: [],
-    cols: 1,
-  };
   const decodeNames = memoDecoder((raw) => (Array.isArray(raw) ? raw.map(String) : []));
+  /** The page drawn last (label and click read it only once its tiles are drawn). */
+  let shown = readPage(model, decodeNames);
 
   const grid = createTileGrid({
     label: (t) => patchLabel(t, shown),
@@ -393,60 +343,39 @@ function render({ model, el }) {
   root.append(toolbar, error, grid.el);
   el.append(root);
   injectStyle(root, "cnnviz-style-top-patches", CSS);
-  styleSaveButtons(root);
 
   const atlas = createBitmapSlot();
-  let disposed = false;
 
   function refreshGrid() {
-    atlas.load(model.get("atlas_png")).then((res) => {
-      if (!res || disposed) return;
-      error.textContent = res.error ? `could not decode atlas_png: ${res.error}` : "";
-      error.style.display = res.error ? "" : "none";
-      const [tileH, tileW] = getPair(model, "tile_shape");
-      const [rows, cols] = getPair(model, "grid_shape");
-      const n = Math.max(0, Math.min(getInt(model, "n_tiles", rows * cols), rows * cols));
-      shown = {
-        channels: /** @type {Int32Array} */ (readArray(model.get("channels")).data),
-        values: /** @type {Float32Array} */ (readArray(model.get("values")).data),
-        indices: /** @type {Int32Array} */ (readArray(model.get("indices")).data),
-        labels: /** @type {Int32Array} */ (readArray(model.get("labels")).data),
-        names: decodeNames(model.get("class_names")),
-        cols: Math.max(1, cols),
-      };
+    atlas.draw(model.get("atlas_png"), (bitmap, err) => {
+      showText(error, err ? `could not decode atlas_png: ${err}` : "");
+      const state = atlasState(model, 64);
+      const { cols, n } = state;
+      shown = readPage(model, decodeNames);
       grid.update({
-        atlas: res.bitmap,
-        tileH,
-        tileW,
-        rows,
-        cols,
-        n,
-        tilePx: getInt(model, "tile_px", 64),
+        ...state,
+        atlas: bitmap,
         selected: tilesOfChannel(shown.channels, getInt(model, "selected_channel", -1), cols, n),
         marked: tilesOfImage(shown.indices, getInt(model, "selected_index", -1), n),
       });
-      atlas.show(res.bitmap);
       // The channels may change without the tiles (then there is no draw to rebuild them).
       headers.sync();
     });
   }
 
-  const updateText = () => showProgress(model, { root, caption, status, progress });
   const unsubscribers = [
     onChanges(model, GRID_TRAITS, refreshGrid),
-    onChanges(model, TEXT_TRAITS, updateText),
+    progress.off,
     onChanges(model, LAYER_TRAITS, controls.updateLayers),
     onChanges(model, ["sort_by"], controls.updateSort),
     onChanges(model, PAGER_TRAITS, controls.updatePager),
   ];
-  updateText();
   controls.updateLayers();
   controls.updateSort();
   controls.updatePager();
   refreshGrid();
 
   return () => {
-    disposed = true;
     for (const off of unsubscribers) off();
     headers.destroy();
     controls.destroy();

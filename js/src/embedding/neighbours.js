@@ -6,8 +6,8 @@
 
 import { getInt, getPair } from "../lib/anywidget.js";
 import { formatSig } from "../lib/codecs.js";
-import { make } from "../lib/dom.js";
-import { drawThumb, thumbCss } from "./thumbnails.js";
+import { make, onPick } from "../lib/dom.js";
+import { drawScaledImage } from "../lib/image.js";
 
 /** Size of the selected image in the neighbour strip, and of its neighbours (CSS px). */
 const SELF_THUMB_PX = 96;
@@ -20,7 +20,6 @@ const NEIGHBOUR_THUMB_PX = 56;
  * @param {number} sel selected_index
  * @param {Int32Array} nb
  * @param {Float32Array} dist
- * @returns {Entry[]}
  */
 function stripEntries(sel, nb, dist) {
   /** @type {Entry[]} */
@@ -36,9 +35,9 @@ function stripEntries(sel, nb, dist) {
 
 /**
  * @param {import("./scatter.js").View} view
- * @param {(i: number) => void} onPick an image was clicked
+ * @param {(i: number) => void} pick an image was clicked
  */
-export function createNeighbours({ model, traits, scatter, thumbs }, onPick) {
+export function createNeighbours({ model, traits, scatter, thumbs }, pick) {
   const el = make("div", "cnnviz-neighbours");
   let key = "";
 
@@ -51,12 +50,12 @@ export function createNeighbours({ model, traits, scatter, thumbs }, onPick) {
   function item(e, classes, names, [th, tw]) {
     const item = make("div", `cnnviz-neighbour${e.self ? " cnnviz-neighbour-self" : ""}`);
     item.dataset.index = String(e.index);
-    const c = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-neighbour-thumb"));
+    const c = make("canvas", "cnnviz-neighbour-thumb");
     const target = e.self ? SELF_THUMB_PX : NEIGHBOUR_THUMB_PX;
+    // a thumbnail still decoding keeps its space
+    const space = th > 0 && tw > 0 ? { sw: tw, sh: th } : { sw: target, sh: target };
     const t = thumbs.get(e.index);
-    if (t) drawThumb(c, t, target);
-    else if (th > 0 && tw > 0) drawThumb(c, null, target, ...thumbCss(th, tw, target));
-    else drawThumb(c, null, target, target, target);
+    drawScaledImage(c, t?.bitmap ?? null, target, t ?? space);
     const text = make("span", "cnnviz-neighbour-label");
     text.textContent = e.self ? `#${e.index}` : Number.isFinite(e.dist) ? formatSig(e.dist) : "";
     const label = e.index < classes.length ? classes[e.index] : -1;
@@ -68,16 +67,7 @@ export function createNeighbours({ model, traits, scatter, thumbs }, onPick) {
     return item;
   }
 
-  /** @param {MouseEvent} ev */
-  const onClick = (ev) => {
-    const target = /** @type {Element | null} */ (ev.target);
-    const item = /** @type {HTMLElement | null} */ (target?.closest?.(".cnnviz-neighbour") ?? null);
-    if (!item || !el.contains(item)) return;
-    const i = Number(item.dataset.index);
-    if (!Number.isInteger(i) || i < 0) return;
-    onPick(i);
-  };
-  el.addEventListener("click", onClick);
+  const unlisten = onPick(el, ".cnnviz-neighbour", "index", pick);
 
   return {
     el,
@@ -101,8 +91,6 @@ export function createNeighbours({ model, traits, scatter, thumbs }, onPick) {
     reset() {
       key = "";
     },
-    destroy() {
-      el.removeEventListener("click", onClick);
-    },
+    destroy: unlisten,
   };
 }

@@ -70,8 +70,6 @@ function isDarkTheme(el) {
  * @param {number} o.height
  * @param {boolean} o.dark
  * @param {boolean} o.performanceMode square points without blending (for many points)
- * @returns {{ gl: WebGLRenderingContext | null, renderer: Renderer | null,
- *   sp: Scatterplot | null, error: string }}
  */
 function startScatterplot({ plot, canvas, width, height, dark, performanceMode }) {
   const glCanvas = document.createElement("canvas");
@@ -124,10 +122,9 @@ function startScatterplot({ plot, canvas, width, height, dark, performanceMode }
  * @param {() => void} o.onResize after the plot changed size
  */
 export function createPlot({ model, onError, onResize }) {
-  const el = make("div", "cnnviz-plot");
-  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-scatter"));
-  const overlay = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-scatter-overlay"));
-  el.append(canvas, overlay);
+  const canvas = make("canvas", "cnnviz-scatter");
+  const overlay = make("canvas", "cnnviz-scatter-overlay");
+  const el = make("div", "cnnviz-plot", canvas, overlay);
   /** @type {ReturnType<typeof startScatterplot>} */
   let gl = { gl: null, renderer: null, sp: null, error: "" };
   /** @type {[string, (payload: any) => void][]} handlers to subscribe when the plot starts */
@@ -233,7 +230,6 @@ export function createPlot({ model, onError, onResize }) {
      * the plot's background, in a new canvas (for the PNG button); `drawMore` draws on top in
      * CSS px.
      * @param {(ctx: CanvasRenderingContext2D, dark: boolean) => void} drawMore
-     * @returns {HTMLCanvasElement}
      */
     snapshot(drawMore) {
       const out = document.createElement("canvas");

@@ -8,9 +8,9 @@
 // Test hooks: `data-selected-count` on the scatter canvas (points drawn as selected);
 // root.cnnvizLasso and root.cnnvizRegionMembers (`hooks`, see embedding_explorer.js).
 
-import { getInt } from "../lib/anywidget.js";
+import { setTrait } from "../lib/anywidget.js";
 import { writeArray } from "../lib/codecs.js";
-import { make } from "../lib/dom.js";
+import { button, make } from "../lib/dom.js";
 import { createRegionLayer, parseRegions, regionMembers } from "../lib/regions.js";
 
 /**
@@ -18,15 +18,9 @@ import { createRegionLayer, parseRegions, regionMembers } from "../lib/regions.j
  * @param {() => number} hovered the point under the mouse (-1 none)
  */
 export function createSelection({ model, traits, plot, scatter, thumbs }, hovered) {
-  const el = make("span", "cnnviz-selection");
   const count = make("span", "cnnviz-selection-count");
-  const clearButton = /** @type {HTMLButtonElement} */ (
-    make("button", "cnnviz-small cnnviz-clear-selection")
-  );
-  clearButton.type = "button";
-  clearButton.textContent = "clear";
-  clearButton.title = "clear the selection";
-  el.append(count, clearButton);
+  const clear = button("cnnviz-small cnnviz-clear-selection", "clear", "clear the selection");
+  const el = make("span", "cnnviz-selection", count, clear);
   /** a lasso is running (its `select` event must not be taken for a click) */
   let lassoing = false;
 
@@ -35,12 +29,7 @@ export function createSelection({ model, traits, plot, scatter, thumbs }, hovere
     syncCount();
   });
 
-  /** @param {number} i */
-  function setIndex(i) {
-    if (getInt(model, "selected_index", -1) === i) return;
-    model.set("selected_index", i);
-    model.save_changes();
-  }
+  const setIndex = (/** @type {number} */ i) => setTrait(model, "selected_index", i);
 
   /** @param {number[]} indices */
   function setIndices(indices) {
@@ -69,7 +58,7 @@ export function createSelection({ model, traits, plot, scatter, thumbs }, hovere
     plot.sp?.select([], { preventEvent: true });
     syncCount();
   };
-  clearButton.addEventListener("click", onClear);
+  clear.addEventListener("click", onClear);
 
   plot.on("drawing", placeRegions);
   plot.on("lassoStart", () => {
@@ -120,7 +109,7 @@ export function createSelection({ model, traits, plot, scatter, thumbs }, hovere
       cnnvizRegionMembers: (r) => regionMembers(traits.pointRegions(), r),
     },
     destroy() {
-      clearButton.removeEventListener("click", onClear);
+      clear.removeEventListener("click", onClear);
       regions.dispose();
     },
   };

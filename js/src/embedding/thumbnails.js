@@ -1,19 +1,16 @@
 // @ts-check
-// The embedding map's thumbnails: the atlas pages of the traits (lib/thumbs.js), one thumbnail
-// drawn at a given size (hover tooltip, neighbour strip), and the overlay canvas above the
-// scatter: the images of the points in view (with `show_thumbnails`, when at most MAX_THUMBS are
-// in view) and the ring of `selected_index`, redrawn in the scatter's own animation frames.
+// The overlay canvas above the embedding map's scatter: the thumbnails (lib/thumbs.js) of the
+// points in view (with `show_thumbnails`, when at most MAX_THUMBS are in view) and the ring of
+// `selected_index`, redrawn in the scatter's own animation frames.
 //
 // Test hooks on `canvas.cnnviz-scatter`: `data-thumbs` (thumbnails on the overlay in the last
 // draw); when the ring of a newly selected image is first drawn, `data-ring-index` (that image)
 // and `data-ring-drawn-at` (ms since the epoch, performance.timeOrigin + performance.now()).
 
-import { getInt, getPair } from "../lib/anywidget.js";
-import { drawScaledImage } from "../lib/image.js";
+import { getInt } from "../lib/anywidget.js";
 import { SELECT_COLOR } from "../lib/style.js";
 import { setData } from "./scatter.js";
 
-/** @typedef {import("../lib/thumbs.js").ThumbRect} ThumbRect */
 /** @typedef {import("../lib/thumbs.js").ThumbAtlas} ThumbAtlas */
 
 /** At most this many thumbnails are drawn on the overlay (more in view: dots only). */
@@ -21,58 +18,6 @@ export const MAX_THUMBS = 2000;
 /** Bounds of the side of a thumbnail drawn on the map (CSS px). */
 const THUMB_MIN_PX = 12;
 const THUMB_MAX_PX = 72;
-
-/**
- * Draw thumbnail `t` into `canvas` with its longer side about `targetPx` CSS px: enlarged by an
- * integer factor with nearest-neighbour sampling, or shrunk with smoothing when larger.
- * @param {HTMLCanvasElement} canvas
- * @param {ThumbRect | null} t
- * @param {number} targetPx
- * @param {number} [fallbackH] CSS size of the empty canvas when t is null
- * @param {number} [fallbackW]
- */
-export function drawThumb(canvas, t, targetPx, fallbackH = 0, fallbackW = 0) {
-  const dpr = window.devicePixelRatio || 1;
-  if (!t) {
-    canvas.width = Math.max(1, Math.round(fallbackW * dpr));
-    canvas.height = Math.max(1, Math.round(fallbackH * dpr));
-    canvas.style.width = `${fallbackW}px`;
-    canvas.style.height = `${fallbackH}px`;
-    canvas.dataset.scale = "0";
-    return;
-  }
-  drawScaledImage(canvas, t.bitmap, targetPx, t);
-}
-
-/**
- * Display size (CSS px) of a thumbnail of h x w atlas px drawn at most `targetPx`.
- * @param {number} h
- * @param {number} w
- * @param {number} targetPx
- * @returns {[number, number]}
- */
-export function thumbCss(h, w, targetPx) {
-  const side = Math.max(h, w, 1);
-  const scale = side <= targetPx ? Math.max(1, Math.round(targetPx / side)) : targetPx / side;
-  return [h * scale, w * scale];
-}
-
-/**
- * Give `thumbs` the atlas pages and geometry of the traits.
- * @param {import("../lib/anywidget.js").AnyModel} model
- * @param {ThumbAtlas} thumbs
- */
-export function syncAtlas(model, thumbs) {
-  const pages = model.get("thumb_pages");
-  const [h, w] = getPair(model, "thumb_shape");
-  thumbs.update({
-    pages: Array.isArray(pages) ? pages : [],
-    h,
-    w,
-    cols: getInt(model, "thumb_cols", 0),
-    perPage: getInt(model, "thumbs_per_page", 0),
-  });
-}
 
 /**
  * On-screen side of the thumbnails: about the median distance from a point to its nearest
@@ -109,7 +54,7 @@ function thumbSide(xy) {
  * class colour (in index order: the highest index on top); returns how many were drawn.
  * @param {CanvasRenderingContext2D} ctx in CSS px
  * @param {import("./plot.js").Scatterplot} sp
- * @param {import("./points.js").Dataset} d
+ * @param {import("./scatter.js").Dataset} d
  * @param {ThumbAtlas} thumbs
  * @param {[number, number]} size of the plot (CSS px)
  */

@@ -3,27 +3,24 @@
 // (with their count), thumbnails, regions, colour by, and "reset view"; `update` shows the
 // traits and disables what the data does not allow.
 
-import { getInt, getStr } from "../lib/anywidget.js";
-import { make } from "../lib/dom.js";
+import { getInt, getStr, setTrait } from "../lib/anywidget.js";
+import { button, listen, make } from "../lib/dom.js";
 import { MAX_THUMBS } from "./thumbnails.js";
 
 /**
- * A checkbox with a label.
- * @param {string} className class of the input
+ * A checkbox (`input.<className>`) in a label.
+ * @param {string} className
  * @param {string} text
  * @returns {[HTMLLabelElement, HTMLInputElement]}
  */
 function checkbox(className, text) {
-  const label = /** @type {HTMLLabelElement} */ (make("label", "cnnviz-field"));
-  const input = /** @type {HTMLInputElement} */ (make("input", className));
+  const input = make("input", className);
   input.type = "checkbox";
-  label.append(input, text);
-  return [label, input];
+  return [make("label", "cnnviz-field", input, text), input];
 }
 
 /**
  * @param {import("./scatter.js").View} view
- * @returns {{ controls: HTMLElement[], update: () => void, destroy: () => void }}
  */
 export function createToolbar({ model, traits, plot, scatter }) {
   const [layoutField, layoutBox] = checkbox("cnnviz-layout", "grid layout");
@@ -34,41 +31,25 @@ export function createToolbar({ model, traits, plot, scatter }) {
   thumbsBox.title = `draw images instead of dots when at most ${MAX_THUMBS} are in view`;
   const [regionsField, regionsBox] = checkbox("cnnviz-regions-toggle", "regions");
   regionsBox.title = "name the map's regions by their commonest predicted classes";
-  const colorBy = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-color-by"));
+  const colorBy = make("select", "cnnviz-color-by");
   colorBy.title = "what colours the points";
-  for (const [value, text] of [
-    ["auto", "colour: label, else prediction"],
-    ["label", "colour: label"],
-    ["prediction", "colour: prediction"],
-  ]) {
-    colorBy.append(new Option(text, value));
-  }
-  const resetButton = /** @type {HTMLButtonElement} */ (
-    make("button", "cnnviz-small cnnviz-reset-view")
+  colorBy.append(
+    new Option("colour: label, else prediction", "auto"),
+    new Option("colour: label", "label"),
+    new Option("colour: prediction", "prediction"),
   );
-  resetButton.type = "button";
-  resetButton.textContent = "reset view";
-
+  const resetButton = button("cnnviz-small cnnviz-reset-view", "reset view");
   /** @param {string} name @param {unknown} value */
-  function setTrait(name, value) {
-    if (model.get(name) === value) return;
-    model.set(name, value);
-    model.save_changes();
-  }
-  /** @type {[HTMLElement, string, () => void][]} */
-  const listeners = [
-    [layoutBox, "change", () => setTrait("arrangement", layoutBox.checked ? "grid" : "scatter")],
-    [wrongBox, "change", () => setTrait("highlight_misclassified", wrongBox.checked)],
-    [thumbsBox, "change", () => setTrait("show_thumbnails", thumbsBox.checked)],
-    [regionsBox, "change", () => setTrait("show_regions", regionsBox.checked)],
-    [colorBy, "change", () => setTrait("color_by", colorBy.value)],
-    [
-      resetButton,
-      "click",
-      () => plot.sp?.zoomToOrigin({ transition: true, transitionDuration: 300 }),
-    ],
-  ];
-  for (const [target, type, fn] of listeners) target.addEventListener(type, fn);
+  const set = (name, value) => setTrait(model, name, value);
+  const reset = () => plot.sp?.zoomToOrigin({ transition: true, transitionDuration: 300 });
+  const unlisten = listen([
+    [layoutBox, "change", () => set("arrangement", layoutBox.checked ? "grid" : "scatter")],
+    [wrongBox, "change", () => set("highlight_misclassified", wrongBox.checked)],
+    [thumbsBox, "change", () => set("show_thumbnails", thumbsBox.checked)],
+    [regionsBox, "change", () => set("show_regions", regionsBox.checked)],
+    [colorBy, "change", () => set("color_by", colorBy.value)],
+    [resetButton, "click", reset],
+  ]);
 
   return {
     controls: [layoutField, wrongField, thumbsField, regionsField, colorBy, resetButton],
@@ -90,8 +71,6 @@ export function createToolbar({ model, traits, plot, scatter }) {
       thumbsField.style.display = nThumbs > 0 ? "" : "none";
       wrongText.textContent = `highlight misclassified (${data?.nWrong ?? 0})`;
     },
-    destroy() {
-      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
-    },
+    destroy: unlisten,
   };
 }

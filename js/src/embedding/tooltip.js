@@ -3,8 +3,8 @@
 // and "#12 · label cat · predicted dog (0.98)", next to the point, following it as the map moves.
 
 import { getPair } from "../lib/anywidget.js";
-import { make } from "../lib/dom.js";
-import { drawThumb, thumbCss } from "./thumbnails.js";
+import { make, makeTooltip } from "../lib/dom.js";
+import { drawScaledImage } from "../lib/image.js";
 
 /** Target size of the hover thumbnail (CSS px; small images are enlarged by an integer factor). */
 const TOOLTIP_THUMB_PX = 96;
@@ -16,9 +16,8 @@ const TOOLTIP_THUMB_PX = 96;
  * @param {Int32Array} predictions
  * @param {Float32Array} confidences
  * @param {string[]} names
- * @returns {string}
  */
-export function pointLabel(i, labels, predictions, confidences, names) {
+function pointLabel(i, labels, predictions, confidences, names) {
   const name = (/** @type {number} */ c) => (c < names.length ? names[c] : `class ${c}`);
   let s = `#${i}`;
   const label = i < labels.length ? labels[i] : -1;
@@ -35,10 +34,8 @@ export function pointLabel(i, labels, predictions, confidences, names) {
 
 /** @param {import("./scatter.js").View} view */
 export function createTooltip({ model, traits, plot, scatter, thumbs }) {
-  const el = make("div", "cnnviz-tooltip");
-  el.setAttribute("role", "tooltip");
-  el.style.display = "none";
-  const thumb = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-tooltip-thumb"));
+  const el = makeTooltip();
+  const thumb = make("canvas", "cnnviz-tooltip-thumb");
   const text = make("div", "cnnviz-tooltip-text");
   el.append(thumb, text);
   let hovered = -1;
@@ -55,17 +52,11 @@ export function createTooltip({ model, traits, plot, scatter, thumbs }) {
     text.textContent = pointLabel(i, labels, predictions, traits.confidences(), traits.names());
     const [th, tw] = getPair(model, "thumb_shape");
     const t = thumbs.get(i);
-    if (t) {
-      drawThumb(thumb, t, TOOLTIP_THUMB_PX);
-      thumb.style.display = "";
-    } else if (thumbs.valid() && th > 0 && tw > 0) {
-      // page still decoding: keep the space (the atlas' onLoad redraws the tooltip)
-      const [h, w] = thumbCss(th, tw, TOOLTIP_THUMB_PX);
-      drawThumb(thumb, null, TOOLTIP_THUMB_PX, h, w);
-      thumb.style.display = "";
-    } else {
-      thumb.style.display = "none";
-    }
+    // a page still decoding keeps the space (the atlas' onLoad redraws the tooltip)
+    const space = thumbs.valid() && th > 0 && tw > 0;
+    if (t || space)
+      drawScaledImage(thumb, t?.bitmap ?? null, TOOLTIP_THUMB_PX, t ?? { sw: tw, sh: th });
+    thumb.style.display = t || space ? "" : "none";
     el.dataset.index = String(i);
     el.style.display = "";
     place();

@@ -1,5 +1,6 @@
 // @ts-check
-// Minimal typing of the anywidget front-end contract, plus small helpers shared by widgets.
+// The anywidget front-end contract as the widgets use it: a minimal typing of the model, the
+// `initialize` they share, and helpers to read, write and follow traits.
 
 /**
  * The subset of the anywidget model API the widgets use.
@@ -12,18 +13,23 @@
  * @property {{get_model: (id: string) => Promise<AnyModel>}} [widget_manager]
  */
 
+/** @typedef {{ model: AnyModel, el: HTMLElement }} RenderProps */
+
 /**
- * @typedef {object} RenderProps
- * @property {AnyModel} model
- * @property {HTMLElement} el
+ * anywidget's `initialize` (once per model): ask the kernel for its whole state, since updates
+ * it sent while the front end was still building the model were dropped
+ * (cnnviz_widgets/widgets/_base.py).
+ * @param {{ model: any }} ctx
  */
+export function initialize({ model }) {
+  model.send({ type: "cnnviz-sync" });
+}
 
 /**
  * Subscribe `callback` to `change:<name>` for every name; returns the unsubscribe function.
  * @param {AnyModel} model
  * @param {readonly string[]} names
  * @param {() => void} callback
- * @returns {() => void}
  */
 export function onChanges(model, names, callback) {
   for (const name of names) model.on(`change:${name}`, callback);
@@ -33,11 +39,22 @@ export function onChanges(model, names, callback) {
 }
 
 /**
- * Read an integer-ish trait, falling back to `fallback` when missing or not finite.
+ * Set trait `name` to `value` and send it to the kernel (nothing to do when it has that value).
+ * @param {AnyModel} model
+ * @param {string} name
+ * @param {unknown} value
+ */
+export function setTrait(model, name, value) {
+  if (model.get(name) === value) return;
+  model.set(name, value);
+  model.save_changes();
+}
+
+/**
+ * An integer trait (`fallback` when missing or not finite).
  * @param {AnyModel} model
  * @param {string} name
  * @param {number} fallback
- * @returns {number}
  */
 export function getInt(model, name, fallback) {
   const v = Number(model.get(name));
@@ -45,10 +62,9 @@ export function getInt(model, name, fallback) {
 }
 
 /**
- * Read a string trait ("" when missing).
+ * A string trait ("" when missing).
  * @param {AnyModel} model
  * @param {string} name
- * @returns {string}
  */
 export function getStr(model, name) {
   const v = model.get(name);
@@ -56,7 +72,7 @@ export function getStr(model, name) {
 }
 
 /**
- * Read a 2-element integer list trait such as `tile_shape` or `grid_shape`.
+ * A 2-element integer list trait such as `tile_shape` or `grid_shape`.
  * @param {AnyModel} model
  * @param {string} name
  * @returns {[number, number]}
@@ -71,11 +87,10 @@ export function getPair(model, name) {
 }
 
 /**
- * Read a float trait, falling back to `fallback` when missing or not finite.
+ * A float trait (`fallback` when missing or not finite).
  * @param {AnyModel} model
  * @param {string} name
  * @param {number} fallback
- * @returns {number}
  */
 export function getFloat(model, name, fallback) {
   const v = model.get(name);
@@ -90,7 +105,6 @@ export function getFloat(model, name, fallback) {
  * (for up to `waitMs`).
  * @param {AnyModel} model
  * @param {string} name
- * @param {number} [waitMs]
  * @returns {Promise<AnyModel>}
  */
 export async function childModel(model, name, waitMs = 20_000) {

@@ -8,7 +8,6 @@ const EMPTY = new Uint8Array(0);
  * View the bytes of a Bytes trait value as a Uint8Array (no copy).
  * Accepts DataView, ArrayBuffer, any typed array, or null/undefined (-> empty).
  * @param {unknown} value
- * @returns {Uint8Array}
  */
 export function toBytes(value) {
   if (value == null) return EMPTY;
@@ -119,7 +118,6 @@ export async function decodePng(value) {
  * Format a number with `digits` significant digits, dropping trailing zeros ("1.23", "0.456").
  * @param {number} x
  * @param {number} [digits]
- * @returns {string}
  */
 export function formatSig(x, digits = 3) {
   if (!Number.isFinite(x)) return String(x);
@@ -132,20 +130,7 @@ export function formatSig(x, digits = 3) {
  * @property {string} error "" or why decoding failed
  */
 
-/**
- * @typedef {object} BitmapSlot
- * @property {(raw: unknown) => Promise<SlotResult | null>} load
- *   Decode `raw` (re-using the previous result when `raw` is the same object). Resolves to null
- *   when a newer `load` with different bytes superseded this one, or after `dispose`.
- * @property {(bitmap: ImageBitmap | null) => void} show
- *   Declare `bitmap` as the one now on screen; closes the previously shown bitmap.
- * @property {() => void} dispose
- */
-
-/**
- * Holds the latest decoded PNG of one Bytes trait and releases superseded bitmaps.
- * @returns {BitmapSlot}
- */
+/** Holds the latest decoded PNG of one Bytes trait and releases superseded bitmaps. */
 export function createBitmapSlot() {
   /** @type {unknown} */
   let currentRaw = {};
@@ -155,32 +140,55 @@ export function createBitmapSlot() {
   let shown = null;
   let disposed = false;
 
+  /**
+   * Decode `raw` (re-using the previous result when `raw` is the same object). Resolves to null
+   * when a newer `load` with different bytes superseded this one, or after `dispose`.
+   * @param {unknown} raw
+   * @returns {Promise<SlotResult | null>}
+   */
+  function load(raw) {
+    if (raw !== currentRaw) {
+      currentRaw = raw;
+      job = decodePng(raw).then(
+        (bitmap) => {
+          if (raw !== currentRaw || disposed) {
+            bitmap?.close();
+            return { bitmap: null, error: "" };
+          }
+          return { bitmap, error: "" };
+        },
+        (err) => ({ bitmap: null, error: String(err?.message ?? err) }),
+      );
+    }
+    const mine = job;
+    return mine.then((result) => {
+      if (mine === job && !disposed) return result;
+      // Superseded before anyone showed it: nobody else will, so release it now.
+      if (result.bitmap && result.bitmap !== shown) result.bitmap.close();
+      return null;
+    });
+  }
+
+  /** Declare `bitmap` the one on screen (closes the one before). @param {ImageBitmap | null} bitmap */
+  function show(bitmap) {
+    if (shown && shown !== bitmap) shown.close();
+    shown = bitmap;
+  }
+
   return {
-    load(raw) {
-      if (raw !== currentRaw) {
-        currentRaw = raw;
-        job = decodePng(raw).then(
-          (bitmap) => {
-            if (raw !== currentRaw || disposed) {
-              bitmap?.close();
-              return { bitmap: null, error: "" };
-            }
-            return { bitmap, error: "" };
-          },
-          (err) => ({ bitmap: null, error: String(err?.message ?? err) }),
-        );
-      }
-      const mine = job;
-      return mine.then((result) => {
-        if (mine === job && !disposed) return result;
-        // Superseded before anyone showed it: nobody else will, so release it now.
-        if (result.bitmap && result.bitmap !== shown) result.bitmap.close();
-        return null;
+    load,
+    show,
+    /**
+     * Decode `raw`, then (unless superseded or disposed) draw it with `draw` and show it.
+     * @param {unknown} raw
+     * @param {(bitmap: ImageBitmap | null, error: string) => void} draw
+     */
+    draw(raw, draw) {
+      load(raw).then((r) => {
+        if (!r) return;
+        draw(r.bitmap, r.error);
+        show(r.bitmap);
       });
-    },
-    show(bitmap) {
-      if (shown && shown !== bitmap) shown.close();
-      shown = bitmap;
     },
     dispose() {
       disposed = true;

@@ -1,7 +1,15 @@
 // @ts-check
 // Which class colours each point of the embedding map: its label where the dataset gives one,
 // else the model's predicted class (`color_by` "auto"), or only one of the two ("label",
-// "prediction"). The same rule as `point_classes` in cnnviz_widgets/widgets/embedding.py.
+// "prediction"). The same rule as `point_classes` in cnnviz_widgets/widgets/embedding.py. And
+// the colour of each class: `class_colors`, else matplotlib's tab10.
+
+/** Colour of points whose label is unknown or has no class colour. */
+export const UNKNOWN_COLOR = "#8c8c8c";
+/** Used when `class_colors` has fewer entries than there are classes (matplotlib's tab10). */
+const TAB10 = "1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b e377c2 7f7f7f bcbd22 17becf"
+  .split(" ")
+  .map((hex) => `#${hex}`);
 
 /**
  * @typedef {object} Coloring
@@ -37,7 +45,6 @@ export function colorClasses(labels, predictions, colorBy) {
  * Points of each class (0..nClasses-1), and how many of them are coloured by their prediction.
  * @param {Coloring} coloring
  * @param {number} nClasses
- * @returns {{ counts: number[], predictedCounts: number[] }}
  */
 export function classCounts(coloring, nClasses) {
   const counts = new Array(nClasses).fill(0);
@@ -50,4 +57,21 @@ export function classCounts(coloring, nClasses) {
     predictedCounts[c] += predicted[i];
   }
   return { counts, predictedCounts };
+}
+
+/**
+ * How many classes there are (named, coloured, or drawn) and the colour of each.
+ * @param {import("./anywidget.js").AnyModel} model
+ * @param {string[]} names class names
+ * @param {Int32Array} classes colour class of each point
+ */
+export function classColors(model, names, classes) {
+  const rawColors = model.get("class_colors");
+  const given = Array.isArray(rawColors) ? rawColors.map(String) : [];
+  let maxClass = -1;
+  for (const c of classes) if (c > maxClass) maxClass = c;
+  const nClasses = Math.max(names.length, given.length, maxClass + 1);
+  const colorOf = (/** @type {number} */ c) =>
+    /^#[0-9a-fA-F]{6}$/.test(given[c] ?? "") ? given[c] : TAB10[c % TAB10.length];
+  return { nClasses, colorOf };
 }

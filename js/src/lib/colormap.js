@@ -6,6 +6,7 @@
 // vmax <= vmin (a flat map) every finite value maps to the middle entry, 128. NaN maps to none.
 
 import { readArray } from "./codecs.js";
+import { make } from "./dom.js";
 import { BG, FG, FG2, FONT, injectStyle } from "./style.js";
 
 /** Bytes in a LUT: 256 entries x RGB. */
@@ -18,7 +19,6 @@ let grayLut = null;
  * A fresh copy of the LUT in a uint8 `Array` trait (its codec value); a grayscale ramp when it is
  * not uint8 or has fewer than 768 entries.
  * @param {unknown} raw
- * @returns {Uint8Array}
  */
 export function decodeLut(raw) {
   const { data } = readArray(raw);
@@ -35,7 +35,6 @@ export function decodeLut(raw) {
  * @param {number} v
  * @param {number} vmin
  * @param {number} vmax
- * @returns {number}
  */
 export function lutIndex(v, vmin, vmax) {
   if (Number.isNaN(v)) return -1;
@@ -69,43 +68,22 @@ const CSS = `
  */
 
 /**
- * @typedef {object} Colorbar
- * @property {HTMLDivElement} el root (class `cnnviz-colorbar-box`)
- * @property {HTMLCanvasElement} canvas the bar (class `cnnviz-colorbar`), vmax at the top
- * @property {(patch: Partial<ColorbarState>) => void} update merge state and redraw what changed
- */
-
-/**
  * A vertical colour bar with the vmax label above it, the vmin label below it, and an optional
  * mark (a line across the bar, labelled to its right). The bar's device-pixel row r (of h) shows
  * LUT entry round(255 * (1 - (r + 0.5) / h)). Sets `data-vmin`, `data-vmax`, `data-mark` on the
- * canvas.
- * @returns {Colorbar}
+ * canvas. `el`: the root (`.cnnviz-colorbar-box`); `update(patch)`: merge state and redraw what
+ * changed.
  */
 export function createColorbar() {
-  const doc = document;
-  const el = doc.createElement("div");
-  el.className = "cnnviz-colorbar-box";
-  const maxLabel = doc.createElement("div");
-  maxLabel.className = "cnnviz-colorbar-end cnnviz-colorbar-max";
-  const minLabel = doc.createElement("div");
-  minLabel.className = "cnnviz-colorbar-end cnnviz-colorbar-min";
-  const row = doc.createElement("div");
-  row.className = "cnnviz-colorbar-row";
-  const bar = doc.createElement("div");
-  bar.className = "cnnviz-colorbar-bar";
-  const canvas = doc.createElement("canvas");
-  canvas.className = "cnnviz-colorbar";
-  const mark = doc.createElement("div");
-  mark.className = "cnnviz-colorbar-mark";
-  const labels = doc.createElement("div");
-  labels.className = "cnnviz-colorbar-labels";
-  const markLabel = doc.createElement("div");
-  markLabel.className = "cnnviz-colorbar-mark-label";
-  bar.append(canvas, mark);
-  labels.append(markLabel);
-  row.append(bar, labels);
-  el.append(maxLabel, row, minLabel);
+  const maxLabel = make("div", "cnnviz-colorbar-end cnnviz-colorbar-max");
+  const minLabel = make("div", "cnnviz-colorbar-end cnnviz-colorbar-min");
+  const canvas = make("canvas", "cnnviz-colorbar");
+  const mark = make("div", "cnnviz-colorbar-mark");
+  const markLabel = make("div", "cnnviz-colorbar-mark-label");
+  const labels = make("div", "cnnviz-colorbar-labels", markLabel);
+  const bar = make("div", "cnnviz-colorbar-bar", canvas, mark);
+  const el = make("div", "cnnviz-colorbar-box", maxLabel);
+  el.append(make("div", "cnnviz-colorbar-row", bar, labels), minLabel);
   injectStyle(el, "cnnviz-style-colorbar", CSS);
 
   /** @type {ColorbarState} */
@@ -119,23 +97,16 @@ export function createColorbar() {
     markLabel: "",
     format: String,
   };
-  /** @type {[Uint8Array, number, number, number] | null} what the bar was last drawn with */
+  /** @type {unknown[] | null} what the bar was last drawn with */
   let drawn = null;
 
   function drawBar() {
     const dpr = window.devicePixelRatio || 1;
     const len = Math.max(1, Math.round(state.length));
     const wid = Math.max(1, Math.round(state.width));
-    if (
-      drawn &&
-      drawn[0] === state.lut &&
-      drawn[1] === len &&
-      drawn[2] === wid &&
-      drawn[3] === dpr
-    ) {
-      return;
-    }
-    drawn = [state.lut, len, wid, dpr];
+    const key = [state.lut, len, wid, dpr];
+    if (drawn?.every((v, k) => v === key[k])) return;
+    drawn = key;
     canvas.width = Math.max(1, Math.round(wid * dpr));
     canvas.height = Math.max(1, Math.round(len * dpr));
     canvas.style.width = `${wid}px`;
@@ -182,7 +153,7 @@ export function createColorbar() {
 
   return {
     el,
-    canvas,
+    /** @param {Partial<ColorbarState>} patch */
     update(patch) {
       Object.assign(state, patch);
       drawBar();

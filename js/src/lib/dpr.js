@@ -4,7 +4,6 @@
 /**
  * Call `callback` whenever the device pixel ratio changes; returns the unsubscribe function.
  * @param {() => void} callback
- * @returns {() => void}
  */
 export function watchPixelRatio(callback) {
   /** @type {MediaQueryList | null} */

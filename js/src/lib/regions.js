@@ -2,14 +2,14 @@
 // Named regions of the embedding map (cnnviz_widgets/inspect/regions.py): an HTML layer over the
 // scatter with each region's name, and its most typical image where thumbnails exist, at the
 // region's medoid point. `place` moves the names with the map's camera (pan, zoom, grid layout);
-// a click on a name calls `onPick(region)` (the view selects the region's points).
+// a click on a name calls `pick(region)` (the view selects the region's points).
 //
 // Data: `regions` (JSON list, largest first: name, size, typical, medoid, n_classes, ...) and
 // `point_regions` (int32, each point's region, -1 none).
 // Test hooks: each `.cnnviz-region` has data-region, data-count, data-typical and data-medoid;
 // the layer has data-regions (how many names it holds) and data-placed (how many are in view).
 
-import { make } from "./dom.js";
+import { make, onPick } from "./dom.js";
 import { drawScaledImage } from "./image.js";
 import { BG, BORDER, FG, FONT, SELECT_COLOR } from "./style.js";
 
@@ -58,7 +58,6 @@ export function parseRegions(raw) {
  * The points of region `r`, ascending.
  * @param {Int32Array} pointRegions each point's region (-1 none)
  * @param {number} r
- * @returns {number[]}
  */
 export function regionMembers(pointRegions, r) {
   /** @type {number[]} */
@@ -75,9 +74,9 @@ export function regionMembers(pointRegions, r) {
 
 /**
  * @param {HTMLElement} plot the element the scatter canvas fills (position: relative)
- * @param {(r: number) => void} onPick
+ * @param {(r: number) => void} pick
  */
-export function createRegionLayer(plot, onPick) {
+export function createRegionLayer(plot, pick) {
   const layer = make("div", "cnnviz-regions");
   plot.append(layer);
   /** @type {Label[]} */
@@ -95,17 +94,16 @@ export function createRegionLayer(plot, onPick) {
     if (k !== key) {
       key = k;
       labels = regions.map((region, r) => {
-        const el = make("button", "cnnviz-region");
+        const thumb = make("canvas", "cnnviz-region-thumb");
+        thumb.style.display = "none";
+        const name = make("span", "cnnviz-region-name");
+        name.textContent = region.name;
+        const el = make("button", "cnnviz-region", thumb, name);
         el.dataset.region = String(r);
         el.dataset.count = String(region.size);
         el.dataset.typical = String(region.typical);
         el.dataset.medoid = String(region.medoid);
         el.title = `${region.name}\n${region.size} images, ${region.nClasses} classes · click: select them`;
-        const thumb = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-region-thumb"));
-        thumb.style.display = "none";
-        const name = make("span", "cnnviz-region-name");
-        name.textContent = region.name;
-        el.append(thumb, name);
         return { el, thumb, region, drawn: false, x: Number.NaN, y: Number.NaN };
       });
       layer.replaceChildren(...labels.map((l) => l.el));
@@ -165,21 +163,14 @@ export function createRegionLayer(plot, onPick) {
     }
   }
 
-  /** @param {MouseEvent} ev */
-  const onClick = (ev) => {
-    const el = /** @type {Element | null} */ (ev.target)?.closest?.(".cnnviz-region");
-    if (!el || !layer.contains(el)) return;
-    const r = Number(/** @type {HTMLElement} */ (el).dataset.region);
-    if (Number.isInteger(r) && r >= 0) onPick(r);
-  };
-  layer.addEventListener("click", onClick);
+  const unlisten = onPick(layer, ".cnnviz-region", "region", pick);
 
   return {
     update,
     place,
     drawInto,
     dispose() {
-      layer.removeEventListener("click", onClick);
+      unlisten();
       layer.remove();
     },
   };

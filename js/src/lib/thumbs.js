@@ -21,33 +21,16 @@ import { decodePng } from "./codecs.js";
  */
 
 /**
- * @typedef {object} ThumbRect
- * @property {ImageBitmap} bitmap the decoded page
- * @property {number} sx
- * @property {number} sy
- * @property {number} sw
- * @property {number} sh
- */
-
-/**
- * @typedef {object} ThumbAtlas
- * @property {(layout: ThumbLayout) => void} update set the atlas pages and geometry
- * @property {(i: number) => ThumbRect | null} get the thumbnail of image i when its page is
- *   decoded; otherwise starts decoding it and returns null (`onLoad` fires when it is ready)
- * @property {(i: number) => Promise<ThumbRect | null>} load the thumbnail of image i, decoding
- *   its page if needed (null: no such thumbnail, or the page failed to decode)
- * @property {() => boolean} valid whether the geometry describes any thumbnail
- * @property {() => string} error "" or why the last page decode failed
- * @property {() => void} dispose close every decoded page
+ * A thumbnail: its rectangle in the decoded page `bitmap`.
+ * @typedef {{ bitmap: ImageBitmap, sx: number, sy: number, sw: number, sh: number }} ThumbRect
  */
 
 /**
  * Source rectangle of thumbnail i in its page, or null when the geometry does not contain it.
  * @param {ThumbLayout} lay
  * @param {number} i
- * @returns {{ page: number, sx: number, sy: number, sw: number, sh: number } | null}
  */
-export function thumbRect(lay, i) {
+function thumbRect(lay, i) {
   const { h, w, cols, perPage } = lay;
   if (!(h > 0 && w > 0 && cols > 0 && perPage > 0) || !Number.isInteger(i) || i < 0) return null;
   const page = Math.floor(i / perPage);
@@ -57,27 +40,24 @@ export function thumbRect(lay, i) {
 }
 
 /**
- * @param {() => void} onLoad called (at most once per microtask burst) when a page finished
- *   decoding
- * @returns {ThumbAtlas}
+ * The thumbnails of the atlas pages given to `update`: `get(i)` is image i's thumbnail when its
+ * page is decoded, and otherwise starts decoding it and is null; `onLoad` is called when a page
+ * finished decoding (or failed to). `valid()`: whether the geometry describes any thumbnail.
+ * @param {() => void} onLoad
  */
 export function createThumbAtlas(onLoad) {
   /** @type {ThumbLayout} */
   let lay = { pages: [], h: 0, w: 0, cols: 0, perPage: 0 };
-  /** raw Bytes object each cached entry was decoded from */
-  /** @type {unknown[]} */
-  let raws = [];
+  /** @type {unknown[]} raw Bytes object each entry was decoded from */
+  const raws = [];
   /** @type {(Promise<ImageBitmap | null> | null)[]} */
-  let jobs = [];
+  const jobs = [];
   /** @type {(ImageBitmap | null | undefined)[]} undefined: not decoded (yet) */
-  let bitmaps = [];
-  let lastError = "";
+  const bitmaps = [];
   let disposed = false;
 
   /** @param {number} p */
   function decode(p) {
-    const job = jobs[p];
-    if (job) return job;
     const raw = lay.pages[p];
     const mine = decodePng(raw).then(
       (bitmap) => {
@@ -89,70 +69,48 @@ export function createThumbAtlas(onLoad) {
         onLoad();
         return bitmap;
       },
-      (err) => {
-        lastError = `could not decode thumbnail page ${p}: ${String(err?.message ?? err)}`;
+      () => {
         if (!disposed && jobs[p] === mine) bitmaps[p] = null;
         onLoad();
         return null;
       },
     );
     jobs[p] = mine;
-    return mine;
   }
 
   return {
-    update(next) {
+    /** Set the atlas pages and geometry (a page decoded from the same Bytes object is kept). */
+    update(/** @type {ThumbLayout} */ next) {
       const pages = Array.isArray(next.pages) ? next.pages : [];
-      const n = pages.length;
-      /** @type {unknown[]} */
-      const newRaws = new Array(n);
-      /** @type {(Promise<ImageBitmap | null> | null)[]} */
-      const newJobs = new Array(n).fill(null);
-      /** @type {(ImageBitmap | null | undefined)[]} */
-      const newBitmaps = new Array(n).fill(undefined);
-      for (let p = 0; p < Math.max(n, raws.length); p++) {
-        if (p < n && raws[p] === pages[p]) {
-          newRaws[p] = raws[p];
-          newJobs[p] = jobs[p] ?? null;
-          newBitmaps[p] = bitmaps[p];
-        } else {
-          bitmaps[p]?.close();
-          if (p < n) newRaws[p] = pages[p];
-        }
+      for (let p = 0; p < Math.max(pages.length, raws.length); p++) {
+        if (p < pages.length && raws[p] === pages[p]) continue;
+        bitmaps[p]?.close();
+        raws[p] = pages[p];
+        jobs[p] = null;
+        bitmaps[p] = undefined;
       }
-      raws = newRaws;
-      jobs = newJobs;
-      bitmaps = newBitmaps;
+      for (const a of [raws, jobs, bitmaps]) a.length = pages.length;
       lay = { ...next, pages };
     },
+    /** @param {number} i @returns {ThumbRect | null} */
     get(i) {
       const r = thumbRect(lay, i);
       if (!r) return null;
       const bitmap = bitmaps[r.page];
       if (bitmap === undefined) {
-        decode(r.page);
+        if (!jobs[r.page]) decode(r.page);
         return null;
       }
       return bitmap ? { bitmap, sx: r.sx, sy: r.sy, sw: r.sw, sh: r.sh } : null;
     },
-    async load(i) {
-      const r = thumbRect(lay, i);
-      if (!r) return null;
-      const bitmap = bitmaps[r.page] ?? (await decode(r.page));
-      return bitmap ? { bitmap, sx: r.sx, sy: r.sy, sw: r.sw, sh: r.sh } : null;
-    },
-    valid() {
-      return lay.h > 0 && lay.w > 0 && lay.cols > 0 && lay.perPage > 0 && lay.pages.length > 0;
-    },
-    error() {
-      return lastError;
-    },
+    valid: () => lay.h > 0 && lay.w > 0 && lay.cols > 0 && lay.perPage > 0 && lay.pages.length > 0,
+    /** Close every decoded page. */
     dispose() {
       disposed = true;
       for (const b of bitmaps) b?.close();
-      bitmaps = [];
-      jobs = [];
-      raws = [];
+      for (const a of [raws, jobs, bitmaps]) a.length = 0;
     },
   };
 }
+
+/** @typedef {ReturnType<typeof createThumbAtlas>} ThumbAtlas */

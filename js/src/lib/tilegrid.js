@@ -3,7 +3,7 @@
 // image per filter / channel.
 //
 // Atlas: tiles of tileH x tileW atlas pixels packed row-major, without gaps, in a rows x cols grid.
-// Display: tiles in `order` (default identity), `displayCols` per row, each scaled by an integer
+// Display: tiles in `order` (default identity), `cols` per row, each scaled by an integer
 // `scale` with nearest-neighbour sampling, `gap` CSS px between tiles and around the border.
 // The tile at display position p has its top-left corner at CSS
 //   x = gap + (p % cols) * (tileW * scale + gap),  y = gap + floor(p / cols) * (tileH * scale + gap)
@@ -12,15 +12,16 @@
 // an overlay canvas, so moving the mouse never redraws the tiles.
 //
 // Selection: `selected` tiles get a 2-px orange frame just outside the tile (in the gap);
-// `marked` tiles get a 2-px frame in `markColor` just inside the tile, so a tile can show both.
+// `marked` tiles get a 2-px frame in MARK_COLOR just inside the tile, so a tile can show both.
 //
-// Row headers: with `gutter: true`, `TileGrid.gutter` is an element left of the tiles inside the
+// Row headers: with `gutter: true`, the grid's `gutter` is an element left of the tiles inside the
 // scroll box (it scrolls vertically with them and sticks at the left). The caller fills it,
 // typically from `onDraw`, which receives the layout of every draw.
 
-import { make } from "./dom.js";
+import { getInt, getPair } from "./anywidget.js";
+import { listen, make, makeTooltip, placeTooltip } from "./dom.js";
 import { watchPixelRatio } from "./dpr.js";
-import { BG, BG_TILES, FG, FONT, injectStyle, MARK_COLOR, SELECT_COLOR } from "./style.js";
+import { BG, BG_TILES, injectStyle, MARK_COLOR, SELECT_COLOR, TOOLTIP_RULES } from "./style.js";
 
 const CSS = `
 .cnnviz-tilegrid { position: relative; display: inline-block; max-width: 100%; vertical-align: top; }
@@ -30,17 +31,14 @@ const CSS = `
 .cnnviz-tiles-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
 .cnnviz-tilegrid-has-gutter > .cnnviz-tilegrid-scroll { display: flex; align-items: flex-start; }
 .cnnviz-tilegrid-gutter { flex: none; position: sticky; left: 0; z-index: 1; box-sizing: border-box; background: ${BG}; line-height: normal; }
-.cnnviz-tooltip {
-  position: absolute; z-index: 10; pointer-events: none; white-space: nowrap;
-  padding: 2px 6px; border-radius: 3px; font: 12px/1.4 ${FONT};
-  color: var(--jp-layout-color1, var(--vscode-editor-background, #fff));
-  background: ${FG}; opacity: 0.92; box-shadow: 0 1px 3px rgba(0, 0, 0, 0.3);
-}
+.cnnviz-tooltip { ${TOOLTIP_RULES} }
 `;
 
 /** Device-pixel budget for one canvas; beyond it the backing store uses a lower pixel ratio. */
 const MAX_CANVAS_DIM = 16384;
 const MAX_CANVAS_AREA = 1 << 26;
+/** CSS px between tiles and around the border. */
+const GAP = 2;
 
 /**
  * @typedef {object} TileGridState
@@ -48,14 +46,12 @@ const MAX_CANVAS_AREA = 1 << 26;
  * @property {number} tileH atlas tile height (atlas pixels)
  * @property {number} tileW atlas tile width (atlas pixels)
  * @property {number} rows atlas grid rows
- * @property {number} cols atlas grid columns
+ * @property {number} cols atlas grid columns (and of the display grid)
  * @property {number} n number of tiles (<= rows * cols)
  * @property {readonly number[] | null} order display order (tile indices); null = identity
  * @property {number} tilePx target on-screen size of one tile (CSS px)
- * @property {number} gap CSS px between tiles and around the border
- * @property {number | null} displayCols columns of the display grid; null = atlas cols
  * @property {readonly number[]} selected tile indices outlined in orange
- * @property {readonly number[]} marked tile indices outlined (inside) in the mark colour
+ * @property {readonly number[]} marked tile indices outlined (inside) in MARK_COLOR
  */
 
 /** The resolved layout of one draw (see `layout`). @typedef {ReturnType<typeof layout>} TileGridLayout */
@@ -64,38 +60,12 @@ const MAX_CANVAS_AREA = 1 << 26;
  * @typedef {object} TileGridOptions
  * @property {(tile: number) => string} label tooltip text for a tile index
  * @property {(tile: number) => void} [onClick] called with the clicked tile index
- * @property {string} [markColor] outline colour of `marked` tiles (default MARK_COLOR)
- * @property {boolean} [gutter] create `TileGrid.gutter` (a row-header column left of the tiles)
+ * @property {boolean} [gutter] create `gutter` (a row-header column left of the tiles)
  * @property {(layout: TileGridLayout) => void} [onDraw] called after every draw of the tiles
  */
 
-/**
- * @typedef {object} TileGrid
- * @property {HTMLDivElement} el root element (contains the scroll box and the tooltip)
- * @property {HTMLCanvasElement} canvas the tile canvas (class `cnnviz-tiles`)
- * @property {HTMLDivElement | null} gutter with `gutter: true`, the (empty) element left of the
- *   tiles (class `cnnviz-tilegrid-gutter`), else null
- * @property {(patch: Partial<TileGridState>) => void} update merge state and schedule a draw
- * @property {() => void} destroy remove listeners (does not close the atlas bitmap)
- */
-
-/**
- * Integer scale factor for tiles: max(1, round(tilePx / max(tileH, tileW))).
- * @param {number} tilePx
- * @param {number} tileH
- * @param {number} tileW
- * @returns {number}
- */
-export function tileScale(tilePx, tileH, tileW) {
-  const m = Math.max(tileH, tileW, 1);
-  return Math.max(1, Math.round(tilePx / m));
-}
-
-/**
- * Resolve the drawable layout of a state.
- * @param {TileGridState} s
- */
-export function layout(s) {
+/** The drawable layout of a state. @param {TileGridState} s */
+function layout(s) {
   const tileH = Math.max(0, Math.trunc(s.tileH));
   const tileW = Math.max(0, Math.trunc(s.tileW));
   const atlasCols = Math.max(0, Math.trunc(s.cols));
@@ -116,17 +86,32 @@ export function layout(s) {
   } else {
     order = Array.from({ length: n }, (_, i) => i);
   }
-  const cols = Math.max(1, Math.trunc(s.displayCols ?? atlasCols) || 1);
-  const scale = tileScale(s.tilePx, tileH, tileW);
-  const gap = Math.max(0, Math.trunc(s.gap));
+  const cols = Math.max(1, atlasCols);
+  // an integer scale: nearest-neighbour sampling keeps the tiles' pixels crisp
+  const scale = Math.max(1, Math.round(s.tilePx / Math.max(tileH, tileW, 1)));
+  const gap = GAP;
   const cellW = tileW * scale;
   const cellH = tileH * scale;
   const count = order.length;
-  const usedCols = Math.min(cols, count);
-  const usedRows = Math.ceil(count / cols);
-  const cssW = count ? gap + usedCols * (cellW + gap) : 0;
-  const cssH = count ? gap + usedRows * (cellH + gap) : 0;
+  const cssW = count ? gap + Math.min(cols, count) * (cellW + gap) : 0;
+  const cssH = count ? gap + Math.ceil(count / cols) * (cellH + gap) : 0;
   return { tileH, tileW, atlasCols, n, order, cols, scale, gap, cellW, cellH, cssW, cssH };
+}
+
+/** The traits of the atlas that every tile-grid widget has. */
+export const ATLAS_TRAITS = ["atlas_png", "tile_shape", "grid_shape", "n_tiles", "tile_px"];
+
+/**
+ * The grid state of the atlas traits (`tile_shape`, `grid_shape`, `n_tiles`: at most rows x
+ * cols, and `tile_px`, else `tilePx`).
+ * @param {import("./anywidget.js").AnyModel} model
+ * @param {number} tilePx
+ */
+export function atlasState(model, tilePx) {
+  const [tileH, tileW] = getPair(model, "tile_shape");
+  const [rows, cols] = getPair(model, "grid_shape");
+  const n = Math.max(0, Math.min(getInt(model, "n_tiles", rows * cols), rows * cols));
+  return { tileH, tileW, rows, cols, n, tilePx: getInt(model, "tile_px", tilePx) };
 }
 
 /**
@@ -134,7 +119,6 @@ export function layout(s) {
  * selection outline, which only needs the overlay).
  * @param {TileGridState} state
  * @param {Partial<TileGridState>} patch
- * @returns {boolean}
  */
 function changesTiles(state, patch) {
   for (const key of /** @type {(keyof TileGridState)[]} */ (Object.keys(patch))) {
@@ -155,15 +139,10 @@ function changesTiles(state, patch) {
  * @param {TileGridLayout} lay
  */
 function pixelRatio(lay) {
-  const want = window.devicePixelRatio || 1;
   const w = Math.max(1, lay.cssW);
   const h = Math.max(1, lay.cssH);
-  return Math.min(
-    want,
-    MAX_CANVAS_DIM / w,
-    MAX_CANVAS_DIM / h,
-    Math.sqrt(MAX_CANVAS_AREA / (w * h)),
-  );
+  const dims = Math.min(MAX_CANVAS_DIM / w, MAX_CANVAS_DIM / h);
+  return Math.min(window.devicePixelRatio || 1, dims, Math.sqrt(MAX_CANVAS_AREA / (w * h)));
 }
 
 /**
@@ -210,7 +189,6 @@ function drawTiles(ctx, atlas, lay, dpr) {
  * @param {number} dpr
  * @param {number} p
  * @param {number} width
- * @param {boolean} [inside]
  */
 function frame(ctx, lay, dpr, p, width, inside = false) {
   const px = (/** @type {number} */ v) => Math.round(v * dpr);
@@ -230,10 +208,9 @@ function frame(ctx, lay, dpr, p, width, inside = false) {
  * Display position under a client point, or -1.
  * @param {TileGridLayout} lay
  * @param {HTMLCanvasElement} canvas
- * @param {number} clientX
- * @param {number} clientY
+ * @param {MouseEvent} ev
  */
-function hitTest(lay, canvas, clientX, clientY) {
+function hitTest(lay, canvas, { clientX, clientY }) {
   const r = canvas.getBoundingClientRect();
   const x = clientX - r.left - lay.gap;
   const y = clientY - r.top - lay.gap;
@@ -247,39 +224,29 @@ function hitTest(lay, canvas, clientX, clientY) {
   return p < lay.order.length ? p : -1;
 }
 
-/**
- * The grid's elements: the scroll box with the canvases (and the gutter), and the tooltip.
- * @param {boolean} withGutter
- */
-function gridElements(withGutter) {
-  const el = /** @type {HTMLDivElement} */ (make("div", "cnnviz-tilegrid"));
+/** The grid's elements: the scroll box with the canvases (and the gutter), and the tooltip. */
+function gridElements(withGutter = false) {
+  const canvas = make("canvas", "cnnviz-tiles");
+  const overlay = make("canvas", "cnnviz-tiles-overlay");
+  const tooltip = makeTooltip();
+  const gutter = withGutter ? make("div", "cnnviz-tilegrid-gutter") : null;
   const scroll = make("div", "cnnviz-tilegrid-scroll");
-  const stack = make("div", "cnnviz-tilegrid-stack");
-  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-tiles"));
-  const overlay = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-tiles-overlay"));
-  const tooltip = make("div", "cnnviz-tooltip");
-  tooltip.style.display = "none";
-  tooltip.setAttribute("role", "tooltip");
-  stack.append(canvas, overlay);
-  /** @type {HTMLDivElement | null} */
-  let gutter = null;
-  if (withGutter) {
-    gutter = /** @type {HTMLDivElement} */ (make("div", "cnnviz-tilegrid-gutter"));
-    el.classList.add("cnnviz-tilegrid-has-gutter");
-    scroll.append(gutter);
-  }
-  scroll.append(stack);
-  el.append(scroll, tooltip);
+  if (gutter) scroll.append(gutter);
+  scroll.append(make("div", "cnnviz-tilegrid-stack", canvas, overlay));
+  const el = make("div", "cnnviz-tilegrid", scroll, tooltip);
+  if (gutter) el.classList.add("cnnviz-tilegrid-has-gutter");
   injectStyle(el, "cnnviz-style-tilegrid", CSS);
   return { el, scroll, canvas, overlay, tooltip, gutter };
 }
 
 /**
+ * A tile grid: `el` (the scroll box and the tooltip), `canvas` (the tiles), `gutter` (with
+ * `gutter: true`, the element left of the tiles, else null), `update(patch)` (merge state and
+ * schedule a draw) and `destroy()` (does not close the atlas bitmap).
  * @param {TileGridOptions} options
- * @returns {TileGrid}
  */
 export function createTileGrid(options) {
-  const { el, scroll, canvas, overlay, tooltip, gutter } = gridElements(Boolean(options.gutter));
+  const { el, scroll, canvas, overlay, tooltip, gutter } = gridElements(options.gutter);
   /** @type {TileGridState} */
   const state = {
     atlas: null,
@@ -290,12 +257,9 @@ export function createTileGrid(options) {
     n: 0,
     order: null,
     tilePx: 48,
-    gap: 2,
-    displayCols: null,
     selected: [],
     marked: [],
   };
-  const markColor = options.markColor ?? MARK_COLOR;
   let lay = layout(state);
   /** display position of each tile index (-1: not displayed) */
   let posOf = new Int32Array(0);
@@ -358,7 +322,7 @@ export function createTileGrid(options) {
       const p = posOfTile(t);
       if (p >= 0) frame(ctx, lay, dpr, p, 2);
     }
-    ctx.strokeStyle = markColor;
+    ctx.strokeStyle = MARK_COLOR;
     for (const t of state.marked) {
       const p = posOfTile(t);
       if (p >= 0) frame(ctx, lay, dpr, p, 2, true);
@@ -373,7 +337,7 @@ export function createTileGrid(options) {
 
   /**
    * @param {number} p display position or -1
-   * @param {PointerEvent | MouseEvent | null} ev
+   * @param {MouseEvent | null} ev
    */
   function setHover(p, ev) {
     if (p !== hoverPos) {
@@ -389,26 +353,22 @@ export function createTileGrid(options) {
     }
     if (p >= 0 && ev) {
       const r = el.getBoundingClientRect();
-      let left = ev.clientX - r.left + 12;
-      const top = ev.clientY - r.top + 14;
-      if (left + tooltipWidth > r.width) left = Math.max(0, ev.clientX - r.left - tooltipWidth - 8);
-      tooltip.style.left = `${left}px`;
-      tooltip.style.top = `${top}px`;
+      placeTooltip(tooltip, ev.clientX - r.left, ev.clientY - r.top, tooltipWidth, r.width);
     }
   }
 
-  /** @param {PointerEvent} ev */
-  const onMove = (ev) => setHover(hitTest(lay, canvas, ev.clientX, ev.clientY), ev);
   const onLeave = () => setHover(-1, null);
   /** @param {MouseEvent} ev */
   const onClick = (ev) => {
-    const p = hitTest(lay, canvas, ev.clientX, ev.clientY);
+    const p = hitTest(lay, canvas, ev);
     if (p >= 0) options.onClick?.(lay.order[p]);
   };
-  canvas.addEventListener("pointermove", onMove);
-  canvas.addEventListener("pointerleave", onLeave);
-  canvas.addEventListener("click", onClick);
-  scroll.addEventListener("scroll", onLeave, { passive: true });
+  const unlisten = listen([
+    [canvas, "pointermove", (ev) => setHover(hitTest(lay, canvas, ev), ev)],
+    [canvas, "pointerleave", onLeave],
+    [canvas, "click", onClick],
+    [scroll, "scroll", onLeave],
+  ]);
   // Redraw crisply when the page zoom / monitor pixel ratio changes.
   const unwatchDpr = watchPixelRatio(schedule);
 
@@ -416,6 +376,7 @@ export function createTileGrid(options) {
     el,
     canvas,
     gutter,
+    /** @param {Partial<TileGridState>} patch */
     update(patch) {
       const needsDraw = drawCount === 0 || changesTiles(state, patch);
       Object.assign(state, patch);
@@ -427,13 +388,12 @@ export function createTileGrid(options) {
     },
     destroy() {
       destroyed = true;
-      canvas.removeEventListener("pointermove", onMove);
-      canvas.removeEventListener("pointerleave", onLeave);
-      canvas.removeEventListener("click", onClick);
-      scroll.removeEventListener("scroll", onLeave);
+      unlisten();
       unwatchDpr();
       state.atlas = null;
       el.remove();
     },
   };
 }
+
+/** @typedef {ReturnType<typeof createTileGrid>} TileGrid */

@@ -4,20 +4,17 @@
 // moment) and the map's opacity (a slider, live while dragged).
 
 import { getFloat, getPair } from "../lib/anywidget.js";
-import { field, make } from "../lib/dom.js";
+import { field, listen, make } from "../lib/dom.js";
 
 /** How long a refused input stays outlined (ms). */
 const REFUSED_MS = 1200;
 
-/**
- * Outlining of refused inputs.
- * @returns {{ refuse: (input: HTMLElement) => void, destroy: () => void }}
- */
+/** Outlining of refused inputs. */
 export function createRefusals() {
   /** @type {Map<HTMLElement, ReturnType<typeof setTimeout>>} */
   const timers = new Map();
   return {
-    /** Outline `input` briefly to show its value was refused. */
+    /** Outline `input` briefly to show its value was refused. @param {HTMLElement} input */
     refuse(input) {
       input.classList.add("cnnviz-refused");
       const old = timers.get(input);
@@ -37,11 +34,17 @@ export function createRefusals() {
   };
 }
 
-/** @param {string} cls @param {string} title */
-function numberInput(cls, title) {
-  const input = /** @type {HTMLInputElement} */ (make("input", cls));
+/**
+ * A number input: of whole numbers from 1 (image px), or with `step` "any" of any number.
+ * @param {string} cls
+ * @param {string} title
+ */
+function numberInput(cls, title, step = "1") {
+  const input = make("input", cls);
   input.type = "number";
   input.title = title;
+  if (step === "1") input.min = "1";
+  input.step = step;
   return input;
 }
 
@@ -52,14 +55,9 @@ function numberInput(cls, title) {
  */
 export function createControls({ model, refuse }) {
   const patchInput = numberInput("cnnviz-patch", "patch size (image px)");
-  patchInput.min = "1";
-  patchInput.step = "1";
   const strideInput = numberInput("cnnviz-stride", "stride of the finest map (image px)");
-  strideInput.min = "1";
-  strideInput.step = "1";
-  const baselineInput = numberInput("cnnviz-baseline", "value the patch fills in");
-  baselineInput.step = "any";
-  const opacity = /** @type {HTMLInputElement} */ (make("input", "cnnviz-opacity"));
+  const baselineInput = numberInput("cnnviz-baseline", "value the patch fills in", "any");
+  const opacity = make("input", "cnnviz-opacity");
   opacity.type = "range";
   opacity.min = "0";
   opacity.max = "1";
@@ -98,27 +96,19 @@ export function createControls({ model, refuse }) {
     const v = Number(opacity.value);
     if (Number.isFinite(v)) model.set("opacity", Math.min(1, Math.max(0, v)));
   };
+  const onOpacityChange = () => {
+    onOpacityInput();
+    model.save_changes();
+  };
   const isCount = (/** @type {number} */ v) => Number.isInteger(v) && v >= 1;
-  /** @type {[HTMLInputElement, string, () => void][]} */
-  const listeners = [
-    [
-      patchInput,
-      "change",
-      committer(patchInput, "patch_size", (v) => isCount(v) && v <= patchMax()),
-    ],
+  const isPatch = (/** @type {number} */ v) => isCount(v) && v <= patchMax();
+  const unlisten = listen([
+    [patchInput, "change", committer(patchInput, "patch_size", isPatch)],
     [strideInput, "change", committer(strideInput, "stride", isCount)],
     [baselineInput, "change", committer(baselineInput, "baseline", () => true)],
     [opacity, "input", onOpacityInput],
-    [
-      opacity,
-      "change",
-      () => {
-        onOpacityInput();
-        model.save_changes();
-      },
-    ],
-  ];
-  for (const [target, type, fn] of listeners) target.addEventListener(type, fn);
+    [opacity, "change", onOpacityChange],
+  ]);
 
   return {
     fields: [
@@ -137,8 +127,6 @@ export function createControls({ model, refuse }) {
       else patchInput.removeAttribute("max");
       opacity.value = String(Math.min(1, Math.max(0, getFloat(model, "opacity", 0.6))));
     },
-    destroy() {
-      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
-    },
+    destroy: unlisten,
   };
 }

@@ -3,7 +3,7 @@
 // score blended over it at `opacity`, coloured by `colormap_lut` between `vmin` and `vmax` (NaN
 // transparent), and the colour bar beside it marked with the unoccluded score (`base_score`).
 // Redrawn once per batch of trait changes; cell edges are rounded to device pixels once per draw
-// (geometry.js), and hover reads the same edges (`shown`).
+// and hover reads the same edges (`shown`).
 //
 // Test hooks on `canvas.cnnviz-heatmap`, set by each draw: data-maps (maps_done), data-cells
 // ("ny,nx"), data-scale (CSS px per image px), data-opacity, data-draw-count.
@@ -11,11 +11,47 @@
 import { getFloat, getInt, getPair } from "../lib/anywidget.js";
 import { createBitmapSlot, formatSig, memoDecoder, readArray } from "../lib/codecs.js";
 import { createColorbar, decodeLut, lutIndex } from "../lib/colormap.js";
-import { make } from "../lib/dom.js";
-import { cellEdges, mapGeometry, viewScale } from "./geometry.js";
+import { errorLine, make, showText } from "../lib/dom.js";
+import { imageScale } from "../lib/image.js";
 
 /** @typedef {import("../lib/anywidget.js").AnyModel} AnyModel */
-/** @typedef {import("./geometry.js").ShownMap} ShownMap */
+
+/**
+ * @typedef {object} MapGeometry
+ * @property {number} ny rows of scores
+ * @property {number} nx columns of scores
+ * @property {number} ph patch height (image px)
+ * @property {number} pw patch width
+ * @property {number} sh stride between rows of positions
+ * @property {number} sw stride between columns
+ * @property {number} y0 top row of patch 0 (image px; negative where it starts outside)
+ * @property {number} x0 left column of patch 0
+ * @property {number} oy top of cell row 0 (image px): y0 + (ph - sh) / 2
+ * @property {number} ox left of cell column 0: x0 + (pw - sw) / 2
+ */
+
+/**
+ * The map on screen: its geometry, values and device-pixel cell edges (rows, columns).
+ * @typedef {{ geom: MapGeometry, scores: Float32Array, ey: Int32Array, ex: Int32Array }} ShownMap
+ */
+
+/**
+ * Device-pixel edges of n cells starting at `offset` image px, `step` apart: edge e is
+ * round((offset + e * step) * k) clamped to 0..limit (n + 1 edges, non-decreasing).
+ * @param {number} n
+ * @param {number} offset
+ * @param {number} step
+ * @param {number} k device px per image px
+ * @param {number} limit canvas size in device px
+ */
+function cellEdges(n, offset, step, k, limit) {
+  const edges = new Int32Array(n + 1);
+  for (let e = 0; e <= n; e++) {
+    const v = Math.round((offset + e * step) * k);
+    edges[e] = Math.min(limit, Math.max(0, v));
+  }
+  return edges;
+}
 
 /** Device-pixel budget for one canvas side. */
 const MAX_CANVAS_DIM = 16384;
@@ -28,11 +64,10 @@ const VIEW_PX = 256;
  * @param {number} h
  * @param {number} w
  * @param {number} viewPx
- * @returns {{ valid: boolean, scale: number, dpr: number, cssH: number, cw: number, ch: number }}
  */
 function fitCanvases(canvases, h, w, viewPx) {
   const valid = h > 0 && w > 0;
-  const scale = valid ? viewScale(h, w, viewPx) : 0;
+  const scale = valid ? imageScale(h, w, viewPx) : 0;
   const cssW = valid ? w * scale : 0;
   const cssH = valid ? h * scale : 0;
   const want = window.devicePixelRatio || 1;
@@ -56,24 +91,22 @@ function fitCanvases(canvases, h, w, viewPx) {
  * @param {number} k
  * @param {number} cw
  * @param {number} ch
- * @returns {{ map: ShownMap | null, error: string }}
  */
 function shownMap(model, { data, shape }, k, cw, ch) {
   const [ny, nx] = shape.length === 2 ? shape : [0, 0];
-  const geom = mapGeometry(
-    [ny, nx],
-    getPair(model, "map_patch"),
-    getPair(model, "map_stride"),
-    getPair(model, "map_origin"),
-  );
-  if (!geom) return { map: null, error: "scores, map_patch and map_stride must be positive" };
-  if (geom.ny * geom.nx !== data.length) {
-    const error = `scores has ${data.length} values; its shape is ${geom.ny}×${geom.nx}`;
-    return { map: null, error };
+  const [ph, pw] = getPair(model, "map_patch");
+  const [sh, sw] = getPair(model, "map_stride");
+  const [y0, x0] = getPair(model, "map_origin");
+  if (!(ny > 0 && nx > 0 && ph > 0 && pw > 0 && sh > 0 && sw > 0)) {
+    return { map: null, error: "scores, map_patch and map_stride must be positive" };
   }
+  if (ny * nx !== data.length) {
+    return { map: null, error: `scores has ${data.length} values; its shape is ${ny}×${nx}` };
+  }
+  const geom = { ny, nx, ph, pw, sh, sw, y0, x0, oy: y0 + (ph - sh) / 2, ox: x0 + (pw - sw) / 2 };
   const scores = /** @type {Float32Array} */ (data);
-  const ey = cellEdges(geom.ny, geom.oy, geom.sh, k, ch);
-  const ex = cellEdges(geom.nx, geom.ox, geom.sw, k, cw);
+  const ey = cellEdges(ny, geom.oy, sh, k, ch);
+  const ex = cellEdges(nx, geom.ox, sw, k, cw);
   return { map: { geom, scores, ey, ex }, error: "" };
 }
 
@@ -139,18 +172,14 @@ function markState(model) {
  * @param {() => void} o.onDraw after each draw
  */
 export function createHeatmap({ model, onDraw }) {
-  const el = make("div", "cnnviz-body");
-  const box = make("div", "cnnviz-heatmap-box");
-  const stack = make("div", "cnnviz-heatmap-stack");
-  const canvas = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-heatmap"));
-  const overlay = /** @type {HTMLCanvasElement} */ (make("canvas", "cnnviz-heatmap-overlay"));
-  stack.append(canvas, overlay);
-  box.append(stack);
+  const canvas = make("canvas", "cnnviz-heatmap");
+  const overlay = make("canvas", "cnnviz-heatmap-overlay");
+  const stack = make("div", "cnnviz-heatmap-stack", canvas, overlay);
+  const box = make("div", "cnnviz-heatmap-box", stack);
   const colorbar = createColorbar();
   colorbar.el.style.display = "none";
-  el.append(box, colorbar.el);
-  const error = make("div", "cnnviz-error");
-  error.style.display = "none";
+  const el = make("div", "cnnviz-body", box, colorbar.el);
+  const error = errorLine();
 
   const image = createBitmapSlot();
   const baseCtx = canvas.getContext("2d");
@@ -168,11 +197,9 @@ export function createHeatmap({ model, onDraw }) {
     scheduled = false;
     if (destroyed) return;
     const gen = ++drawGen;
-    image.load(model.get("image_png")).then((res) => {
-      // A newer draw is on its way (or the bytes were superseded): let it draw.
-      if (!res || destroyed || gen !== drawGen) return;
-      draw(res.bitmap, res.error);
-      image.show(res.bitmap);
+    image.draw(model.get("image_png"), (bitmap, error) => {
+      // A newer draw of the same bytes is on its way: let it draw.
+      if (gen === drawGen) draw(bitmap, error);
     });
   }
 
@@ -208,8 +235,7 @@ export function createHeatmap({ model, onDraw }) {
       shown = res.map;
       if (baseCtx && shown) paintCells(baseCtx, shown, { lut, vmin, vmax, alpha }, scratch);
     }
-    error.textContent = errors.join("; ");
-    error.style.display = errors.length ? "" : "none";
+    showText(error, errors.join("; "));
 
     colorbar.el.style.display = shown ? "" : "none";
     if (shown) {

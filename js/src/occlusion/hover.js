@@ -4,13 +4,46 @@
 // the overlay canvas, so moving the mouse never redraws the heatmap. Test hook: data-hover
 // ("i,j" or "") on `canvas.cnnviz-heatmap`.
 
-import { make } from "../lib/dom.js";
-import { cellLabel, cellOf } from "./geometry.js";
+import { formatSig } from "../lib/codecs.js";
+import { listen, makeTooltip, placeTooltip } from "../lib/dom.js";
+
+/** @typedef {import("./heatmap.js").MapGeometry} MapGeometry */
+
+/**
+ * Index of the cell whose device-pixel span [edges[c], edges[c + 1]) holds `p`, or -1.
+ * @param {Int32Array} edges
+ * @param {number} p
+ */
+function cellOf(edges, p) {
+  const n = edges.length - 1;
+  if (n < 1 || p < edges[0] || p >= edges[n]) return -1;
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (edges[mid] <= p) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Tooltip text of cell (i, j): "patch at (y, x) · score 0.123".
+ * @param {MapGeometry} g
+ * @param {number} i
+ * @param {number} j
+ * @param {number} score
+ */
+function cellLabel(g, i, j, score) {
+  const y = Math.max(0, g.y0 + i * g.sh);
+  const x = Math.max(0, g.x0 + j * g.sw);
+  return `patch at (${y}, ${x}) · score ${formatSig(score)}`;
+}
 
 /**
  * Outline of patch (i, j) (ph x pw at its top-left corner), black outside white.
  * @param {CanvasRenderingContext2D} ctx
- * @param {import("./geometry.js").MapGeometry} g
+ * @param {MapGeometry} g
  * @param {[number, number]} cell
  * @param {{ scale: number, dpr: number }} view
  */
@@ -35,16 +68,12 @@ function outlinePatch(ctx, g, [i, j], { scale, dpr }) {
  */
 export function createHover({ heatmap, root }) {
   const { canvas, overlay, stack, box } = heatmap;
-  const tooltip = make("div", "cnnviz-tooltip");
-  tooltip.style.display = "none";
-  tooltip.setAttribute("role", "tooltip");
+  const tooltip = makeTooltip();
   box.append(tooltip);
   const overlayCtx = overlay.getContext("2d");
-  /** Pointer position over the heatmap (CSS px from its top-left), or null. */
-  /** @type {[number, number] | null} */
+  /** @type {[number, number] | null} pointer over the heatmap (CSS px from its top-left) */
   let pointer = null;
-  /** Hovered cell, or null. */
-  /** @type {[number, number] | null} */
+  /** @type {[number, number] | null} hovered cell */
   let hover = null;
 
   /** Hovered cell at the pointer, from the edges of the last draw. @returns {[number, number] | null} */
@@ -77,21 +106,12 @@ export function createHover({ heatmap, root }) {
 
   function place() {
     if (!pointer) return;
-    const offsetX = stack.offsetLeft + canvas.offsetLeft;
-    const offsetY = stack.offsetTop + canvas.offsetTop;
-    const tw = tooltip.offsetWidth;
-    let left = offsetX + pointer[0] + 12;
-    const top = offsetY + pointer[1] + 14;
-    // The tooltip may overhang the heatmap box, but not the widget: flip it left of the pointer.
-    const boxRect = box.getBoundingClientRect();
-    const rootRect = root.getBoundingClientRect();
-    const right = rootRect.right - boxRect.left;
-    if (left + tw > right) {
-      left = offsetX + pointer[0] - tw - 8;
-      left = Math.max(left, rootRect.left - boxRect.left);
-    }
-    tooltip.style.left = `${left}px`;
-    tooltip.style.top = `${top}px`;
+    const x = stack.offsetLeft + canvas.offsetLeft + pointer[0];
+    const y = stack.offsetTop + canvas.offsetTop + pointer[1];
+    // The tooltip may overhang the heatmap box, but not the widget.
+    const boxLeft = box.getBoundingClientRect().left;
+    const { left, right } = root.getBoundingClientRect();
+    placeTooltip(tooltip, x, y, tooltip.offsetWidth, right - boxLeft, left - boxLeft);
   }
 
   /** @param {PointerEvent} ev */
@@ -106,15 +126,14 @@ export function createHover({ heatmap, root }) {
     pointer = null;
     if (hover) update();
   };
-  canvas.addEventListener("pointermove", onMove);
-  canvas.addEventListener("pointerleave", onLeave);
+  const unlisten = listen([
+    [canvas, "pointermove", onMove],
+    [canvas, "pointerleave", onLeave],
+  ]);
 
   return {
     /** Follow a redraw of the heatmap (the cell under the pointer may have changed). */
     update,
-    destroy() {
-      canvas.removeEventListener("pointermove", onMove);
-      canvas.removeEventListener("pointerleave", onLeave);
-    },
+    destroy: unlisten,
   };
 }

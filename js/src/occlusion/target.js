@@ -3,9 +3,9 @@
 // with their scores) and the current `target`, and "other class…", which opens a text box for
 // any class by name or index (a datalist of `class_names`); a refused entry is outlined.
 
-import { getInt } from "../lib/anywidget.js";
+import { getInt, setTrait } from "../lib/anywidget.js";
 import { formatSig } from "../lib/codecs.js";
-import { field, make } from "../lib/dom.js";
+import { field, listen, make } from "../lib/dom.js";
 
 /** `<option>` value of the "other class…" entry. */
 const OTHER = "other";
@@ -13,20 +13,12 @@ const OTHER = "other";
 let instances = 0;
 
 /**
- * @typedef {object} TopClass
- * @property {number} index
- * @property {string} name
- * @property {number} score
- */
-
-/**
- * The `top_classes` trait as a clean list.
+ * The `top_classes` trait (the model's top-5 predictions) as a clean list.
  * @param {unknown} raw
- * @returns {TopClass[]}
  */
 export function readTopClasses(raw) {
   if (!Array.isArray(raw)) return [];
-  /** @type {TopClass[]} */
+  /** @type {{ index: number, name: string, score: number }[]} */
   const out = [];
   for (const item of raw) {
     if (item == null || typeof item !== "object") continue;
@@ -92,14 +84,14 @@ export function parseClass(text, names, lookup) {
  * @param {(input: HTMLElement) => void} o.refuse outline an input whose value was refused
  */
 export function createTarget({ model, refuse }) {
-  const select = /** @type {HTMLSelectElement} */ (make("select", "cnnviz-target"));
+  const select = make("select", "cnnviz-target");
   select.title = "target class (top-5 predictions)";
-  const classInput = /** @type {HTMLInputElement} */ (make("input", "cnnviz-class-input"));
+  const classInput = make("input", "cnnviz-class-input");
   classInput.type = "text";
   classInput.placeholder = "class name or index";
   classInput.autocomplete = "off";
   classInput.style.display = "none";
-  const datalist = /** @type {HTMLDataListElement} */ (make("datalist", "cnnviz-class-list"));
+  const datalist = make("datalist", "cnnviz-class-list");
   instances += 1;
   datalist.id = `cnnviz-occlusion-classes-${instances}-${Math.random().toString(36).slice(2, 8)}`;
   classInput.setAttribute("list", datalist.id);
@@ -121,13 +113,7 @@ export function createTarget({ model, refuse }) {
       names = Array.isArray(rawNames) ? rawNames.map(String) : [];
       const choices = classChoices(names);
       lookup = choices.lookup;
-      datalist.replaceChildren(
-        ...choices.values.map((v) => {
-          const o = document.createElement("option");
-          o.value = v;
-          return o;
-        }),
-      );
+      datalist.replaceChildren(...choices.values.map((v) => new Option("", v)));
     }
     const top = readTopClasses(model.get("top_classes"));
     const target = getInt(model, "target", -1);
@@ -152,13 +138,7 @@ export function createTarget({ model, refuse }) {
     update();
   }
 
-  /** @param {number} index */
-  function setTarget(index) {
-    if (index !== getInt(model, "target", -1)) {
-      model.set("target", index);
-      model.save_changes();
-    }
-  }
+  const setTarget = (/** @type {number} */ index) => setTrait(model, "target", index);
 
   const onSelect = () => {
     if (select.value === OTHER) {
@@ -191,20 +171,11 @@ export function createTarget({ model, refuse }) {
   const onClassBlur = () => {
     if (!classInput.value.trim()) closeOther();
   };
-  /** @type {[HTMLElement, string, (ev: any) => void][]} */
-  const listeners = [
+  const destroy = listen([
     [select, "change", onSelect],
     [classInput, "change", onClassChange],
     [classInput, "keydown", onClassKey],
     [classInput, "blur", onClassBlur],
-  ];
-  for (const [target, type, fn] of listeners) target.addEventListener(type, fn);
-
-  return {
-    el,
-    update,
-    destroy() {
-      for (const [target, type, fn] of listeners) target.removeEventListener(type, fn);
-    },
-  };
+  ]);
+  return { el, update, destroy };
 }
