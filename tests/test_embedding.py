@@ -190,6 +190,95 @@ def test_tiny_inputs_lower_perplexity_or_raise(feats):
     assert embed(feats[:3], "pca").shape == (3, 2)
 
 
+# ------------------------------------------------- maps of many points ----
+
+
+def separated_clusters(n: int = 1500, clusters: int = 8, seed: int = 0):
+    """`n` points of `clusters` well-separated Gaussian clusters in 32 dims, and labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, clusters, n)
+    centres = rng.normal(0.0, 3.0, (clusters, 32))
+    return (centres[labels] + rng.normal(0.0, 1.0, (n, 32))).astype(np.float32), labels
+
+
+@pytest.fixture
+def small_large(monkeypatch):
+    """The large-N path at small N: a threshold of 1,000 points, a sample of 400, chunks of
+    300, a short schedule, and Annoy for the placed points' neighbours in the sample."""
+    monkeypatch.setattr(embed_module, "LARGE", 1000)
+    monkeypatch.setattr(embed_module, "SAMPLE", 400)
+    monkeypatch.setattr(embed_module, "PLACE_CHUNK", 300)
+    monkeypatch.setattr(embed_module, "PLACE_ITER", 100)
+    monkeypatch.setattr(embed_module, "EXACT_KNN_MAX", 500)  # 1,100 x 400 > 500^2: Annoy
+
+
+def test_large_inputs_map_a_sample_and_place_the_rest(small_large, monkeypatch):
+    x, labels = separated_clusters()
+    calls = []
+
+    def record(current, iteration, iterations):
+        calls.append((current.shape, iteration, iterations))
+        last[:] = current
+
+    last = np.zeros((len(x), 2), np.float32)
+    xy = embed(x, random_state=3, early_iter=50, n_iter=100, callback=record)
+    assert xy.shape == (len(x), 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    np.testing.assert_array_equal(xy, embed(x, random_state=3, early_iter=50, n_iter=100))
+    with monkeypatch.context() as patch:  # each point is placed alone: chunks only bound memory
+        patch.setattr(embed_module, "PLACE_CHUNK", 10_000)
+        np.testing.assert_array_equal(xy, embed(x, random_state=3, early_iter=50, n_iter=100))
+    # points of one cluster land together: their 10 map neighbours share the cluster
+    assert knn_agreement(xy, labels, k=10) >= 0.9
+    # the callback sees all N points: the sample's optimisation, its final map, 4 chunks
+    assert {shape for shape, _, _ in calls} == {(len(x), 2)}
+    steps = [iteration for _, iteration, _ in calls]
+    assert steps == [50, 100, 150, 150, 151, 152, 153, 154] and calls[-1][2] == 154
+    np.testing.assert_array_equal(last, xy)
+
+
+def test_sample_keyword_forces_either_path(small_large, monkeypatch):
+    x, _ = separated_clusters(n=1200)
+    assert embed_module._sample_size(None, 1200, "opentsne") == 400
+    assert embed_module._sample_size(None, 1000, "opentsne") == 1000  # not above LARGE
+    assert embed_module._sample_size(None, 1200, "sklearn") == 1200  # no transform there
+    assert embed_module._sample_size(0, 1200, "opentsne") == 1200
+    assert embed_module._sample_size(False, 1200, "opentsne") == 1200
+    assert embed_module._sample_size(5000, 1200, "opentsne") == 1200
+    assert embed_module._sample_size(np.int64(300), 1200, "opentsne") == 300
+    calls = []
+    real = embed_module._tsne_opentsne
+    monkeypatch.setattr(
+        embed_module, "_tsne_opentsne", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    embed(x, sample=0, early_iter=10, n_iter=10)
+    assert calls == [1]
+    for bad in (-1, 2.5, "all", True, 50):
+        with pytest.raises(ValueError, match="sample must be"):
+            embed(x, sample=bad)
+    with pytest.raises(ValueError, match="needs openTSNE"):
+        embed(x, sample=300, backend="sklearn")
+
+
+def test_neighbour_agreement_of_a_map_with_itself_and_a_shuffle():
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(2000, 2)).astype(np.float32)
+    assert embed_module.neighbour_agreement(xy, xy, k=10) == 1.0
+    shuffled = embed_module.neighbour_agreement(xy, xy[rng.permutation(2000)], k=10)
+    assert shuffled == pytest.approx(10 / 1999, abs=0.002)  # chance: k / (N - 1)
+    wide = np.concatenate([xy, 0.01 * rng.normal(size=(2000, 6))], axis=1)
+    assert embed_module.neighbour_agreement(xy, wide, k=5) > 0.9  # widths may differ
+    rows = np.arange(0, 2000, 7)
+    subset = embed_module.neighbour_agreement(xy, wide, k=5, rows=rows)
+    found, _ = neighbours(xy, k=5, query=rows)
+    expected, _ = neighbours(wide, k=5, query=rows)
+    shared = [len(set(a) & set(b)) / 5 for a, b in zip(found, expected, strict=True)]
+    assert subset == pytest.approx(np.mean(shared))
+    with pytest.raises(ValueError, match="same points"):
+        embed_module.neighbour_agreement(xy, xy[:10])
+    with pytest.raises(ValueError, match="k must be"):
+        embed_module.neighbour_agreement(xy, xy, k=0)
+
+
 # ----------------------------------------------------------- neighbours ----
 
 

@@ -10,7 +10,10 @@ openTSNE runs a shortened schedule (`EARLY_ITER` + `N_ITER` instead of its 250 +
 iterations), FFT gradients on a coarser grid (`INTS_IN_INTERVAL`) from 10,000 points and
 Barnes-Hut below, exact neighbours up to `EXACT_KNN_MAX` points and Annoy above, on the
 idle cores: several times faster than scikit-learn at the same k-nearest-neighbour label
-agreement of the map (benchmarks/RESULTS.md).
+agreement of the map (benchmarks/RESULTS.md). Above `LARGE` points t-SNE optimises a random
+sample of `SAMPLE` and places the others on its map with openTSNE's `transform`: a million
+points in minutes (`embed(sample=...)` forces either path). `neighbour_agreement` measures
+how much two maps, or a map and its features, share each point's nearest neighbours.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "extract_features",
     "feature_pass",
     "knn_agreement",
+    "neighbour_agreement",
     "neighbours",
     "pca",
 ]
@@ -56,6 +60,25 @@ EXACT_KNN_MAX = 25_000  # above this many points the t-SNE neighbours come from 
 ANNOY_TREES = 50  # recall of the 90 neighbours about 0.92 at 70,000 x 50
 MIN_TSNE_POINTS = 4
 FFT_MIN_POINTS = 10_000  # below, Barnes-Hut is faster (the FFT grid has a fixed cost)
+#: Above this many points `embed` optimises t-SNE on a random sample of `SAMPLE` points and
+#: places the others on that map (openTSNE's `transform`). At 100,000 points (one thread, 2
+#: shared cores) the map of every point took 133 s and the sampled one 34 s, keeping 87% of
+#: its feature-space neighbour agreement (0.50 against 0.58, benchmarks/RESULTS.md); up to
+#: here the full map takes about 2 minutes and keeps more, so it stays the default.
+LARGE = 100_000
+#: Points optimised on the large-N path. At 100,000 points samples of 10,000 / 25,000 /
+#: 50,000 took 25 / 34 / 72 s for a 10-neighbour agreement with feature space of 0.47 / 0.50
+#: / 0.54 (the full map: 133 s, 0.58); 25,000 is also the most with exact neighbours.
+SAMPLE = 25_000
+MIN_SAMPLE = 100  # smallest sample `embed(sample=...)` accepts
+PLACE_CHUNK = 50_000  # points placed per `transform` call: bounds its memory
+#: Perplexity and iterations of the placement (openTSNE's transform defaults: 5 and 250).
+#: At 400,000 points placed on a 10,000-point sample, perplexity 5 / 10 / 30 gave a feature
+#: agreement of 0.24 / 0.27 / 0.28 in 20 / 29 / 35 s (100, 100, 50 iterations; 30 needs 90
+#: neighbours, whose search took 3x as long), and 250 iterations gained at most 0.001.
+PLACE_PERPLEXITY = 10.0
+PLACE_ITER = 100
+PLACE_TREES = 20  # Annoy trees for the placed points' neighbours in the sample
 
 
 def _choices(values: Sequence[str]) -> str:
@@ -163,18 +186,33 @@ def pca(features: Any, n_components: int = 2) -> np.ndarray:
 # ---------------------------------------------------------------- t-SNE ----
 
 
-def _annoy_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
-    """Approximate kNN by Annoy (bundled with openTSNE): a random-projection forest."""
-    from concurrent.futures import ThreadPoolExecutor
+def _annoy_index(x: np.ndarray, seed: int, trees: int):
+    """An Annoy forest (bundled with openTSNE) of the rows of `x`: random projections.
 
+    Built on one thread, so the forest, and every search in it, depends only on `seed`.
+    """
     from openTSNE.dependencies.annoy import AnnoyIndex
 
-    n = len(x)
     index = AnnoyIndex(x.shape[1], "euclidean")
     index.set_seed(seed)
     for i, row in enumerate(x):
         index.add_item(i, row)
-    index.build(ANNOY_TREES, n_jobs=1)  # one thread: the forest depends only on the seed
+    index.build(trees, n_jobs=1)
+    return index
+
+
+def _in_threads(work: Callable[[np.ndarray], None], n: int, n_jobs: int) -> None:
+    """`work(rows)` over `range(n)` in chunks on `n_jobs` threads (Annoy drops the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, n_jobs)) as pool:
+        list(pool.map(work, np.array_split(np.arange(n), max(1, n_jobs) * 4)))
+
+
+def _annoy_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
+    """Approximate kNN by Annoy of every row of `x` among the others."""
+    n = len(x)
+    index = _annoy_index(x, seed, ANNOY_TREES)
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
 
@@ -187,8 +225,52 @@ def _annoy_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
             indices[i] = [found[j] for j in keep]
             distances[i] = [dist[j] for j in keep]
 
-    with ThreadPoolExecutor(max(1, n_jobs)) as pool:
-        list(pool.map(rows, np.array_split(np.arange(n), max(1, n_jobs) * 4)))
+    _in_threads(rows, n, n_jobs)
+    return indices, distances
+
+
+def _annoy_query(x: np.ndarray, queries: np.ndarray, k: int, n_jobs: int, seed: int):
+    """Approximate kNN by Annoy (`PLACE_TREES` trees) of each query row among the rows of
+    `x`: (indices int32, distances float32), compact for a million queries."""
+    index = _annoy_index(x, seed, PLACE_TREES)
+    indices = np.empty((len(queries), k), dtype=np.int32)
+    distances = np.empty((len(queries), k), dtype=np.float32)
+
+    def rows(chunk: np.ndarray) -> None:
+        for i in chunk:
+            found, dist = index.get_nns_by_vector(queries[i], k, include_distances=True)
+            if len(found) < k:  # cannot happen: the sample holds more than k points
+                raise RuntimeError("Annoy returned too few neighbours")
+            indices[i], distances[i] = found, dist
+
+    _in_threads(rows, len(queries), n_jobs)
+    return indices, distances
+
+
+def _exact_knn(queries: np.ndarray, data: np.ndarray, k: int, skip_self: bool):
+    """(indices, euclidean distances) of each query row's k nearest rows of `data`, exact.
+
+    Blocked matrix products (about 16M distances a block, so memory stays bounded);
+    `skip_self`: the queries are `data` itself and a row is not its own neighbour.
+    """
+    t = torch.from_numpy(data)
+    queries_t = torch.from_numpy(queries)
+    sq = (t * t).sum(dim=1)
+    query_sq = sq if skip_self else (queries_t * queries_t).sum(dim=1)
+    n, m = len(data), len(queries)
+    indices = np.empty((m, k), dtype=np.int64)
+    distances = np.empty((m, k), dtype=np.float64)
+    block = max(1, min(m, 2**24 // n))
+    for start in range(0, m, block):
+        q = queries_t[start : start + block]
+        rows = torch.arange(len(q))
+        d2 = sq[None, :] - 2.0 * (q @ t.T)  # + |q|^2, added after the ranking
+        if skip_self:
+            d2[rows, rows + start] = float("inf")
+        value, index = d2.topk(k, dim=1, largest=False)
+        value = (value + query_sq[start : start + block, None]).clamp_(min=0).sqrt_()
+        indices[start : start + block] = index.numpy()
+        distances[start : start + block] = value.numpy()
     return indices, distances
 
 
@@ -200,22 +282,7 @@ def _tsne_knn(x: np.ndarray, k: int, n_jobs: int, seed: int):
     """
     if len(x) > EXACT_KNN_MAX:
         return _annoy_knn(x, k, n_jobs, seed)
-    t = torch.from_numpy(x)
-    sq = (t * t).sum(dim=1)
-    n = len(x)
-    indices = np.empty((n, k), dtype=np.int64)
-    distances = np.empty((n, k), dtype=np.float64)
-    block = max(1, min(n, 2**24 // n))
-    for start in range(0, n, block):
-        q = t[start : start + block]
-        rows = torch.arange(len(q))
-        d2 = sq[None, :] - 2.0 * (q @ t.T)  # + |q|^2, added after the ranking
-        d2[rows, rows + start] = float("inf")
-        value, index = d2.topk(k, dim=1, largest=False)
-        value = (value + sq[start : start + block, None]).clamp_(min=0).sqrt_()
-        indices[start : start + block] = index.numpy()
-        distances[start : start + block] = value.numpy()
-    return indices, distances
+    return _exact_knn(x, x, k, skip_self=True)
 
 
 def _effective_perplexity(perplexity: float, n: int) -> float:
@@ -239,7 +306,12 @@ def _initial_map(x: np.ndarray) -> np.ndarray:
     return start / scale * 1e-4 if scale > 0 else np.zeros_like(start)
 
 
-def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verbose, callback):
+def _tsne_embedding(x, perplexity, random_state, n_jobs, verbose):
+    """An openTSNE `TSNEEmbedding` of `x` at its PCA start, not yet optimised.
+
+    The affinities come from `_tsne_knn` (exact or seeded Annoy neighbours), so the map is
+    deterministic for a `random_state` whatever the thread count.
+    """
     from openTSNE import TSNEEmbedding, affinity
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
@@ -253,7 +325,7 @@ def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verb
         n_jobs=n_jobs,
         verbose=verbose,
     )
-    embedding = TSNEEmbedding(
+    return TSNEEmbedding(
         _initial_map(x),
         affinities,
         negative_gradient_method="fft" if n >= FFT_MIN_POINTS else "bh",
@@ -262,7 +334,15 @@ def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verb
         random_state=random_state,
         verbose=verbose,
     )
-    total = early_iter + n_iter
+
+
+def _optimise(embedding, early_iter: int, n_iter: int, callback, total: int) -> None:
+    """Run the two t-SNE phases on `embedding` in place: early exaggeration, then the rest.
+
+    `callback(map, iteration, total)` every `CALLBACK_EVERY` iterations (openTSNE passes
+    the current map); `total` may exceed `early_iter + n_iter` when more steps follow.
+    """
+    n = len(embedding)
 
     def every(offset: int) -> dict:
         if callback is None:
@@ -290,7 +370,134 @@ def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verb
         propagate_exception=True,
         **every(early_iter),
     )
+
+
+def _tsne_opentsne(x, perplexity, random_state, n_jobs, early_iter, n_iter, verbose, callback):
+    """openTSNE's t-SNE of every point of `x`: the exact path."""
+    embedding = _tsne_embedding(x, perplexity, random_state, n_jobs, verbose)
+    _optimise(embedding, early_iter, n_iter, callback, early_iter + n_iter)
     return np.asarray(embedding)
+
+
+# ------------------------------------------------ t-SNE of many points ----
+
+
+def _sample_rows(n: int, size: int, random_state) -> np.ndarray:
+    """`size` distinct rows of `n`, drawn at random (seeded by `random_state`), sorted."""
+    rng = np.random.default_rng(None if random_state is None else [random_state, 1])
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
+class _SampleNeighbours:
+    """openTSNE's kNN-index interface over neighbours found up front (no openTSNE import).
+
+    `build()` gives the sample's own neighbours (for its affinities); `query(rows, k)` the
+    neighbours in the sample of the other points numbered `rows`: `_place` hands
+    `TSNEEmbedding.transform` those row numbers as its data, which openTSNE only forwards
+    here, so each chunk's search is not repeated.
+    """
+
+    def __init__(self, indices, distances, other_indices, other_distances):
+        self.indices, self.distances = indices, distances
+        self.other_indices, self.other_distances = other_indices, other_distances
+        self.n_samples, self.k = indices.shape
+
+    def build(self):
+        return self.indices, self.distances
+
+    def query(self, rows, k):
+        rows = np.asarray(rows)[:, 0]
+        found = self.other_indices[rows, :k].astype(np.int64)
+        return found, self.other_distances[rows, :k].astype(np.float64)
+
+
+def _place(embedding, others: int, full, placed, callback, step: int, total: int) -> None:
+    """Add the `others` points to the optimised sample map by `TSNEEmbedding.transform`.
+
+    Chunks of `PLACE_CHUNK` points, so the affinities and gradients held stay bounded;
+    each point is optimised against the sample only (openTSNE's transform: perplexity
+    `PLACE_PERPLEXITY`, start at the median of its neighbours, `PLACE_ITER` iterations).
+    `full[placed]` receives the positions; `callback(full, step + chunk, total)` after each.
+    """
+    for number, start in enumerate(range(0, others, PLACE_CHUNK), start=1):
+        rows = np.arange(start, min(others, start + PLACE_CHUNK))
+        part = embedding.transform(rows[:, None], perplexity=PLACE_PERPLEXITY, n_iter=PLACE_ITER)
+        full[placed[rows]] = np.asarray(part)
+        if callback is not None:
+            callback(full, step + number, total)
+
+
+def _neighbours_in_sample(queries, x_sample, k: int, n_jobs: int, seed: int):
+    """Each query row's k nearest sample rows: (indices int32, distances float32).
+
+    Exact up to `EXACT_KNN_MAX`^2 distances, Annoy above (a million queries against
+    25,000 sample points take minutes exactly, a fraction of that in a forest).
+    """
+    if len(queries) * len(x_sample) > EXACT_KNN_MAX**2:
+        return _annoy_query(x_sample, queries, k, n_jobs, seed)
+    found, dist = _exact_knn(queries, x_sample, k, skip_self=False)
+    return found.astype(np.int32), dist.astype(np.float32)
+
+
+def _tsne_sampled(x, size, perplexity, random_state, n_jobs, early_iter, n_iter, verbose, callback):
+    """t-SNE of many points: optimise a random sample of `size`, then place the rest.
+
+    The sample map is openTSNE's (as `_tsne_opentsne`); every other point is then placed
+    against it by `_place`, from its neighbours in the sample. Until placed, a point is
+    drawn on its nearest sample point, so `callback` always sees all N points: it animates
+    the sample's optimisation, shows its final map, then one step per placed chunk.
+    """
+    n = len(x)
+    sample = _sample_rows(n, size, random_state)
+    rest = np.ones(n, dtype=bool)
+    rest[sample] = False
+    placed = np.flatnonzero(rest)
+    x_sample = np.ascontiguousarray(x[sample])
+    perplexity = min(perplexity, (size - 1) / 3)
+    embedding = _tsne_embedding(x_sample, perplexity, random_state, n_jobs, verbose)
+    k = min(size, int(3 * PLACE_PERPLEXITY))  # what openTSNE's transform asks for
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
+    found, dist = _neighbours_in_sample(x[placed], x_sample, k, n_jobs, seed)
+    own = embedding.affinities.knn_index
+    embedding.affinities.knn_index = _SampleNeighbours(own.indices, own.distances, found, dist)
+    nearest = found[:, 0]
+    full = np.empty((n, 2), dtype=np.float32)
+    total = early_iter + n_iter + -(-len(placed) // PLACE_CHUNK)
+
+    def step(current: np.ndarray, iteration: int, iterations: int) -> None:
+        full[sample] = current
+        full[placed] = current[nearest]
+        callback(full, iteration, iterations)
+
+    _optimise(embedding, early_iter, n_iter, None if callback is None else step, total)
+    embedding -= (embedding.max(axis=0) + embedding.min(axis=0)) / 2  # as transform does
+    full[sample] = embedding
+    full[placed] = np.asarray(embedding)[nearest]
+    if callback is not None:  # the sample's final map, before the placement
+        callback(full, early_iter + n_iter, total)
+    _place(embedding, len(placed), full, placed, callback, early_iter + n_iter, total)
+    return full
+
+
+def _sample_size(sample: Any, n: int, backend: str) -> int:
+    """How many points the t-SNE optimises: `n` (exact) or a sample size below `n`.
+
+    `sample` None: `SAMPLE` above `LARGE` points with openTSNE, else every point; 0 or
+    False: every point; a positive integer: that many (at least `MIN_SAMPLE`).
+    """
+    if sample is None:
+        return SAMPLE if n > LARGE and backend == "opentsne" and n > SAMPLE else n
+    if sample is False:
+        return n
+    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 0:
+        raise ValueError(f"sample must be None, 0/False or a positive integer; got {sample!r}")
+    if sample == 0 or sample >= n:
+        return n
+    if sample < MIN_SAMPLE:
+        raise ValueError(f"sample must be at least {MIN_SAMPLE} points; got {sample}")
+    if backend != "opentsne":
+        raise ValueError("a t-SNE of a sample needs openTSNE (backend 'opentsne')")
+    return int(sample)
 
 
 def _tsne_sklearn(x, perplexity, random_state, n_jobs, verbose):
@@ -328,6 +535,7 @@ def embed(
     n_jobs: int | None = None,
     verbose: bool = False,
     callback: Callable[[np.ndarray, int, int], None] | None = None,
+    sample: int | bool | None = None,
 ) -> np.ndarray:
     """A 2-D map (N, 2) float32 of (N, D) features by t-SNE (default) or PCA.
 
@@ -341,6 +549,14 @@ def embed(
     every `CALLBACK_EVERY` openTSNE iterations (a widget animates the map; an exception it
     raises, such as a cancellation, ends the optimisation); scikit-learn's t-SNE has no such
     hook and PCA is one step.
+
+    Many points (more than `LARGE`, with openTSNE): t-SNE optimises a random sample of
+    `SAMPLE` points (drawn from `random_state`) and places every other point on that map
+    with openTSNE's `transform`, in chunks of `PLACE_CHUNK` (`_tsne_sampled`). The callback
+    then always gets all N points (those not yet placed on their nearest sample point): the
+    sample's iterations, its final map at `early_iter + n_iter`, then one step per placed
+    chunk, `iterations` counting those steps too. `sample` forces a path: 0 or False, every
+    point; a positive integer, a sample of that many (the whole set when it is not smaller).
     """
     _check_choice(method, METHODS, "method")
     _check_choice(backend, BACKENDS, "backend")
@@ -364,11 +580,16 @@ def embed(
         backend = "opentsne" if has_opentsne() else "sklearn"
     elif backend == "opentsne" and not has_opentsne():
         raise ImportError("backend='opentsne' needs openTSNE: pip install openTSNE")
+    size = _sample_size(sample, n, backend)
     jobs = default_jobs() if n_jobs is None else int(n_jobs)
     dims = min(max(pca_dims, 2), n, x.shape[1])
     # Principal-component scores also when not reducing: their first two columns are the init.
     reduced = pca(x, dims) if x.shape[1] >= 2 else x
-    if backend == "opentsne":
+    if size < n:
+        xy = _tsne_sampled(
+            reduced, size, perplexity, random_state, jobs, early_iter, n_iter, verbose, callback
+        )
+    elif backend == "opentsne":
         xy = _tsne_opentsne(
             reduced, perplexity, random_state, jobs, early_iter, n_iter, verbose, callback
         )
@@ -474,6 +695,43 @@ def knn_agreement(points: Any, labels: Any, k: int = 10) -> float:
         raise ValueError(f"k must be an integer in 1..{len(x) - 1}; got {k!r}")
     index = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
     return float((y[index] == y[:, None]).mean())
+
+
+def _knn_rows(x: np.ndarray, k: int, rows: np.ndarray | None) -> np.ndarray:
+    """Indices of the k nearest other points of `x` (euclidean) for each of `rows`."""
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=k + 1 if rows is not None else k).fit(x)
+    if rows is None:
+        return index.kneighbors(return_distance=False)
+    found = index.kneighbors(x[rows], return_distance=False)
+    keep = found != rows[:, None]  # drop each row itself (or, in a tie, its last neighbour)
+    keep[keep.sum(axis=1) > k, -1] = False
+    return found[keep].reshape(len(rows), k)
+
+
+def neighbour_agreement(a: Any, b: Any, k: int = 10, rows: Any = None) -> float:
+    """Mean fraction of each point's k nearest neighbours in `a` that are also among its k
+    nearest in `b`: how well two maps (or a map and its features) agree locally.
+
+    `a` and `b` hold the same N points as rows, of any widths (a 2-D map against another,
+    or against the features it was made from). 1.0: the same neighbourhoods; k / (N - 1)
+    is what unrelated arrangements score on average. `rows` (indices) scores only those
+    points, their neighbours still searched among all N: a cheap estimate for large N.
+    """
+    x = check_features(a, name="a", min_rows=2)
+    y = check_features(b, name="b", min_rows=2)
+    if len(x) != len(y):
+        raise ValueError(f"a and b must hold the same points; got {len(x)} and {len(y)} rows")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < len(x):
+        raise ValueError(f"k must be an integer in 1..{len(x) - 1}; got {k!r}")
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size == 0 or rows.min() < 0 or rows.max() >= len(x):
+            raise ValueError(f"rows must be indices in 0..{len(x) - 1}")
+    found_a, found_b = _knn_rows(x, k, rows), _knn_rows(y, k, rows)
+    shared = (found_a[:, :, None] == found_b[:, None, :]).any(axis=2)
+    return float(shared.mean())
 
 
 def grid_layout(points: Any) -> np.ndarray:
