@@ -28,7 +28,7 @@ from cnnviz_widgets import (
     export,
     render,
 )
-from cnnviz_widgets.widgets._array import array_from_json
+from cnnviz_widgets.widgets._codec import array_from_json
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 

@@ -19,7 +19,7 @@ from ..inspect.kinds import POST_ACTIVATION
 from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.wrappers import unwrap
-from ._array import Array
+from ._codec import Array
 from ._derived import catalogue_of
 from ._layers import layer_choices
 from ._owner import owner_of

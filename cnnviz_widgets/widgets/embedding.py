@@ -30,7 +30,7 @@ from ..inspect.inputs import check_positive
 from ..inspect.predict import bound_model
 from ..inspect.regions import find_regions
 from ..inspect.wrappers import unwrap
-from ._array import Array
+from ._codec import Array
 from ._job import JobWidget
 from ._owner import Now, Superseded, Ticket
 from ._progress import pass_batch_size

@@ -27,7 +27,7 @@ from ..inspect.predict import (
 )
 from ..inspect.view import eval_view
 from ..inspect.wrappers import unwrap
-from ._array import Array
+from ._codec import Array
 from ._derived import derived
 from ._job import JobWidget
 from ._owner import Ticket

@@ -25,7 +25,7 @@ from ..inspect.layers import default_layer
 from ..inspect.predict import bound_model
 from ..inspect.receptive import receptive_fields
 from ..inspect.wrappers import unwrap
-from ._array import Array
+from ._codec import Array
 from ._derived import fields_of
 from ._job import JobWidget
 from ._layers import layer_choices

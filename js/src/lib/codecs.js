@@ -1,5 +1,5 @@
 // @ts-check
-// Binary traits: the array codec (`readArray` / `writeArray`, cnnviz_widgets/widgets/_array.py)
+// Binary traits: the array codec (`readArray` / `writeArray`, cnnviz_widgets/widgets/_codec.py)
 // and PNG Bytes traits (arrive as DataView, ArrayBuffer or Uint8Array).
 
 const EMPTY = new Uint8Array(0);
@@ -24,7 +24,7 @@ export function toBytes(value) {
   return EMPTY;
 }
 
-/** The typed array of each dtype the array codec sends (cnnviz_widgets/widgets/_array.py). */
+/** The typed array of each dtype the array codec sends (cnnviz_widgets/widgets/_codec.py). */
 const TYPED = /** @type {const} */ ({
   int8: Int8Array,
   uint8: Uint8Array,
